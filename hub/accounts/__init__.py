@@ -1,0 +1,1 @@
+"""Accounts (tenants), employees, app users and integration API keys."""

@@ -1,0 +1,105 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+
+import httpx
+import structlog
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from hub import __version__
+from hub.auth.middleware import HubAuthMiddleware
+from hub.db import Database
+from hub.deps import dependencies
+from hub.errors import exception_handlers
+from hub.jobs import JobContext, registered_jobs, run_jobs
+from hub.logging import configure_logging
+from hub.routes import route_handlers
+from hub.settings import Settings, get_settings
+
+__all__ = ["create_app", "shutdown"]
+
+log = structlog.get_logger("hub.app")
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Hub API",
+        version=__version__,
+        description="Service-desk partner-exchange and integration hub. Errors are RFC 9457 problem JSON "
+        "with a stable `code`.",
+        path="/docs",
+        render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                "ApiKey": SecurityScheme(type="apiKey", name="X-Api-Key", security_scheme_in="header"),
+            }
+        ),
+        security=[{"BearerToken": []}, {"ApiKey": []}],
+    )
+
+
+def create_app(settings: Settings | None = None, *, run_background_jobs: bool | None = None) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging()
+    db = Database(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    start_jobs = settings.server.worker_in_process if run_background_jobs is None else run_background_jobs
+
+    jobs = JobContext(db=db, settings=settings, http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(run_jobs(jobs, registered_jobs(), stop)) if start_jobs else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if runner is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(runner, timeout=10)
+            await shutdown(app)
+
+    app = Litestar(
+        route_handlers=[*route_handlers(), MetricsController],
+        dependencies=dependencies,
+        exception_handlers=exception_handlers,
+        middleware=[
+            PrometheusConfig(app_name="hub", group_path=True, exclude=["/metrics"]).middleware,
+            DefineMiddleware(
+                HubAuthMiddleware,
+                exclude=["^/docs", "^/metrics", "^/health", "^/ready", "^/console", "^/static"],
+                exclude_from_auth_key="exclude_from_auth",
+            ),
+        ],
+        openapi_config=_openapi(),
+        lifespan=[lifespan],
+        cors_config=CORSConfig(allow_origins=[]),
+        request_max_body_size=settings.server.max_request_bytes,
+        state=State({"settings": settings, "db": db, "jobs": jobs}),
+        debug=False,
+    )
+    return app
+
+
+async def shutdown(app: Litestar) -> None:
+    """Release what :func:`create_app` opened (also called by tests that skip the lifespan)."""
+    await app.state.jobs.http.aclose()
+    await app.state.db.dispose()

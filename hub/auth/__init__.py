@@ -1,0 +1,1 @@
+"""Authentication and authorisation: passwords, signed tokens, API keys, principals and guards."""

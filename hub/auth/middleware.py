@@ -1,0 +1,62 @@
+"""Resolves the caller of every request into a :class:`Principal` (or refuses it)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlalchemy import select, update
+
+from hub.accounts.models import ApiKey
+from hub.auth.principal import Principal
+from hub.auth.tokens import decode_access_token, secret_hash
+from hub.db import Database, utcnow
+from hub.errors import Unauthorized
+from hub.settings import Settings
+
+__all__ = ["API_KEY_PREFIX", "HubAuthMiddleware", "authenticate_api_key"]
+
+API_KEY_PREFIX = "hubk_"
+
+
+async def authenticate_api_key(db: Database, presented: str) -> Principal:
+    try:
+        _, prefix, secret = presented.split("_", 2)
+    except ValueError as exc:
+        raise Unauthorized("Malformed API key", code="invalid_api_key") from exc
+    async with db.sessionmaker() as session, session.begin():
+        key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        if (
+            key is None
+            or key.revoked_at is not None
+            or not hmac.compare_digest(key.secret_hash, secret_hash(secret))
+        ):
+            raise Unauthorized("Unknown or revoked API key", code="invalid_api_key")
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
+        return Principal(
+            kind="api_key", account_id=key.account_id, subject_id=key.id, name=key.name, key_kind=key.kind
+        )
+
+
+class HubAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        settings: Settings = connection.app.state.settings
+        header = connection.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        api_key = connection.headers.get("x-api-key") or (token if token.startswith(API_KEY_PREFIX) else "")
+        if api_key:
+            principal = await authenticate_api_key(connection.app.state.db, api_key)
+        elif token:
+            principal = decode_access_token(token, settings.security.secret_key)
+        elif connection.scope["type"] == "http" and "access_token" in connection.query_params:
+            # EventSource cannot send headers: SSE streams pass the access token in the query.
+            principal = decode_access_token(
+                connection.query_params["access_token"], settings.security.secret_key
+            )
+        else:
+            raise Unauthorized("Send 'Authorization: Bearer <token>' or an X-Api-Key header")
+        return AuthenticationResult(user=principal, auth=principal)

@@ -1,0 +1,177 @@
+"""The ``hub`` command: serve, migrate, worker, account create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from hub.settings import Settings, get_settings
+
+__all__ = ["main"]
+
+
+def _migrate(settings: Settings) -> None:
+    from hub.migrate import upgrade
+
+    upgrade(settings.database.url)
+
+
+async def _check_migrated(settings: Settings) -> None:
+    """PostgreSQL is migrated by an operator (``hub migrate``); refuse to serve an old schema."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from hub.db import Database
+    from hub.migrate import alembic_config
+
+    heads = set(ScriptDirectory.from_config(alembic_config(settings.database.url)).get_heads())
+    db = Database(settings.database.url)
+    try:
+        async with db.engine.connect() as connection:
+            current = await connection.run_sync(
+                lambda c: set(MigrationContext.configure(c).get_current_heads())
+            )
+    finally:
+        await db.dispose()
+    if current != heads:
+        sys.exit(
+            f"The database is not migrated (at {sorted(current)}, need {sorted(heads)}): run `hub migrate`."
+        )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from hub.app import create_app
+
+    settings = get_settings()
+    if settings.database.url.startswith("sqlite"):
+        _migrate(settings)
+    else:
+        asyncio.run(_check_migrated(settings))
+    if args.demo:
+        from hub.demo import print_demo, seed_demo
+
+        print_demo(asyncio.run(seed_demo(settings)), settings)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    print(f"hub listening on http://{host}:{port}  (API docs: {settings.server.public_url}/docs)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+def cmd_migrate(_: argparse.Namespace) -> None:
+    settings = get_settings()
+    _migrate(settings)
+    print("database migrated")
+
+
+def cmd_worker(_: argparse.Namespace) -> None:
+    import httpx
+
+    from hub.db import Database
+    from hub.jobs import JobContext, registered_jobs, run_jobs
+    from hub.logging import configure_logging
+    from hub.routes import route_handlers
+
+    settings = get_settings()
+    configure_logging()
+    route_handlers()  # importing the domains registers their jobs
+
+    async def run() -> None:
+        db = Database(settings.database.url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+            try:
+                await run_jobs(JobContext(db=db, settings=settings, http=http), registered_jobs(), stop)
+            finally:
+                await db.dispose()
+
+    print(f"hub worker running jobs: {', '.join(job.name for job in registered_jobs())}", flush=True)
+    asyncio.run(run())
+
+
+def cmd_account_create(args: argparse.Namespace) -> None:
+    from hub.accounts.schemas import EmployeeCreate
+    from hub.accounts.service import create_account, create_employee
+    from hub.db import Database
+
+    settings = get_settings()
+    if settings.database.url.startswith("sqlite"):
+        _migrate(settings)
+
+    async def run() -> None:
+        db = Database(settings.database.url)
+        try:
+            async with db.sessionmaker() as session, session.begin():
+                account = await create_account(
+                    session,
+                    name=args.name,
+                    slug=args.slug,
+                    default_region=args.region,
+                    currency=args.currency,
+                )
+                await create_employee(
+                    session,
+                    account.id,
+                    EmployeeCreate(
+                        name=args.admin_name,
+                        email=args.admin_email,
+                        role="administrator",
+                        password=args.admin_password,
+                    ),
+                    log2_n=settings.security.password_log2_n,
+                )
+        finally:
+            await db.dispose()
+        print(f"account {args.slug!r} created; administrator {args.admin_email} can sign in")
+
+    asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub", description="Service-desk partner-exchange and integration hub"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (migrates the embedded SQLite first)")
+    serve.add_argument("--demo", action="store_true", help="seed demo accounts and print their credentials")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser("worker", help="run background jobs (outbox, sweepers) without HTTP").set_defaults(
+        func=cmd_worker
+    )
+
+    account = commands.add_parser("account", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    create = account.add_parser("create", help="create an account with its first administrator")
+    create.add_argument("--name", required=True)
+    create.add_argument("--slug", required=True)
+    create.add_argument("--admin-name", default="Administrator")
+    create.add_argument("--admin-email", required=True)
+    create.add_argument("--admin-password", required=True)
+    create.add_argument("--region", default="RU")
+    create.add_argument("--currency", default="RUB")
+    create.set_defaults(func=cmd_account_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""One exception hierarchy, mapped to RFC 9457 problem JSON in one place.
+
+Every error the API returns has a stable machine-readable ``code``; clients branch on it, never
+on ``title`` or ``detail``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "HubError",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "Unprocessable",
+    "exception_handlers",
+    "problem_response",
+]
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger("hub.errors")
+
+
+class HubError(Exception):
+    """Base of every error the hub reports to a caller."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class BadRequest(HubError):
+    pass
+
+
+class Unauthorized(HubError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(HubError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(HubError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(HubError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class Gone(HubError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
+class PayloadTooLarge(HubError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class Unprocessable(HubError):
+    status = 422
+    code = "unprocessable"
+    title = "Request cannot be applied"
+
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str | None = None, instance: str | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"type": f"urn:hub:problem:{code}", "title": title, "status": status, "code": code}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _hub_error(request: Request[Any, Any, Any], exc: HubError) -> Response[dict[str, Any]]:
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, request.url.path, **exc.extra)
+
+
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    return problem_response(
+        400, "validation_error", "Invalid request", exc.detail, request.url.path, errors=errors
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    code = _CODES_BY_STATUS.get(status, f"http_{status}")
+    return problem_response(status, code, exc.detail or code, exc.detail, request.url.path)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled_error", path=request.url.path, error=repr(exc))
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal error", None, request.url.path
+    )
+
+
+exception_handlers: dict[Any, Any] = {
+    HubError: _hub_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

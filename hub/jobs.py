@@ -1,0 +1,87 @@
+"""Periodic background jobs (outbox delivery, sweepers, reconciliation).
+
+They run inside the web process by default and in ``hub worker`` processes beside it; every job
+must be safe to run in several processes at once (row locks / conditional updates, never
+in-process state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+
+from hub.db import Database
+from hub.settings import Settings
+
+__all__ = ["JobContext", "PeriodicJob", "register_job", "registered_jobs", "run_jobs"]
+
+log = structlog.get_logger("hub.jobs")
+
+
+@dataclass
+class JobContext:
+    db: Database
+    settings: Settings
+    http: httpx.AsyncClient
+    # Set to run a job's next round at once (e.g. after a commit that queued outbox messages).
+    wake_events: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def wake(self, job_name: str) -> None:
+        event = self.wake_events.get(job_name)
+        if event is not None:
+            event.set()
+
+
+JobFunction = Callable[[JobContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    run: JobFunction
+    interval: Callable[[Settings], float]
+
+
+_JOBS: dict[str, PeriodicJob] = {}
+
+
+def register_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
+    """Decorator: make ``fn`` a periodic job. Registration happens at import of its module."""
+
+    def decorate(fn: JobFunction) -> JobFunction:
+        _JOBS[name] = PeriodicJob(name, fn, interval)
+        return fn
+
+    return decorate
+
+
+def registered_jobs() -> list[PeriodicJob]:
+    return list(_JOBS.values())
+
+
+async def _loop(job: PeriodicJob, ctx: JobContext, stop: asyncio.Event) -> None:
+    wake = ctx.wake_events.setdefault(job.name, asyncio.Event())
+    while not stop.is_set():
+        wake.clear()
+        try:
+            await job.run(ctx)
+        except Exception:  # a failing round must not kill the loop; it is logged and retried
+            log.exception("job_failed", job=job.name)
+        waiter = asyncio.ensure_future(wake.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait(
+            {waiter, stopper}, timeout=job.interval(ctx.settings), return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        stopper.cancel()
+
+
+async def run_jobs(ctx: JobContext, jobs: list[PeriodicJob], stop: asyncio.Event) -> None:
+    """Run every job in its own loop until ``stop`` is set."""
+    for job in jobs:
+        ctx.wake_events.setdefault(job.name, asyncio.Event())
+    await asyncio.gather(*(_loop(job, ctx, stop) for job in jobs))

@@ -1,0 +1,7 @@
+"""Imports every model module so that ``Base.metadata`` knows every table (Alembic, tests)."""
+
+from hub.accounts import models as accounts_models
+from hub.db import Base
+from hub.people import models as people_models
+
+__all__ = ["Base", "accounts_models", "people_models"]

@@ -1,0 +1,1 @@
+"""People and places (DESK-2): client companies, contacts, service objects and object users."""

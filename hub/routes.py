@@ -1,0 +1,22 @@
+"""Every route handler of the app, by domain. A new domain adds one line here."""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+__all__ = ["route_handlers"]
+
+
+def route_handlers() -> list[ControllerRouterHandler]:
+    from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
+    from hub.auth.controllers import AuthController
+    from hub.system import health, ready
+
+    return [
+        health,
+        ready,
+        AuthController,
+        AccountController,
+        EmployeeController,
+        ApiKeyController,
+    ]

@@ -1,0 +1,162 @@
+"""Typed settings, read once from the environment (``HUB_*`` variables)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+import msgspec
+
+__all__ = [
+    "DatabaseSettings",
+    "FileSettings",
+    "SecuritySettings",
+    "ServerSettings",
+    "Settings",
+    "get_settings",
+]
+
+
+class ConfigurationError(RuntimeError):
+    """Raised at start-up when the environment describes an impossible configuration."""
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True):
+    url: str
+    echo: bool = False
+    pool_size: int = 10
+
+
+class ServerSettings(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    worker_in_process: bool = True
+    sweeper_interval_seconds: float = 30.0
+    max_request_bytes: int = 1024 * 1024
+    # Partner hubs on loopback / private addresses are refused unless this is set (test networks).
+    allow_insecure_partners: bool = False
+    channels_backend: str = "memory"  # memory | postgres | redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class FileSettings(msgspec.Struct, frozen=True):
+    max_files_per_ticket: int = 15
+    max_file_bytes: int = 40 * 1024 * 1024
+
+
+class SecuritySettings(msgspec.Struct, frozen=True):
+    secret_key: str
+    access_token_seconds: int = 900
+    refresh_token_seconds: int = 30 * 24 * 3600
+    # scrypt cost (N = 2**log2_n); memory = 128 * r * N bytes. 2**14 * 8 * 128 = 16 MiB.
+    password_log2_n: int = 14
+
+
+class Settings(msgspec.Struct, frozen=True):
+    data_dir: Path
+    database: DatabaseSettings
+    server: ServerSettings
+    files: FileSettings
+    security: SecuritySettings
+    sla_auto_close_hours: float = 72.0
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"HUB_{name}", default)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"HUB_{name} must be a boolean, got {raw!r}")
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    try:
+        return default if raw is None else int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"HUB_{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    try:
+        return default if raw is None else float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"HUB_{name} must be a number, got {raw!r}") from exc
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The signing secret: from the environment, else one generated once and kept in the data dir."""
+    configured = _env("SECRET_KEY")
+    if configured:
+        if len(configured) < 32:
+            raise ConfigurationError("HUB_SECRET_KEY must be at least 32 characters")
+        return configured
+    key_file = data_dir / "secret.key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings() -> Settings:
+    data_dir = Path(_env("DATA_DIR", "./data") or "./data").resolve()
+    database_url = _env("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'hub.db'}"
+    if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigurationError("HUB_DATABASE_URL must use sqlite+aiosqlite:// or postgresql+asyncpg://")
+    host = _env("HOST", "127.0.0.1") or "127.0.0.1"
+    port = _int("PORT", 8000)
+    channels_backend = _env("CHANNELS_BACKEND") or (
+        "postgres" if database_url.startswith("postgresql") else "memory"
+    )
+    if channels_backend not in {"memory", "postgres", "redis"}:
+        raise ConfigurationError("HUB_CHANNELS_BACKEND must be memory, postgres or redis")
+    return Settings(
+        data_dir=data_dir,
+        database=DatabaseSettings(url=database_url, echo=_bool("DATABASE_ECHO", False)),
+        server=ServerSettings(
+            host=host,
+            port=port,
+            public_url=(_env("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
+            worker_in_process=_bool("WORKER_IN_PROCESS", True),
+            sweeper_interval_seconds=_float("SWEEPER_INTERVAL_SECONDS", 30.0),
+            max_request_bytes=_int("MAX_REQUEST_BYTES", 1024 * 1024),
+            allow_insecure_partners=_bool("ALLOW_INSECURE_PARTNERS", False),
+            channels_backend=channels_backend,
+            redis_url=_env("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        ),
+        files=FileSettings(
+            max_files_per_ticket=_int("MAX_FILES_PER_TICKET", 15),
+            max_file_bytes=_int("MAX_FILE_BYTES", 40 * 1024 * 1024),
+        ),
+        security=SecuritySettings(
+            secret_key=_secret_key(data_dir),
+            access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900),
+            refresh_token_seconds=_int("REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+            password_log2_n=_int("PASSWORD_LOG2_N", 14),
+        ),
+        sla_auto_close_hours=_float("AUTO_CLOSE_HOURS", 72.0),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process, read from the environment on first use."""
+    return load_settings()
