@@ -1,0 +1,84 @@
+"""Domain events of the desk, delivered to subscribers inside the same transaction.
+
+Other domains react here instead of the desk knowing them: the exchange mirrors comments and
+status to partners, telephony binds calls, notifications queue outbox messages, the client app
+pushes live updates. Subscribers must not commit; anything that leaves the process goes through
+the outbox (``hub.outbox.enqueue``) or ``hub.db.after_commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.desk.actors import Actor
+
+if TYPE_CHECKING:
+    from hub.desk.models import Comment, Ticket
+
+__all__ = [
+    "CommentAdded",
+    "DeskEvent",
+    "StatusChanged",
+    "TicketCreated",
+    "TicketUpdated",
+    "emit",
+    "subscribe",
+]
+
+
+@dataclass(frozen=True)
+class DeskEvent:
+    ticket: Ticket
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class TicketCreated(DeskEvent):
+    # Extra request data other domains act on (e.g. ``call_id`` for telephony binding, TEL-5).
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusChanged(DeskEvent):
+    old_status: str = ""
+    new_status: str = ""
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class CommentAdded(DeskEvent):
+    comment: Comment | None = None
+    # Extra request data, e.g. ``pass_to_partner`` for the exchange (EX-5).
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TicketUpdated(DeskEvent):
+    # field name -> (old, new); e.g. responsible_id, executor_ids, repair_date, rating
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+E = TypeVar("E", bound=DeskEvent)
+Subscriber = Callable[[AsyncSession, Any], Awaitable[None]]
+_subscribers: dict[type[DeskEvent], list[Subscriber]] = {}
+
+
+def subscribe(event_type: type[E]) -> Callable[[Callable[[AsyncSession, E], Awaitable[None]]], Any]:
+    """Decorator: call ``fn(session, event)`` for every event of ``event_type`` (subclasses too)."""
+
+    def decorate(fn: Callable[[AsyncSession, E], Awaitable[None]]) -> Any:
+        _subscribers.setdefault(event_type, []).append(fn)
+        return fn
+
+    return decorate
+
+
+async def emit(session: AsyncSession, event: DeskEvent) -> None:
+    for event_type, subscribers in list(_subscribers.items()):
+        if isinstance(event, event_type):
+            for subscriber in list(subscribers):
+                await subscriber(session, event)
