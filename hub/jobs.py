@@ -17,7 +17,7 @@ import structlog
 from hub.db import Database
 from hub.settings import Settings
 
-__all__ = ["JobContext", "PeriodicJob", "register_job", "registered_jobs", "run_jobs"]
+__all__ = ["JobContext", "PeriodicJob", "register_job", "registered_jobs", "run_jobs", "wake_job"]
 
 log = structlog.get_logger("hub.jobs")
 
@@ -47,6 +47,14 @@ class PeriodicJob:
 
 
 _JOBS: dict[str, PeriodicJob] = {}
+# Wake-up events of the job loops running in this process, by job name.
+_LOCAL_WAKERS: dict[str, set[asyncio.Event]] = {}
+
+
+def wake_job(name: str) -> None:
+    """Run the named job's next round now in every loop of this process (others poll)."""
+    for event in _LOCAL_WAKERS.get(name, ()):
+        event.set()
 
 
 def register_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
@@ -65,19 +73,23 @@ def registered_jobs() -> list[PeriodicJob]:
 
 async def _loop(job: PeriodicJob, ctx: JobContext, stop: asyncio.Event) -> None:
     wake = ctx.wake_events.setdefault(job.name, asyncio.Event())
-    while not stop.is_set():
-        wake.clear()
-        try:
-            await job.run(ctx)
-        except Exception:  # a failing round must not kill the loop; it is logged and retried
-            log.exception("job_failed", job=job.name)
-        waiter = asyncio.ensure_future(wake.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait(
-            {waiter, stopper}, timeout=job.interval(ctx.settings), return_when=asyncio.FIRST_COMPLETED
-        )
-        waiter.cancel()
-        stopper.cancel()
+    _LOCAL_WAKERS.setdefault(job.name, set()).add(wake)
+    try:
+        while not stop.is_set():
+            wake.clear()
+            try:
+                await job.run(ctx)
+            except Exception:  # a failing round must not kill the loop; it is logged and retried
+                log.exception("job_failed", job=job.name)
+            waiter = asyncio.ensure_future(wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=job.interval(ctx.settings), return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+    finally:
+        _LOCAL_WAKERS[job.name].discard(wake)
 
 
 async def run_jobs(ctx: JobContext, jobs: list[PeriodicJob], stop: asyncio.Event) -> None:

@@ -2,6 +2,7 @@
 
 from hub.accounts import models as accounts_models
 from hub.db import Base
+from hub.outbox import models as outbox_models
 from hub.people import models as people_models
 
-__all__ = ["Base", "accounts_models", "people_models"]
+__all__ = ["Base", "accounts_models", "outbox_models", "people_models"]

@@ -10,6 +10,8 @@ __all__ = ["route_handlers"]
 def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
+    from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
+    from hub.outbox.controllers import OutboxController
     from hub.system import health, ready
 
     return [
@@ -19,4 +21,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AccountController,
         EmployeeController,
         ApiKeyController,
+        OutboxController,
     ]

@@ -55,12 +55,24 @@ class SecuritySettings(msgspec.Struct, frozen=True):
     password_log2_n: int = 14
 
 
+class OutboxSettings(msgspec.Struct, frozen=True):
+    max_attempts: int = 10
+    # Exponential backoff with jitter between attempts: initial, then doubling, capped.
+    initial_delay_seconds: float = 2.0
+    max_delay_seconds: float = 600.0
+    # A claimed message whose worker died is taken over after this lease.
+    lease_seconds: float = 120.0
+    batch_size: int = 50
+    poll_seconds: float = 1.0
+
+
 class Settings(msgspec.Struct, frozen=True):
     data_dir: Path
     database: DatabaseSettings
     server: ServerSettings
     files: FileSettings
     security: SecuritySettings
+    outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
     sla_auto_close_hours: float = 72.0
 
     @property
@@ -151,6 +163,14 @@ def load_settings() -> Settings:
             access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900),
             refresh_token_seconds=_int("REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
             password_log2_n=_int("PASSWORD_LOG2_N", 14),
+        ),
+        outbox=OutboxSettings(
+            max_attempts=_int("OUTBOX_MAX_ATTEMPTS", 10),
+            initial_delay_seconds=_float("OUTBOX_INITIAL_DELAY_SECONDS", 2.0),
+            max_delay_seconds=_float("OUTBOX_MAX_DELAY_SECONDS", 600.0),
+            lease_seconds=_float("OUTBOX_LEASE_SECONDS", 120.0),
+            batch_size=_int("OUTBOX_BATCH_SIZE", 50),
+            poll_seconds=_float("OUTBOX_POLL_SECONDS", 1.0),
         ),
         sla_auto_close_hours=_float("AUTO_CLOSE_HOURS", 72.0),
     )

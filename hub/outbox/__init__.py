@@ -1,0 +1,26 @@
+"""The durable outbox: every outbound effect is written in the transaction of the change that
+causes it, and delivered after commit by a worker with bounded retries and a dead-letter state.
+
+    await enqueue(session, account_id=..., topic="...", payload={...}, idempotency_key="...")
+
+    @outbox_handler("...")
+    async def deliver(ctx: DeliveryContext, message: MessageView) -> None: ...
+"""
+
+from hub.outbox.handlers import (
+    DeliveryContext,
+    MessageView,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    outbox_handler,
+)
+from hub.outbox.service import enqueue
+
+__all__ = [
+    "DeliveryContext",
+    "MessageView",
+    "PermanentDeliveryError",
+    "TransientDeliveryError",
+    "enqueue",
+    "outbox_handler",
+]
