@@ -1,0 +1,143 @@
+"""The app shell: health, readiness, metrics, problem JSON for every error, settings, CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.settings import ConfigurationError, load_settings
+from tests.conftest import PASSWORD, Tenant
+
+
+async def test_health_and_ready_answer_without_credentials(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert (await client.get("/ready")).json() == {"status": "ready"}
+
+
+async def test_metrics_are_exposed_in_prometheus_format(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    await client.get("/api/auth/me", headers=tenant.admin.headers)
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'path="/api/auth/me",status_code="200"' in metrics.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/api/no-such-route", 404, "not_found"),
+        ("DELETE", "/api/auth/login", 405, "method_not_allowed"),
+        ("GET", "/api/employees", 401, "unauthorized"),
+    ],
+)
+async def test_errors_are_problem_json_with_a_stable_code(
+    client: httpx.AsyncClient, method: str, path: str, status: int, code: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == code and body["status"] == status and body["title"]
+
+
+async def test_malformed_json_and_unknown_fields_are_validation_problems(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    broken = await client.post(
+        "/api/auth/login", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400 and broken.json()["code"] == "bad_request"
+    extra = await client.post(
+        "/api/auth/login", json={"account": tenant.slug, "login": "a@b.c", "password": "x", "admin": True}
+    )
+    assert extra.status_code == 400 and extra.json()["code"] == "validation_error"
+
+
+async def test_oversized_body_is_refused_with_problem_json(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    huge = b'{"account": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    response = await client.post(
+        "/api/auth/login", content=huge, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/docs/openapi.json")).json()
+    assert "/api/auth/login" in schema["paths"]
+    assert "BearerToken" in schema["components"]["securitySchemes"]
+
+
+def test_bad_settings_fail_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HUB_DATABASE_URL", "mysql://nope")
+    with pytest.raises(ConfigurationError, match="HUB_DATABASE_URL"):
+        load_settings()
+    monkeypatch.delenv("HUB_DATABASE_URL")
+    monkeypatch.setenv("HUB_PORT", "eighty")
+    with pytest.raises(ConfigurationError, match="HUB_PORT"):
+        load_settings()
+    monkeypatch.delenv("HUB_PORT")
+    monkeypatch.setenv("HUB_SECRET_KEY", "short")
+    with pytest.raises(ConfigurationError, match="HUB_SECRET_KEY"):
+        load_settings()
+
+
+def test_secret_key_is_generated_once_and_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("HUB_SECRET_KEY", raising=False)
+    first = load_settings().security.secret_key
+    assert load_settings().security.secret_key == first
+    assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_cli_account_create_then_sign_in(tmp_path: Path) -> None:
+    """`hub account create` on the embedded SQLite migrates it and makes an administrator who can sign in."""
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_PASSWORD_LOG2_N": "10"}
+    env.pop("HUB_DATABASE_URL", None)
+    hub = [sys.executable, "-m", "hub.cli"]
+    created = subprocess.run(
+        [
+            *hub,
+            "account",
+            "create",
+            "--name",
+            "Gamma",
+            "--slug",
+            "gamma",
+            "--admin-email",
+            "boss@gamma.test",
+            "--admin-password",
+            PASSWORD,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    again = subprocess.run(
+        [
+            *hub,
+            "account",
+            "create",
+            "--name",
+            "Gamma",
+            "--slug",
+            "gamma",
+            "--admin-email",
+            "x@gamma.test",
+            "--admin-password",
+            PASSWORD,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert (tmp_path / "hub.db").exists()
