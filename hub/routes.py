@@ -12,6 +12,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.auth.controllers import AuthController
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
+    from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
 
     return [
@@ -22,4 +23,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         EmployeeController,
         ApiKeyController,
         OutboxController,
+        CompanyController,
+        ContactController,
+        ObjectController,
+        PhoneController,
     ]
