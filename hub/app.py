@@ -23,6 +23,7 @@ from hub.db import Database
 from hub.deps import dependencies
 from hub.errors import exception_handlers
 from hub.jobs import JobContext, registered_jobs, run_jobs
+from hub.live import build_live
 from hub.logging import configure_logging
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
     start_jobs = settings.server.worker_in_process if run_background_jobs is None else run_background_jobs
 
     jobs = JobContext(db=db, settings=settings, http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)))
+    # Live events (SSE pop-ups, app updates) across processes: see hub/live.py.
+    live = build_live(settings, db)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -91,9 +94,10 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         ],
         openapi_config=_openapi(),
         lifespan=[lifespan],
+        plugins=[live.plugin],
         cors_config=CORSConfig(allow_origins=[]),
         request_max_body_size=settings.server.max_request_bytes,
-        state=State({"settings": settings, "db": db, "jobs": jobs}),
+        state=State({"settings": settings, "db": db, "jobs": jobs, "live": live}),
         debug=False,
     )
     return app
@@ -101,5 +105,6 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
 
 async def shutdown(app: Litestar) -> None:
     """Release what :func:`create_app` opened (also called by tests that skip the lifespan)."""
+    await app.state.live.stop()
     await app.state.jobs.http.aclose()
     await app.state.db.dispose()

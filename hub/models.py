@@ -2,7 +2,8 @@
 
 from hub.accounts import models as accounts_models
 from hub.db import Base
+from hub.live import LiveEvent
 from hub.outbox import models as outbox_models
 from hub.people import models as people_models
 
-__all__ = ["Base", "accounts_models", "outbox_models", "people_models"]
+__all__ = ["Base", "LiveEvent", "accounts_models", "outbox_models", "people_models"]
