@@ -25,6 +25,7 @@ from hub.errors import exception_handlers
 from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
 from hub.logging import configure_logging
+from hub.openapi import polish_openapi
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
 
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         state=State({"settings": settings, "db": db, "jobs": jobs, "live": live}),
         debug=False,
     )
+    # Problem JSON errors and msgspec's exact request schemas in /docs/openapi.json.
+    polish_openapi(app)
     return app
 
 

@@ -1,0 +1,236 @@
+"""What the tenancy walker (tests/test_isolation.py, DESK-1) needs to know about every route.
+
+When you add a route:
+
+- with a path parameter (``{invoice_id:int}``): register a factory for that parameter's NAME with
+  ``@factory("invoice_id")``. It creates the object in the given tenant through the real API or the
+  services and returns the value to put in the URL. Put ``world.secret(tenant)`` into a visible text
+  field (name, title, description, ...) so list checks can see a leak. Factories may ask for other
+  parameters with ``await world.id_of(tenant, "ticket_id")`` (cached per tenant, so a nested route
+  gets consistent ids);
+- that takes a JSON body the walker cannot guess (the walker fills the required fields from the
+  OpenAPI schema and puts the caller's own ids into fields named like a factory): add a sample to
+  ``BODIES[("POST", "/api/path/{param}")]``;
+- excluded from auth (webhooks, PBX URL token, hub-to-hub): register a check with
+  ``@excluded_check("/path/{token}")`` proving that account A's token/key/signature cannot reach
+  account B's data;
+- that streams forever (SSE): add its path to ``STREAMING``.
+
+The walker fails, naming the route, when any of these is missing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from litestar import Litestar
+from sqlalchemy import select
+
+from hub.db import Database
+from hub.settings import Settings
+from tests.conftest import PASSWORD, Tenant
+
+__all__ = [
+    "BODIES",
+    "EXCLUDED_CHECKS",
+    "FACTORIES",
+    "PUBLIC_PATHS",
+    "QUERIES",
+    "STREAMING",
+    "World",
+    "excluded_check",
+    "factory",
+]
+
+
+@dataclass
+class World:
+    """Two tenants, the app, and the objects made so far (per tenant and parameter name)."""
+
+    app: Litestar
+    client: httpx.AsyncClient
+    db: Database
+    settings: Settings
+    a: Tenant
+    b: Tenant
+    made: dict[tuple[int, str], Any] = field(default_factory=dict)
+    # Extra principals per tenant: "app_user", "pbx", "monitoring", "script" -> headers.
+    principals: dict[tuple[int, str], dict[str, str]] = field(default_factory=dict)
+
+    @staticmethod
+    def secret(tenant: Tenant) -> str:
+        """A marker that only this tenant's rows carry; it must never show up in another's responses."""
+        return f"isolation-secret-{tenant.slug}-x"
+
+    async def id_of(self, tenant: Tenant, name: str) -> Any:
+        key = (tenant.id, name)
+        if key not in self.made:
+            make = FACTORIES.get(name)
+            if make is None:
+                raise LookupError(f"no isolation factory for path parameter {name!r}")
+            self.made[key] = await make(self, tenant)
+        return self.made[key]
+
+    async def post(
+        self, tenant: Tenant, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
+        response = await self.client.post(path, json=body, headers=headers or tenant.admin.headers)
+        assert response.status_code in (200, 201), f"{path}: {response.status_code} {response.text}"
+        return response.json()
+
+
+Factory = Callable[[World, Tenant], Awaitable[Any]]
+ExcludedCheck = Callable[[World], Awaitable[None]]
+
+FACTORIES: dict[str, Factory] = {}
+EXCLUDED_CHECKS: dict[str, ExcludedCheck] = {}
+BODIES: dict[tuple[str, str], Callable[[World, Tenant], Awaitable[dict[str, Any]]]] = {}
+# Routes outside the auth middleware by path (system endpoints, docs, metrics).
+PUBLIC_PATHS = ("/health", "/ready", "/metrics", "/docs", "/console", "/static")
+STREAMING: set[str] = set()
+# Query strings for list routes whose required parameters the walker cannot guess usefully.
+QUERIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/api/phones/match"): {"number": "8 (495) 100-00-01"},
+}
+
+
+def factory(name: str) -> Callable[[Factory], Factory]:
+    def register(fn: Factory) -> Factory:
+        FACTORIES[name] = fn
+        return fn
+
+    return register
+
+
+def excluded_check(path: str) -> Callable[[ExcludedCheck], ExcludedCheck]:
+    def register(fn: ExcludedCheck) -> ExcludedCheck:
+        EXCLUDED_CHECKS[path] = fn
+        return fn
+
+    return register
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+@factory("employee_id")
+async def _employee(w: World, t: Tenant) -> int:
+    body = {
+        "name": f"Employee {w.secret(t)}",
+        "email": f"iso-{uuid.uuid4().hex[:8]}@{t.slug}.test",
+        "role": "engineer",
+        "password": PASSWORD,
+        "extension": "555",
+    }
+    return int((await w.post(t, "/api/employees", body))["id"])
+
+
+@factory("key_id")
+async def _api_key(w: World, t: Tenant) -> int:
+    created = await w.post(t, "/api/api-keys", {"name": f"Key {w.secret(t)}", "kind": "script"})
+    return int(created["api_key"]["id"])
+
+
+# --- outbox ------------------------------------------------------------------------------------
+
+
+@factory("message_id")
+async def _outbox_message(w: World, t: Tenant) -> int:
+    from hub.outbox import enqueue
+    from hub.outbox.models import OutboxMessage
+
+    key = f"isolation-{uuid.uuid4().hex}"
+    async with w.db.sessionmaker() as session, session.begin():
+        await enqueue(
+            session,
+            account_id=t.id,
+            topic="isolation.test",
+            payload={"note": w.secret(t)},
+            idempotency_key=key,
+        )
+    async with w.db.sessionmaker() as session:
+        message_id = await session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)
+        )
+    assert message_id is not None
+    return int(message_id)
+
+
+# --- people (DESK-2) ---------------------------------------------------------------------------
+
+
+@factory("company_id")
+async def _company(w: World, t: Tenant) -> int:
+    body = {"name": f"Company {w.secret(t)}", "phones": ["+7 495 100 00 01"], "email_domain": "iso.example"}
+    return int((await w.post(t, "/api/companies", body))["id"])
+
+
+@factory("contact_id")
+async def _contact(w: World, t: Tenant) -> int:
+    company_id = await w.id_of(t, "company_id")
+    body = {"name": f"Contact {w.secret(t)}", "company_id": company_id, "mobile": "+7 916 100 00 02"}
+    contact_id = int((await w.post(t, "/api/contacts", body))["id"])
+    login = f"iso-{uuid.uuid4().hex[:8]}"
+    await w.post(t, f"/api/contacts/{contact_id}/app-user", {"login": login, "password": PASSWORD})
+    return contact_id
+
+
+@factory("object_id")
+async def _object(w: World, t: Tenant) -> int:
+    company_id = await w.id_of(t, "company_id")
+    body = {
+        "number": f"ISO-{uuid.uuid4().hex[:6]}",
+        "name": f"Object {w.secret(t)}",
+        "address": f"Street {w.secret(t)}",
+        "company_id": company_id,
+    }
+    return int((await w.post(t, "/api/objects", body))["id"])
+
+
+@factory("object_user_id")
+async def _object_user(w: World, t: Tenant) -> int:
+    object_id = await w.id_of(t, "object_id")
+    contact_id = await w.id_of(t, "contact_id")
+    created = await w.post(t, f"/api/objects/{object_id}/users", {"contact_id": contact_id, "role": "admin"})
+    return int(created["id"])
+
+
+# --- routes outside the auth middleware --------------------------------------------------------
+
+
+@excluded_check("/api/auth/login")
+async def _login_is_per_account(w: World) -> None:
+    """A's employee credentials do not open B's account, and say nothing about B's users."""
+    own = await w.client.post(
+        "/api/auth/login", json={"account": w.a.slug, "login": w.a.admin.email, "password": PASSWORD}
+    )
+    assert own.status_code == 200
+    for login in (w.a.admin.email, w.b.admin.email):
+        cross = await w.client.post(
+            "/api/auth/login", json={"account": w.b.slug, "login": login, "password": PASSWORD + "?"}
+        )
+        assert cross.status_code == 401, cross.text
+    cross = await w.client.post(
+        "/api/auth/login", json={"account": w.b.slug, "login": w.a.admin.email, "password": PASSWORD}
+    )
+    assert cross.status_code == 401, cross.text
+
+
+@excluded_check("/api/auth/refresh")
+async def _refresh_stays_in_account(w: World) -> None:
+    """A refresh token of account A only ever yields tokens for A's own principal."""
+    tokens = await w.client.post(
+        "/api/auth/login", json={"account": w.a.slug, "login": w.a.dispatcher.email, "password": PASSWORD}
+    )
+    refreshed = await w.client.post(
+        "/api/auth/refresh", json={"refresh_token": tokens.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    me = await w.client.get(
+        "/api/auth/me", headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    )
+    assert me.json()["account_id"] == w.a.id and me.json()["id"] == w.a.dispatcher.id
