@@ -5,5 +5,6 @@ from hub.db import Base
 from hub.live import LiveEvent
 from hub.outbox import models as outbox_models
 from hub.people import models as people_models
+from hub.telephony import models as telephony_models
 
-__all__ = ["Base", "LiveEvent", "accounts_models", "outbox_models", "people_models"]
+__all__ = ["Base", "LiveEvent", "accounts_models", "outbox_models", "people_models", "telephony_models"]

@@ -14,6 +14,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.outbox.controllers import OutboxController
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
+    from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
 
     return [
         health,
@@ -27,4 +28,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         ContactController,
         ObjectController,
         PhoneController,
+        PbxIntakeController,
+        TelephonyController,
+        ConsoleController,
     ]

@@ -234,3 +234,124 @@ async def _refresh_stays_in_account(w: World) -> None:
         "/api/auth/me", headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"}
     )
     assert me.json()["account_id"] == w.a.id and me.json()["id"] == w.a.dispatcher.id
+
+
+# --- telephony (TEL) ---------------------------------------------------------------------------
+
+
+async def _pbx_token(w: World, t: Tenant) -> str:
+    """The tenant's PBX token (issued once per world)."""
+    key = (t.id, "_pbx_token")
+    if key not in w.made:
+        issued = await w.client.post("/api/telephony/settings/token", headers=t.admin.headers)
+        assert issued.status_code == 201, issued.text
+        w.made[key] = issued.json()["token"]
+    return str(w.made[key])
+
+
+@factory("call_id")
+async def _call(w: World, t: Tenant) -> int:
+    token = await _pbx_token(w, t)
+    event = {
+        "event": "ringing",
+        "call_id": f"iso-{uuid.uuid4().hex[:12]}",
+        "from_number": w.secret(t),
+        "extensions": ["101"],
+        "queue": w.secret(t),
+    }
+    response = await w.client.post(f"/api/telephony/pbx/events/{token}", json=event)
+    assert response.status_code == 200, response.text
+    return int(response.json()["call"])
+
+
+async def _own_ticket_body(w: World, t: Tenant) -> dict[str, Any]:
+    ticket_id = await w.id_of(t, "ticket_id") if "ticket_id" in FACTORIES else 1
+    return {"ticket_id": ticket_id}
+
+
+async def _originate_body(w: World, t: Tenant) -> dict[str, Any]:
+    return {"number": "+7 916 100 00 02", "contact_id": await w.id_of(t, "contact_id")}
+
+
+BODIES[("POST", "/api/telephony/calls/{call_id}/tickets")] = _own_ticket_body
+BODIES[("POST", "/api/telephony/originate")] = _originate_body
+QUERIES[("GET", "/api/telephony/match")] = {"number": "+7 916 100 00 02"}
+STREAMING.add("/api/telephony/stream")
+
+
+async def _pbx_token_stays_in_account(
+    w: World, post: Callable[[str, dict[str, Any]], Awaitable[httpx.Response]]
+) -> None:
+    """A's PBX token, even naming B's call id, only ever touches A's calls; B's call is unchanged."""
+    from hub.telephony.models import Call
+
+    b_call = await w.id_of(w.b, "call_id")
+    async with w.db.sessionmaker() as session:
+        external_id = await session.scalar(select(Call.external_id).where(Call.id == b_call))
+    before = await w.client.get(f"/api/telephony/calls/{b_call}", headers=w.b.admin.headers)
+    response = await post(external_id or "", {"answered_by": "101"})
+    assert response.status_code == 200, response.text
+    assert w.secret(w.b) not in response.text
+    after = await w.client.get(f"/api/telephony/calls/{b_call}", headers=w.b.admin.headers)
+    assert after.json() == before.json()
+    async with w.db.sessionmaker() as session:
+        owners = set(await session.scalars(select(Call.account_id).where(Call.external_id == external_id)))
+    assert owners == {w.a.id, w.b.id}  # A got its own record; B's was not touched
+    for bad in ("pbx_" + "x" * 43, ""):
+        refused = await w.client.post(
+            f"/api/telephony/pbx/events/{bad}x", json={"event": "hangup", "call_id": external_id}
+        )
+        assert refused.status_code == 401
+
+
+@excluded_check("/api/telephony/pbx/events/{token}")
+async def _pbx_url_token(w: World) -> None:
+    token = await _pbx_token(w, w.a)
+
+    async def post(call_id: str, _: dict[str, Any]) -> httpx.Response:
+        return await w.client.post(
+            f"/api/telephony/pbx/events/{token}",
+            json={"event": "answered", "call_id": call_id, "extension": "101"},
+        )
+
+    await _pbx_token_stays_in_account(w, post)
+
+
+@excluded_check("/api/telephony/pbx/events")
+async def _pbx_header_token(w: World) -> None:
+    token = await _pbx_token(w, w.a)
+
+    async def post(call_id: str, _: dict[str, Any]) -> httpx.Response:
+        return await w.client.post(
+            "/api/telephony/pbx/events",
+            json={"event": "hangup", "call_id": call_id, "cause": "normalClearing"},
+            headers={"X-PBX-Token": token},
+        )
+
+    await _pbx_token_stays_in_account(w, post)
+
+
+@excluded_check("/api/telephony/cti/{token}")
+async def _cti_url_token(w: World) -> None:
+    token = await _pbx_token(w, w.a)
+
+    async def post(call_id: str, _: dict[str, Any]) -> httpx.Response:
+        return await w.client.post(
+            f"/api/telephony/cti/{token}", data={"event": "answer", "callId": call_id, "direction": "in"}
+        )
+
+    await _pbx_token_stays_in_account(w, post)
+
+
+@excluded_check("/api/telephony/cti")
+async def _cti_header_token(w: World) -> None:
+    token = await _pbx_token(w, w.a)
+
+    async def post(call_id: str, _: dict[str, Any]) -> httpx.Response:
+        return await w.client.post(
+            "/api/telephony/cti",
+            data={"event": "hangup", "callId": call_id, "direction": "in", "cause": "cancel"},
+            headers={"X-PBX-Token": token},
+        )
+
+    await _pbx_token_stays_in_account(w, post)

@@ -1,0 +1,106 @@
+"""The hub's own PBX event contract (TEL-2): what a PBX, or a bridge in front of it, posts.
+
+``POST /api/telephony/pbx/events/{token}`` (or ``/api/telephony/pbx/events`` with the token in the
+``X-PBX-Token`` header) with one :class:`PbxEvent` as JSON. The answer is a :class:`PbxEventResult`
+(200), or problem JSON: 401 ``invalid_pbx_token`` (nothing recorded), 422 ``call_id_required`` /
+``invalid_pbx_event``.
+
+One call is a sequence of events sharing ``call_id``:
+
+* ``ringing``   an incoming call rings on ``extensions`` (one or more internal numbers);
+* ``answered``  picked up by ``extension``;
+* ``hangup``    ended, with ``cause``, ``duration`` (seconds of talk) and ``recording_url``;
+* ``outgoing``  an employee on ``extension`` dials ``to_number``.
+
+Each (call_id, event) is applied once: a repeat is answered ``duplicate`` and changes nothing;
+events may arrive in any order (``hangup`` before ``answered``, ``hangup`` for a call the hub never
+saw ringing) and still leave one correct call record.
+
+The JSON Schema exported from these Structs lives in ``contracts/schemas/`` (a test keeps the
+file and the code equal; regenerate with ``python -m contracts.telephony``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "CAUSES",
+    "SCHEMA_DIR",
+    "HangupCause",
+    "PbxEvent",
+    "PbxEventResult",
+    "schemas",
+    "write_schemas",
+]
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+CallId = Annotated[str, msgspec.Meta(max_length=250, description="Unique per call; shared by its events")]
+Number = Annotated[str, msgspec.Meta(max_length=64, description="As the PBX writes it (+, spaces, dashes)")]
+Extension = Annotated[str, msgspec.Meta(min_length=1, max_length=20, description="Internal number")]
+HangupCause = Literal[
+    "normalClearing", "busy", "cancel", "noAnswer", "congestion", "notFound", "forwarded", "failed"
+]
+CAUSES: tuple[str, ...] = (
+    "normalClearing",
+    "busy",
+    "cancel",
+    "noAnswer",
+    "congestion",
+    "notFound",
+    "forwarded",
+    "failed",
+)
+
+
+class PbxEvent(msgspec.Struct, kw_only=True):
+    """One call event in the hub's own dialect."""
+
+    event: Literal["ringing", "answered", "hangup", "outgoing"]
+    call_id: CallId
+    direction: Literal["in", "out"] | None = None  # default: "out" for outgoing, else "in"
+    from_number: Number | None = None
+    to_number: Number | None = None
+    extensions: Annotated[list[Extension], msgspec.Meta(max_length=50)] = []
+    extension: Extension | None = None
+    cause: HangupCause | None = None
+    duration: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)] | None = None
+    recording_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
+    occurred_at: datetime | None = None
+    queue: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+
+
+class PbxEventResult(msgspec.Struct):
+    """How the hub took the event."""
+
+    call_id: str
+    event: str
+    # applied: changed the call; duplicate: seen before, nothing changed; late: arrived after the
+    # call ended and only filled in what was missing.
+    outcome: Literal["applied", "duplicate", "late"]
+    call: int  # the hub's id of the call record
+    status: Literal["requested", "ringing", "answered", "ended"]
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema files of this contract, by file name."""
+    return {
+        "telephony.pbx_event.schema.json": msgspec.json.schema(PbxEvent),
+        "telephony.pbx_event_result.schema.json": msgspec.json.schema(PbxEventResult),
+    }
+
+
+def write_schemas() -> None:
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    for name, schema in schemas().items():
+        (SCHEMA_DIR / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_schemas()

@@ -1,0 +1,1 @@
+"""Outbound connectors: one module per far side (PBX, providers, notification channels)."""

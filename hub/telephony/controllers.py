@@ -1,0 +1,277 @@
+"""Telephony HTTP API: PBX intake (two dialects), settings, call list, binding, click-to-call, live
+stream, and the agent console page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.telephony import PbxEventResult
+from hub.auth.guards import administrators, employees
+from hub.auth.principal import Principal
+from hub.desk.actors import Actor
+from hub.live import sse_response
+from hub.schemas import updates_of
+from hub.settings import Settings
+from hub.telephony import binding as _binding  # noqa: F401  (subscribes to TicketCreated)
+from hub.telephony import jobs as _jobs  # noqa: F401  (registers the sweeper and originate delivery)
+from hub.telephony import service
+from hub.telephony.adapters import from_cti, from_hub_json
+from hub.telephony.console import console_page
+from hub.telephony.models import TelephonySettings
+from hub.telephony.schemas import (
+    BindTicket,
+    CallRead,
+    MatchRead,
+    OriginateRequest,
+    TelephonySettingsRead,
+    TelephonySettingsUpdate,
+    TicketRef,
+    TokenIssued,
+)
+
+__all__ = ["ConsoleController", "PbxIntakeController", "TelephonyController"]
+
+TOKEN_HEADER = "x-pbx-token"
+RefId = Annotated[int, Parameter(ge=1, le=2**62)]
+FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
+
+
+def _presented_token(request: Request[Any, Any, Any], path_token: str | None) -> str | None:
+    return path_token or request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
+
+
+def _settings_read(row: TelephonySettings, settings: Settings) -> TelephonySettingsRead:
+    base = settings.server.public_url
+    return TelephonySettingsRead(
+        enabled=row.enabled,
+        token_set=row.token_hash is not None,
+        token_hint=row.token_hint,
+        originate_url=row.originate_url,
+        originate_auth=row.originate_auth,
+        originate_username=row.originate_username,
+        originate_secret_set=bool(row.originate_secret),
+        match_digits=row.match_digits,
+        region=row.region,
+        stale_call_minutes=row.stale_call_minutes,
+        event_url=f"{base}/api/telephony/pbx/events/{{token}}",
+        cti_url=f"{base}/api/telephony/cti/{{token}}",
+    )
+
+
+class PbxIntakeController(Controller):
+    """Where the PBX posts. Authenticated by the account's PBX token (URL or ``X-PBX-Token``)."""
+
+    path = "/api/telephony"
+    tags = ["telephony: PBX intake"]
+
+    async def _hub(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str | None
+    ) -> PbxEventResult:
+        account = await service.authenticate_pbx(db_session, _presented_token(request, token))
+        event = from_hub_json(await request.body())
+        return await service.apply_event(db_session, account, event)
+
+    async def _cti(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str | None
+    ) -> dict[str, Any]:
+        account = await service.authenticate_pbx(db_session, _presented_token(request, token))
+        event = from_cti(await request.body(), request.headers.get("content-type", ""))
+        await service.apply_event(db_session, account, event)
+        return {}  # what generic-CTI PBXes expect when nothing is to be rejected or redirected
+
+    @post(
+        "/pbx/events/{token:str}",
+        exclude_from_auth=True,
+        status_code=200,
+        summary="PBX event (hub JSON), token in the URL",
+    )
+    async def hub_event_with_token(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str
+    ) -> PbxEventResult:
+        """TEL-2: one event of the hub's JSON contract (``contracts/schemas/telephony.pbx_event*``)."""
+        return await self._hub(request, db_session, token)
+
+    @post(
+        "/pbx/events",
+        exclude_from_auth=True,
+        status_code=200,
+        summary="PBX event (hub JSON), token in X-PBX-Token",
+    )
+    async def hub_event(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> PbxEventResult:
+        return await self._hub(request, db_session, None)
+
+    @post(
+        "/cti/{token:str}",
+        exclude_from_auth=True,
+        status_code=200,
+        summary="Generic CTI event (form or JSON)",
+    )
+    async def cti_event_with_token(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str
+    ) -> dict[str, Any]:
+        """TEL-2: ``event=newCall|answer|hangup``, ``from``, ``to``, ``direction``, ``callId``,
+        ``user[]``, ``answeringNumber``, ``cause``. Answers ``{}``."""
+        return await self._cti(request, db_session, token)
+
+    @post("/cti", exclude_from_auth=True, status_code=200, summary="Generic CTI event, token in X-PBX-Token")
+    async def cti_event(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> dict[str, Any]:
+        return await self._cti(request, db_session, None)
+
+
+class TelephonyController(Controller):
+    path = "/api/telephony"
+    tags = ["telephony"]
+
+    # --- settings (TEL-1)
+    @get("/settings", guards=[administrators], summary="PBX settings of the account")
+    async def get_settings(
+        self, db_session: AsyncSession, principal: Principal, settings: Settings
+    ) -> TelephonySettingsRead:
+        row = await service.get_or_create_settings(db_session, principal.account_id)
+        return _settings_read(row, settings)
+
+    @put("/settings", guards=[administrators], summary="Change PBX settings")
+    async def put_settings(
+        self,
+        data: TelephonySettingsUpdate,
+        db_session: AsyncSession,
+        principal: Principal,
+        settings: Settings,
+    ) -> TelephonySettingsRead:
+        row = await service.update_settings(db_session, principal.account_id, updates_of(data))
+        return _settings_read(row, settings)
+
+    @post(
+        "/settings/token",
+        guards=[administrators],
+        status_code=201,
+        summary="Generate a new PBX token (shown once)",
+    )
+    async def new_token(
+        self, db_session: AsyncSession, principal: Principal, settings: Settings
+    ) -> TokenIssued:
+        token = await service.issue_token(db_session, principal.account_id)
+        base = settings.server.public_url
+        return TokenIssued(
+            token, f"{base}/api/telephony/pbx/events/{token}", f"{base}/api/telephony/cti/{token}"
+        )
+
+    # --- caller match (TEL-3)
+    @get("/match", guards=[employees], summary="Who is calling from this number (every match)")
+    async def match(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        number: Annotated[str, Parameter(min_length=1, max_length=64)],
+    ) -> list[MatchRead]:
+        row = await service.get_or_create_settings(db_session, principal.account_id)
+        return await service.match_caller(db_session, row, number)
+
+    # --- live pop-ups (TEL-4)
+    @get(
+        "/stream",
+        guards=[employees],
+        summary="Server-Sent Events: this employee's pop-ups and call-list updates",
+    )
+    async def stream(self, request: Request[Any, Any, Any], principal: Principal) -> ServerSentEvent:
+        """Frames: ``call.ringing`` / ``call.outgoing`` (pop-up with ``matches`` and ``tickets``),
+        ``call.answered``, ``call.ended`` (close it), ``call.updated`` (call list). Catches up
+        with ``Last-Event-ID`` or ``?last_event_id=``."""
+        channels = [
+            service.employee_channel(principal.account_id, principal.subject_id),
+            service.calls_channel(principal.account_id),
+        ]
+        return sse_response(request, channels)
+
+    # --- call list (TEL-6)
+    @get("/calls", guards=[employees], summary="Call list, newest first")
+    async def list_calls(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        date_from: datetime | None = None,
+        date_to: datetime | None = None,
+        direction: Literal["in", "out"] | None = None,
+        employee_id: FilterId = None,
+        missed: bool | None = None,
+        contact_id: FilterId = None,
+        company_id: FilterId = None,
+        ticket_id: FilterId = None,
+        before_id: FilterId = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> list[CallRead]:
+        filters = service.CallFilters(
+            date_from, date_to, direction, employee_id, missed, contact_id, company_id, ticket_id
+        )
+        calls = await service.list_calls(
+            db_session, principal.account_id, filters, before_id=before_id, limit=limit
+        )
+        return await service.read_calls(db_session, principal.account_id, calls)
+
+    @get("/calls/{call_id:int}", guards=[employees], summary="One call with its tickets")
+    async def get_call(self, db_session: AsyncSession, principal: Principal, call_id: RefId) -> CallRead:
+        call = await service.get_call(db_session, principal.account_id, call_id)
+        return (await service.read_calls(db_session, principal.account_id, [call]))[0]
+
+    # --- binding (TEL-5)
+    @post(
+        "/calls/{call_id:int}/tickets",
+        guards=[employees],
+        status_code=201,
+        summary="Bind the call to a ticket",
+    )
+    async def bind(
+        self, data: BindTicket, db_session: AsyncSession, principal: Principal, call_id: RefId
+    ) -> TicketRef:
+        binding = await service.bind_ticket(
+            db_session, principal.account_id, call_id, data.ticket_id, Actor.from_principal(principal)
+        )
+        return TicketRef(binding.ticket_id, automatic=binding.automatic)
+
+    @delete(
+        "/calls/{call_id:int}/tickets/{ticket_id:int}", guards=[employees], status_code=204, summary="Unbind"
+    )
+    async def unbind(
+        self, db_session: AsyncSession, principal: Principal, call_id: RefId, ticket_id: RefId
+    ) -> None:
+        await service.unbind_ticket(
+            db_session, principal.account_id, call_id, ticket_id, Actor.from_principal(principal)
+        )
+
+    @get("/tickets/{ticket_id:int}/calls", guards=[employees], summary="The calls bound to a ticket")
+    async def ticket_calls(
+        self, db_session: AsyncSession, principal: Principal, ticket_id: RefId
+    ) -> list[CallRead]:
+        return await service.calls_of_ticket(db_session, principal.account_id, ticket_id)
+
+    # --- click-to-call (TEL-7)
+    @post(
+        "/originate",
+        guards=[employees],
+        status_code=202,
+        summary="Ask the PBX to call a client from my extension",
+    )
+    async def originate(
+        self, data: OriginateRequest, db_session: AsyncSession, principal: Principal
+    ) -> CallRead:
+        """The PBX rings the employee's extension, then dials ``number``. Delivered through the
+        outbox with bounded retries; the call's ``originate_state`` tells pending / sent / failed."""
+        call = await service.originate(db_session, principal.account_id, principal.subject_id, data)
+        return (await service.read_calls(db_session, principal.account_id, [call]))[0]
+
+
+class ConsoleController(Controller):
+    """The agent console: a plain page that signs in through /api/auth/login (no credentials here)."""
+
+    path = "/console"
+    include_in_schema = False
+
+    @get("/", exclude_from_auth=True, media_type="text/html", cache_control=None)
+    async def page(self) -> Response[str]:
+        return Response(console_page(), media_type="text/html", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,890 @@
+"""Telephony rules: settings (TEL-1), event intake (TEL-2), caller match (TEL-3), pop-ups (TEL-4),
+binding (TEL-5), call list (TEL-6), click-to-call (TEL-7), activity (TEL-8). No commits here.
+
+How a call record stays correct whatever the PBX sends:
+
+* Each (account, call id, event) is logged once in ``call_events`` (unique key, inserted in a
+  savepoint): a repeat answers ``duplicate`` and changes nothing, also when two hub processes get
+  it at the same moment.
+* The call row is created by whichever event comes first (a hangup for a call never seen ringing
+  creates an ended call) and locked (``FOR UPDATE`` on PostgreSQL) while an event is applied.
+* Status only moves forward: requested → ringing → answered → ended. An event for an ended call
+  is ``late``: it fills in what is missing (who answered, the numbers) and changes no status.
+* A hangup with talk time (``duration`` > 0, cause normal clearing) marks the call answered even
+  when the answer event is late or lost, so "missed" is right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.telephony import PbxEventResult
+from hub.accounts.models import Account, Employee
+from hub.db import utcnow
+from hub.desk.actors import Actor
+from hub.errors import BadRequest, Conflict, NotFound, Unauthorized
+from hub.live import channel_name, publish_after_commit
+from hub.people.models import Company, Contact
+from hub.people.phones import digits_of, find_by_suffix, normalise
+from hub.telephony.adapters import CanonicalEvent
+from hub.telephony.models import Call, CallEventLog, CallTicket, TelephonySettings
+from hub.telephony.schemas import (
+    CallRead,
+    MatchRead,
+    OriginateRequest,
+    TicketRef,
+    jsonable,
+)
+
+__all__ = [
+    "ORIGINATE_TOPIC",
+    "CallFilters",
+    "apply_event",
+    "authenticate_pbx",
+    "bind_ticket",
+    "calls_of_ticket",
+    "close_stale_calls",
+    "employee_channel",
+    "get_call",
+    "get_or_create_settings",
+    "issue_token",
+    "list_calls",
+    "match_caller",
+    "originate",
+    "read_calls",
+    "unbind_ticket",
+    "update_settings",
+]
+
+ORIGINATE_TOPIC = "telephony.originate"
+OPEN_STATUSES = ("open", "in_progress", "pending", "reopened")
+MAX_MATCHES = 20
+_STATUS_ORDER = {"requested": 0, "ringing": 1, "answered": 2, "ended": 3}
+
+
+def employee_channel(account_id: int, employee_id: int) -> str:
+    """The live channel of one employee's console (pop-ups)."""
+    return channel_name(account_id, "emp", employee_id)
+
+
+def calls_channel(account_id: int) -> str:
+    """The account-wide live channel of the call list."""
+    return channel_name(account_id, "calls")
+
+
+# --- settings (TEL-1) ------------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def get_or_create_settings(session: AsyncSession, account_id: int) -> TelephonySettings:
+    row = await session.scalar(select(TelephonySettings).where(TelephonySettings.account_id == account_id))
+    if row is None:
+        account = await session.get_one(Account, account_id)
+        row = TelephonySettings(
+            account_id=account_id,
+            enabled=True,
+            originate_auth="none",
+            match_digits=account.phone_match_digits,
+            region=account.default_region,
+            stale_call_minutes=240,
+        )
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def update_settings(
+    session: AsyncSession, account_id: int, changes: dict[str, Any]
+) -> TelephonySettings:
+    row = await get_or_create_settings(session, account_id)
+    for key, value in changes.items():
+        setattr(row, key, value.upper() if key == "region" else value)
+    row.updated_at = utcnow()
+    return row
+
+
+async def issue_token(session: AsyncSession, account_id: int) -> str:
+    """A new PBX token (the old one stops working at once). Only its hash is stored."""
+    row = await get_or_create_settings(session, account_id)
+    token = "pbx_" + secrets.token_urlsafe(32)
+    row.token_hash = _token_hash(token)
+    row.token_hint = token[:10]
+    row.updated_at = utcnow()
+    return token
+
+
+async def authenticate_pbx(session: AsyncSession, token: str | None) -> TelephonySettings:
+    """The settings whose token this is, or 401 ``invalid_pbx_token``."""
+    if not token or len(token) > 200:
+        raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
+    digest = _token_hash(token)
+    row = await session.scalar(select(TelephonySettings).where(TelephonySettings.token_hash == digest))
+    if row is None or not row.token_hash or not hmac.compare_digest(row.token_hash, digest):
+        raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
+    if not row.enabled:
+        raise Unauthorized("Telephony is switched off for this account", code="telephony_disabled")
+    return row
+
+
+# --- caller match (TEL-3) ----------------------------------------------------------------------------
+
+
+async def match_caller(
+    session: AsyncSession, settings: TelephonySettings, number: str | None
+) -> list[MatchRead]:
+    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits."""
+    if not number or not digits_of(number):
+        return []
+    raw = normalise(number, settings.region) or number
+    found = await find_by_suffix(session, settings.account_id, raw, settings.match_digits, MAX_MATCHES)
+    contact_ids = {m.owner_id for m in found if m.owner_kind == "contact"}
+    company_ids = {m.owner_id for m in found if m.owner_kind == "company"}
+    contacts = {
+        c.id: c
+        for c in (
+            await session.scalars(
+                select(Contact).where(Contact.account_id == settings.account_id, Contact.id.in_(contact_ids))
+            )
+            if contact_ids
+            else []
+        )
+    }
+    company_ids |= {c.company_id for c in contacts.values() if c.company_id}
+    companies = {
+        c.id: c
+        for c in (
+            await session.scalars(
+                select(Company).where(Company.account_id == settings.account_id, Company.id.in_(company_ids))
+            )
+            if company_ids
+            else []
+        )
+    }
+    result: list[MatchRead] = []
+    seen: set[tuple[str, int]] = set()
+    # Contacts first: a person is a better guess than their company's switchboard.
+    for m in sorted(found, key=lambda m: (m.owner_kind != "contact", m.owner_id)):
+        if (m.owner_kind, m.owner_id) in seen:
+            continue
+        seen.add((m.owner_kind, m.owner_id))
+        if m.owner_kind == "contact" and m.owner_id in contacts:
+            contact = contacts[m.owner_id]
+            company = companies.get(contact.company_id) if contact.company_id else None
+            result.append(
+                MatchRead(
+                    "contact",
+                    contact.id,
+                    contact.name,
+                    m.field,
+                    m.e164,
+                    contact.company_id,
+                    company.name if company else None,
+                )
+            )
+        elif m.owner_kind == "company" and m.owner_id in companies:
+            company = companies[m.owner_id]
+            result.append(
+                MatchRead("company", company.id, company.name, m.field, m.e164, company.id, company.name)
+            )
+    return result
+
+
+# --- event intake (TEL-2) ----------------------------------------------------------------------------
+
+
+async def _employees_for(session: AsyncSession, account_id: int, values: Iterable[str]) -> list[Employee]:
+    """Employees named by extension (or, for the CTI dialect, by e-mail or name), in the given order."""
+    wanted = [v.strip() for v in values if v and v.strip()]
+    if not wanted:
+        return []
+    lowered = [v.lower() for v in wanted]
+    rows = list(
+        await session.scalars(
+            select(Employee).where(
+                Employee.account_id == account_id,
+                Employee.active.is_(True),
+                or_(
+                    Employee.extension.in_(wanted),
+                    func.lower(Employee.email).in_(lowered),
+                    Employee.name.in_(wanted),
+                ),
+            )
+        )
+    )
+    ordered: list[Employee] = []
+    for value in wanted:
+        for attr in ("extension", "email", "name"):
+            hit = next(
+                (e for e in rows if (getattr(e, attr) or "").lower() == value.lower() and e not in ordered),
+                None,
+            )
+            if hit is not None:
+                ordered.append(hit)
+                break
+    return ordered
+
+
+async def _lock_call(session: AsyncSession, account_id: int, external_id: str) -> Call | None:
+    query = select(Call).where(Call.account_id == account_id, Call.external_id == external_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def _get_or_create_call(
+    session: AsyncSession, settings: TelephonySettings, ev: CanonicalEvent
+) -> tuple[Call, bool]:
+    call = await _lock_call(session, settings.account_id, ev.call_id)
+    if call is not None:
+        return call, False
+    now = ev.occurred_at or utcnow()
+    call = Call(
+        account_id=settings.account_id,
+        external_id=ev.call_id,
+        direction=ev.direction,
+        status="ringing",
+        ringing_extensions=[],
+        matches=[],
+        answered=False,
+        closed_by_sweeper=False,
+        started_at=now,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(call)
+    except IntegrityError:
+        # Another process created it a moment ago (its transaction has committed by now).
+        existing = await _lock_call(session, settings.account_id, ev.call_id)
+        if existing is None:
+            raise
+        return existing, False
+    return call, True
+
+
+async def _log_event(session: AsyncSession, call: Call, ev: CanonicalEvent) -> bool:
+    """Record the event once; False when this (call id, event) was seen before."""
+    entry = CallEventLog(
+        account_id=call.account_id,
+        call_id=call.id,
+        external_call_id=ev.call_id,
+        event=ev.kind,
+        dialect=ev.dialect,
+        payload=jsonable(ev.raw),
+        outcome="applied",
+        received_at=utcnow(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(entry)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _client_number(call: Call, settings: TelephonySettings) -> str | None:
+    raw = call.from_number if call.direction == "in" else call.to_number
+    if not raw or not digits_of(raw):
+        return None
+    return normalise(raw, settings.region)
+
+
+async def _fill_client(session: AsyncSession, settings: TelephonySettings, call: Call) -> None:
+    if call.client_number is None:
+        call.client_number = _client_number(call, settings)
+    if call.client_number and not call.matches:
+        matches = await match_caller(session, settings, call.client_number)
+        call.matches = [jsonable(m) for m in matches]
+        call.contact_id = next((m.id for m in matches if m.kind == "contact"), None)
+        call.company_id = next((m.company_id for m in matches if m.company_id), None)
+
+
+def _advance(call: Call, status: str) -> bool:
+    if _STATUS_ORDER[status] > _STATUS_ORDER[call.status]:
+        call.status = status
+        return True
+    return False
+
+
+@dataclass
+class _Effects:
+    popup_to: list[int]  # employees who get this event's pop-up frame
+    ended_now: bool = False
+
+
+async def apply_event(
+    session: AsyncSession, settings: TelephonySettings, ev: CanonicalEvent
+) -> PbxEventResult:
+    """Apply one PBX event to its call, exactly once. See the module docstring for the rules."""
+    call, _created = await _get_or_create_call(session, settings, ev)
+    if not await _log_event(session, call, ev):
+        return PbxEventResult(ev.call_id, ev.kind, "duplicate", call.id, call.status)  # type: ignore[arg-type]
+    late = call.status == "ended"
+    now = ev.occurred_at or utcnow()
+    call.from_number = call.from_number or ev.from_number
+    call.to_number = call.to_number or ev.to_number
+    call.queue = call.queue or ev.queue
+    if ev.kind == "outgoing":
+        call.direction = "out"
+    effects = _Effects(popup_to=[])
+    if ev.kind in ("ringing", "outgoing"):
+        await _on_ringing(session, call, ev, effects, late)
+    elif ev.kind == "answered":
+        await _on_answered(session, call, ev, now, effects)
+    elif ev.kind == "hangup":
+        await _on_hangup(session, call, ev, now, effects)
+    await _fill_client(session, settings, call)
+    call.updated_at = utcnow()
+    await session.flush()
+    await _publish(session, call, ev.kind, effects)
+    if effects.ended_now:
+        await _record_activity(session, call)
+    outcome = "late" if late else "applied"
+    return PbxEventResult(ev.call_id, ev.kind, outcome, call.id, call.status)  # type: ignore[arg-type]
+
+
+async def _on_ringing(
+    session: AsyncSession, call: Call, ev: CanonicalEvent, effects: _Effects, late: bool
+) -> None:
+    employees = await _employees_for(session, call.account_id, ev.parties)
+    extensions = list(call.ringing_extensions or [])
+    for value in [e.extension for e in employees if e.extension] or ev.parties:
+        if value and value not in extensions:
+            extensions.append(value[:20])
+    call.ringing_extensions = extensions
+    if ev.kind == "outgoing" and employees and call.employee_id is None:
+        call.employee_id = employees[0].id
+    if late:
+        return
+    _advance(call, "ringing")
+    # A pop-up only while the call still rings (an answer may have overtaken this event).
+    if call.status == "ringing":
+        effects.popup_to = [e.id for e in employees]
+
+
+async def _on_answered(
+    session: AsyncSession, call: Call, ev: CanonicalEvent, now: datetime, effects: _Effects
+) -> None:
+    employees = await _employees_for(session, call.account_id, [ev.answered_by] if ev.answered_by else [])
+    if not call.answered:
+        call.answered = True
+        call.answered_at = now
+    if employees and (call.employee_id is None or call.direction == "in"):
+        call.employee_id = employees[0].id
+    if ev.answered_by and not call.answered_extension:
+        call.answered_extension = (employees[0].extension if employees else None) or ev.answered_by[:20]
+    if _advance(call, "answered"):
+        effects.popup_to = await _ringing_employee_ids(session, call)
+
+
+async def _on_hangup(
+    session: AsyncSession, call: Call, ev: CanonicalEvent, now: datetime, effects: _Effects
+) -> None:
+    call.cause = call.cause or ev.cause
+    call.recording_url = call.recording_url or ev.recording_url
+    if ev.duration is not None and call.duration_seconds is None:
+        call.duration_seconds = ev.duration
+    talked = bool(ev.duration) and ev.cause in (None, "normalClearing")
+    if not call.answered and (talked or ev.recording_url):
+        call.answered = True
+        call.answered_at = now - timedelta(seconds=ev.duration or 0)
+    if call.status != "ended":
+        call.ended_at = now
+        if call.duration_seconds is None and call.answered_at is not None:
+            call.duration_seconds = max(int((now - call.answered_at).total_seconds()), 0)
+        _advance(call, "ended")
+        effects.ended_now = True
+        effects.popup_to = await _ringing_employee_ids(session, call)
+
+
+async def _ringing_employee_ids(session: AsyncSession, call: Call) -> list[int]:
+    employees = await _employees_for(session, call.account_id, call.ringing_extensions or [])
+    ids = [e.id for e in employees]
+    if call.employee_id and call.employee_id not in ids:
+        ids.append(call.employee_id)
+    return ids
+
+
+# --- pop-ups (TEL-4) ---------------------------------------------------------------------------------
+
+
+def _brief(call: Call) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "external_id": call.external_id,
+        "direction": call.direction,
+        "status": call.status,
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "client_number": call.client_number,
+        "ringing_extensions": list(call.ringing_extensions or []),
+        "answered": call.answered,
+        "answered_extension": call.answered_extension,
+        "employee_id": call.employee_id,
+        "started_at": jsonable(call.started_at),
+        "ended_at": jsonable(call.ended_at),
+        "duration_seconds": call.duration_seconds,
+        "cause": call.cause,
+    }
+
+
+async def _client_tickets(session: AsyncSession, call: Call) -> dict[str, list[dict[str, Any]]]:
+    """The matched clients' open tickets and their most recent ones (any status)."""
+    try:
+        from hub.desk.models import Ticket
+    except ImportError:  # the desk is not installed in this build
+        return {"open": [], "recent": []}
+    contact_ids = [m["id"] for m in call.matches or [] if m["kind"] == "contact"]
+    company_ids = [m["company_id"] for m in call.matches or [] if m.get("company_id")]
+    if not contact_ids and not company_ids:
+        return {"open": [], "recent": []}
+    whose = or_(Ticket.contact_id.in_(contact_ids), Ticket.company_id.in_(company_ids))
+    base = select(
+        Ticket.id, Ticket.number, Ticket.title, Ticket.status, Ticket.priority, Ticket.created_at
+    ).where(Ticket.account_id == call.account_id, Ticket.type != "internal", whose)
+    open_rows = await session.execute(
+        base.where(Ticket.status.in_(OPEN_STATUSES)).order_by(Ticket.id.desc()).limit(10)
+    )
+    recent_rows = await session.execute(base.order_by(Ticket.id.desc()).limit(5))
+
+    def brief(rows: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": r.id,
+                "number": r.number,
+                "title": r.title,
+                "status": r.status,
+                "priority": r.priority,
+                "created_at": jsonable(r.created_at),
+            }
+            for r in rows
+        ]
+
+    return {"open": brief(open_rows), "recent": brief(recent_rows)}
+
+
+async def _publish(session: AsyncSession, call: Call, kind: str, effects: _Effects) -> None:
+    frame_type = {
+        "ringing": "call.ringing",
+        "outgoing": "call.outgoing",
+        "answered": "call.answered",
+        "hangup": "call.ended",
+    }[kind]
+    data: dict[str, Any] = {"call": _brief(call)}
+    if kind in ("ringing", "outgoing") and effects.popup_to:
+        data["matches"] = list(call.matches or [])
+        data["tickets"] = await _client_tickets(session, call)
+    for employee_id in effects.popup_to:
+        publish_after_commit(session, employee_channel(call.account_id, employee_id), frame_type, data)
+    publish_after_commit(session, calls_channel(call.account_id), "call.updated", {"call": _brief(call)})
+
+
+# --- activity (TEL-8) --------------------------------------------------------------------------------
+
+
+def _summary(call: Call) -> str:
+    if call.direction == "in":
+        head = "Incoming call" if call.answered else "Missed incoming call"
+    else:
+        head = "Outgoing call" if call.answered else "Unanswered outgoing call"
+    if call.answered and call.duration_seconds:
+        minutes, seconds = divmod(call.duration_seconds, 60)
+        head += f", {minutes}:{seconds:02d}"
+    return head
+
+
+async def _record_activity(session: AsyncSession, call: Call) -> None:
+    """The ended call goes into the activity feed of every contact it matched (DESK-8)."""
+    try:
+        from hub.desk.service import add_activity
+    except ImportError:  # the desk is not installed in this build
+        return
+
+    contact_ids = [m["id"] for m in call.matches or [] if m["kind"] == "contact"][:5]
+    for contact_id in contact_ids:
+        await add_activity(
+            session,
+            call.account_id,
+            contact_id,
+            "call",
+            call.id,
+            _summary(call),
+            {
+                "direction": call.direction,
+                "number": call.client_number,
+                "answered": call.answered,
+                "duration_seconds": call.duration_seconds,
+                "recording_url": call.recording_url,
+            },
+        )
+
+
+# --- stale calls -------------------------------------------------------------------------------------
+
+
+async def close_stale_calls(session: AsyncSession, now: datetime | None = None, limit: int = 200) -> int:
+    """Close calls whose hangup never came (per account's ``stale_call_minutes``). Safe in several
+    processes: each call is closed by a conditional update that only one of them wins."""
+    now = now or utcnow()
+    candidates = (
+        await session.execute(
+            select(Call.id, TelephonySettings.stale_call_minutes)
+            .join(TelephonySettings, TelephonySettings.account_id == Call.account_id, isouter=True)
+            .where(
+                Call.status.in_(("requested", "ringing", "answered")),
+                Call.started_at < now - timedelta(minutes=5),
+            )
+            .order_by(Call.started_at)
+            .limit(limit)
+        )
+    ).all()
+    closed = 0
+    for call_id, minutes in candidates:
+        cutoff = now - timedelta(minutes=minutes or 240)
+        result = await session.execute(
+            update(Call)
+            .where(
+                Call.id == call_id,
+                Call.status.in_(("requested", "ringing", "answered")),
+                Call.started_at < cutoff,
+            )
+            .values(
+                status="ended",
+                ended_at=now,
+                closed_by_sweeper=True,
+                cause=func.coalesce(Call.cause, "stale"),
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        closed += 1
+        call = await session.get_one(Call, call_id, populate_existing=True)
+        effects = _Effects(popup_to=await _ringing_employee_ids(session, call), ended_now=True)
+        await _publish(session, call, "hangup", effects)
+        await _record_activity(session, call)
+    return closed
+
+
+# --- call list (TEL-6) and binding (TEL-5) --------------------------------------------------------
+
+
+@dataclass
+class CallFilters:
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    direction: str | None = None
+    employee_id: int | None = None
+    missed: bool | None = None
+    contact_id: int | None = None
+    company_id: int | None = None
+    ticket_id: int | None = None
+
+
+def _filtered(account_id: int, f: CallFilters) -> Select[Any]:
+    query = select(Call).where(Call.account_id == account_id)
+    if f.date_from:
+        query = query.where(Call.started_at >= f.date_from)
+    if f.date_to:
+        query = query.where(Call.started_at < f.date_to)
+    if f.direction:
+        query = query.where(Call.direction == f.direction)
+    if f.employee_id:
+        query = query.where(Call.employee_id == f.employee_id)
+    if f.missed is True:
+        query = query.where(Call.status == "ended", Call.answered.is_(False))
+    elif f.missed is False:
+        query = query.where(or_(Call.answered.is_(True), Call.status != "ended"))
+    if f.contact_id:
+        query = query.where(Call.contact_id == f.contact_id)
+    if f.company_id:
+        query = query.where(Call.company_id == f.company_id)
+    if f.ticket_id:
+        query = query.where(
+            Call.id.in_(
+                select(CallTicket.call_id).where(
+                    CallTicket.account_id == account_id, CallTicket.ticket_id == f.ticket_id
+                )
+            )
+        )
+    return query
+
+
+async def list_calls(
+    session: AsyncSession, account_id: int, filters: CallFilters, *, before_id: int | None, limit: int
+) -> Sequence[Call]:
+    """Newest first; keyset paging with ``before_id``."""
+    query = _filtered(account_id, filters)
+    if before_id:
+        query = query.where(Call.id < before_id)
+    return list(await session.scalars(query.order_by(Call.id.desc()).limit(limit)))
+
+
+async def get_call(session: AsyncSession, account_id: int, call_id: int) -> Call:
+    call = await session.scalar(select(Call).where(Call.account_id == account_id, Call.id == call_id))
+    if call is None:
+        raise NotFound("No such call", code="call_not_found")
+    return call
+
+
+async def _ticket_refs(
+    session: AsyncSession, account_id: int, call_ids: list[int]
+) -> dict[int, list[TicketRef]]:
+    if not call_ids:
+        return {}
+    bindings = list(
+        await session.scalars(
+            select(CallTicket)
+            .where(CallTicket.account_id == account_id, CallTicket.call_id.in_(call_ids))
+            .order_by(CallTicket.id)
+        )
+    )
+    info: dict[int, Any] = {}
+    if bindings:
+        try:
+            from hub.desk.models import Ticket
+
+            rows = await session.execute(
+                select(Ticket.id, Ticket.number, Ticket.title, Ticket.status).where(
+                    Ticket.account_id == account_id, Ticket.id.in_({b.ticket_id for b in bindings})
+                )
+            )
+            info = {r.id: r for r in rows}
+        except ImportError:
+            info = {}
+    refs: dict[int, list[TicketRef]] = {}
+    for b in bindings:
+        row = info.get(b.ticket_id)
+        refs.setdefault(b.call_id, []).append(
+            TicketRef(
+                b.ticket_id,
+                row.number if row else None,
+                row.title if row else None,
+                row.status if row else None,
+                b.automatic,
+            )
+        )
+    return refs
+
+
+async def read_calls(session: AsyncSession, account_id: int, calls: Sequence[Call]) -> list[CallRead]:
+    refs = await _ticket_refs(session, account_id, [c.id for c in calls])
+    employee_ids = {c.employee_id for c in calls if c.employee_id}
+    names: dict[int, str] = {}
+    if employee_ids:
+        rows = await session.execute(
+            select(Employee.id, Employee.name).where(
+                Employee.account_id == account_id, Employee.id.in_(employee_ids)
+            )
+        )
+        names = {employee_id: name for employee_id, name in rows.tuples()}
+    result = []
+    for c in calls:
+        matches = [MatchRead(**m) for m in c.matches or []]
+        result.append(
+            CallRead(
+                id=c.id,
+                external_id=c.external_id,
+                direction=c.direction,
+                status=c.status,
+                from_number=c.from_number,
+                to_number=c.to_number,
+                client_number=c.client_number,
+                client=matches[0] if matches else None,
+                matches=matches,
+                employee_id=c.employee_id,
+                employee_name=names.get(c.employee_id) if c.employee_id else None,
+                answered=c.answered,
+                missed=c.status == "ended" and not c.answered,
+                started_at=c.started_at,
+                answered_at=c.answered_at,
+                ended_at=c.ended_at,
+                duration_seconds=c.duration_seconds,
+                cause=c.cause,
+                recording_url=c.recording_url,
+                ringing_extensions=list(c.ringing_extensions or []),
+                answered_extension=c.answered_extension,
+                closed_by_sweeper=c.closed_by_sweeper,
+                originate_state=c.originate_state,
+                tickets=refs.get(c.id, []),
+            )
+        )
+    return result
+
+
+async def _history(
+    session: AsyncSession, ticket: Any, actor: Actor, kind: str, call: Call, **extra: Any
+) -> None:
+    from hub.desk.service import record_history
+
+    await record_history(
+        session,
+        ticket,
+        actor,
+        kind,
+        {
+            "call_id": call.id,
+            "direction": call.direction,
+            "number": call.client_number,
+            "started_at": jsonable(call.started_at),
+            **extra,
+        },
+    )
+
+
+async def bind_ticket(
+    session: AsyncSession,
+    account_id: int,
+    call_id: int,
+    ticket_id: int,
+    actor: Actor,
+    *,
+    automatic: bool = False,
+) -> CallTicket:
+    """Bind a call to a ticket (TEL-5); both must be in the account. History records it."""
+    call = await get_call(session, account_id, call_id)
+    from hub.desk.service import get_ticket
+
+    ticket = await get_ticket(session, account_id, ticket_id)
+    existing = await session.scalar(
+        select(CallTicket).where(CallTicket.call_id == call.id, CallTicket.ticket_id == ticket.id)
+    )
+    if existing is not None:
+        raise Conflict("The call is already bound to this ticket", code="call_already_bound")
+    binding = CallTicket(
+        account_id=account_id,
+        call_id=call.id,
+        ticket_id=ticket.id,
+        bound_by_kind=actor.kind,
+        bound_by_id=actor.id,
+        automatic=automatic,
+        created_at=utcnow(),
+    )
+    session.add(binding)
+    await session.flush()
+    await _history(session, ticket, actor, "call_bound", call, automatic=automatic)
+    publish_after_commit(session, calls_channel(account_id), "call.updated", {"call": _brief(call)})
+    return binding
+
+
+async def unbind_ticket(
+    session: AsyncSession, account_id: int, call_id: int, ticket_id: int, actor: Actor
+) -> None:
+    call = await get_call(session, account_id, call_id)
+    from hub.desk.service import get_ticket
+
+    ticket = await get_ticket(session, account_id, ticket_id)
+    result = await session.execute(
+        delete(CallTicket).where(
+            CallTicket.account_id == account_id,
+            CallTicket.call_id == call.id,
+            CallTicket.ticket_id == ticket.id,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFound("The call is not bound to this ticket", code="binding_not_found")
+    await _history(session, ticket, actor, "call_unbound", call)
+    publish_after_commit(session, calls_channel(account_id), "call.updated", {"call": _brief(call)})
+
+
+async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> list[CallRead]:
+    from hub.desk.service import get_ticket
+
+    ticket = await get_ticket(session, account_id, ticket_id)
+    calls = list(
+        await session.scalars(
+            select(Call)
+            .join(CallTicket, and_(CallTicket.call_id == Call.id, CallTicket.ticket_id == ticket.id))
+            .where(Call.account_id == account_id)
+            .order_by(Call.id.desc())
+        )
+    )
+    return await read_calls(session, account_id, calls)
+
+
+# --- click-to-call (TEL-7) ---------------------------------------------------------------------------
+
+
+async def originate(session: AsyncSession, account_id: int, employee_id: int, data: OriginateRequest) -> Call:
+    """Record an outgoing call and queue the PBX's originate request (delivered after commit)."""
+    from hub.outbox import enqueue
+
+    settings = await get_or_create_settings(session, account_id)
+    if not settings.enabled or not settings.originate_url:
+        raise Conflict("Click-to-call is not set up for this account", code="originate_not_configured")
+    employee = await session.scalar(
+        select(Employee).where(Employee.account_id == account_id, Employee.id == employee_id)
+    )
+    if employee is None or not employee.extension:
+        raise Conflict("Your employee card has no extension number", code="extension_required")
+    if not digits_of(data.number):
+        raise BadRequest("The number has no digits", code="invalid_number")
+    matches: list[MatchRead] = []
+    if data.contact_id:
+        contact = await session.scalar(
+            select(Contact).where(Contact.account_id == account_id, Contact.id == data.contact_id)
+        )
+        if contact is None:
+            raise NotFound("No such contact", code="contact_not_found")
+        matches.append(
+            MatchRead("contact", contact.id, contact.name, "phone", data.number, contact.company_id)
+        )
+    if data.company_id:
+        company = await session.scalar(
+            select(Company).where(Company.account_id == account_id, Company.id == data.company_id)
+        )
+        if company is None:
+            raise NotFound("No such company", code="company_not_found")
+        matches.append(
+            MatchRead("company", company.id, company.name, "phone", data.number, company.id, company.name)
+        )
+    if not matches:
+        matches = await match_caller(session, settings, data.number)
+    now = utcnow()
+    call = Call(
+        account_id=account_id,
+        external_id=f"hub-{uuid.uuid4().hex}",
+        direction="out",
+        status="requested",
+        from_number=employee.extension,
+        to_number=data.number,
+        client_number=normalise(data.number, settings.region),
+        ringing_extensions=[employee.extension],
+        employee_id=employee.id,
+        matches=[jsonable(m) for m in matches],
+        contact_id=next((m.id for m in matches if m.kind == "contact"), None),
+        company_id=next((m.company_id for m in matches if m.company_id), None),
+        answered=False,
+        closed_by_sweeper=False,
+        originate_state="pending",
+        started_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(call)
+    await session.flush()
+    await enqueue(
+        session,
+        account_id=account_id,
+        topic=ORIGINATE_TOPIC,
+        payload={"call_id": call.id},
+        idempotency_key=f"{ORIGINATE_TOPIC}:{call.id}",
+        max_attempts=5,
+    )
+    publish_after_commit(session, calls_channel(account_id), "call.updated", {"call": _brief(call)})
+    return call
