@@ -21,7 +21,7 @@ from hub import __version__
 from hub.auth.middleware import HubAuthMiddleware
 from hub.db import Database
 from hub.deps import dependencies
-from hub.errors import exception_handlers
+from hub.errors import exception_handlers, reject_impossible_ids
 from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
 from hub.logging import configure_logging
@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
     db = Database(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
     start_jobs = settings.server.worker_in_process if run_background_jobs is None else run_background_jobs
 
-    jobs = JobContext(db=db, settings=settings, http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)))
+    jobs = JobContext(
+        db=db, settings=settings, http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    )
     # Live events (SSE pop-ups, app updates) across processes: see hub/live.py.
     live = build_live(settings, db)
 
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         route_handlers=[*route_handlers(), MetricsController],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
+        before_request=reject_impossible_ids,
         middleware=[
             PrometheusConfig(app_name="hub", group_path=True, exclude=["/metrics"]).middleware,
             DefineMiddleware(

@@ -25,6 +25,7 @@ __all__ = [
     "Unprocessable",
     "exception_handlers",
     "problem_response",
+    "reject_impossible_ids",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -138,7 +139,37 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem_response(status, code, exc.detail or code, exc.detail, request.url.path)
 
 
+# Ids are 64-bit on PostgreSQL and SQLite: a larger number names nothing and must not reach the driver.
+_MAX_ID = 2**63 - 1
+
+
+def reject_impossible_ids(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook: an integer path parameter no database row can have is a 404."""
+    for value in request.path_params.values():
+        if isinstance(value, int) and not -_MAX_ID <= value <= _MAX_ID:
+            raise NotFound("No such resource", code="not_found")
+
+
+def _out_of_range(exc: BaseException) -> bool:
+    """A number the database cannot store (SQLite OverflowError, asyncpg int64 range, SQLSTATE 22003)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(seen) < 8:
+        current = pending.pop()
+        if current is None or current in seen:
+            continue
+        seen.append(current)
+        if isinstance(current, OverflowError) or getattr(current, "sqlstate", None) == "22003":
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if _out_of_range(exc):
+        return problem_response(
+            400, "value_out_of_range", "A number is out of range", str(exc)[:200], request.url.path
+        )
     log.exception("unhandled_error", path=request.url.path, error=repr(exc))
     return problem_response(
         HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal error", None, request.url.path
