@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from litestar import Litestar, Request, get
 from litestar.response import ServerSentEvent
 
@@ -25,13 +26,15 @@ def _app_with_stream(settings: Settings) -> Litestar:
     return app
 
 
+@pytest.mark.parametrize("backend", ["default", "redis"])
 async def test_published_event_reaches_stream_and_reconnect_catches_up(
-    settings: Settings, tenant: Tenant
+    backend: str, settings: Settings, tenant: Tenant
 ) -> None:
     """TEL-4: an event published after commit reaches an open SSE stream with its id; a stream
     reopened with Last-Event-ID first replays what it missed, in order."""
-    # On PostgreSQL the LISTEN/NOTIFY backend carries the events (memory on SQLite).
-    backend = "postgres" if PG_URL else "memory"
+    # By default: LISTEN/NOTIFY on PostgreSQL, memory on SQLite; then the Redis pub/sub backend.
+    if backend == "default":
+        backend = "postgres" if PG_URL else "memory"
     app = _app_with_stream(make_settings(settings.database.url, settings.data_dir, channels_backend=backend))
     channel = channel_name(tenant.id, "test")
     async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
