@@ -1,0 +1,324 @@
+"""``hub serve --demo``: two demo accounts with people, places, app users, an API key and tickets.
+
+Seeding is idempotent: when the demo accounts exist it changes nothing (the API keys, shown only
+when they are created, are then not shown again; the passwords are fixed and always printed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.accounts.models import Account
+from hub.accounts.schemas import ApiKeyCreate, EmployeeCreate
+from hub.accounts.service import create_account, create_api_key, create_employee
+from hub.db import Database, utcnow
+from hub.people import service as people
+from hub.people.schemas import AppUserCreate, CompanyCreate, ContactCreate, ObjectCreate, ObjectUserCreate
+from hub.settings import Settings
+
+__all__ = ["DemoAccount", "DemoInfo", "DemoLogin", "print_demo", "seed_demo"]
+
+EMPLOYEE_PASSWORD = "demo-password"
+APP_PASSWORD = "demo-app-password"
+TICKET_STATUSES = ("open", "in_progress", "pending", "resolved", "closed", "cancelled", "reopened")
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    kind: str  # employee | app_user
+    role: str  # administrator | dispatcher | engineer | object admin | object user
+    name: str
+    login: str
+    password: str
+    extension: str | None = None
+
+
+@dataclass
+class DemoAccount:
+    name: str
+    slug: str
+    logins: list[DemoLogin] = field(default_factory=list)
+    api_key: str | None = None  # only right after creation
+    tickets: int = 0
+
+
+@dataclass
+class DemoInfo:
+    created: bool
+    accounts: list[DemoAccount]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    slug: str
+    domain: str
+    phone: str
+    companies: tuple[tuple[str, tuple[str, ...], str], ...]  # name, phones, category
+    contacts: tuple[tuple[str, str | None, str | None, int | None], ...]  # name, phone, mobile, company index
+    objects: tuple[tuple[str, str, str, int | None], ...]  # number, name, address, company index
+
+
+PLANS = (
+    _Plan(
+        name="Alpha Security",
+        slug="alpha-security",
+        domain="alpha.demo",
+        phone="+7 495 100 20 30",
+        companies=(
+            ("Romashka LLC", ("+7 (495) 123-45-67", "8 495 123 45 68"), "VIP"),
+            ("Vector Bank", ("+7 812 555 10 20",), "Bank"),
+        ),
+        contacts=(
+            ("Ivan Petrov", "+7 495 123 45 67", "+7 916 111 22 33", 0),
+            ("Maria Ivanova", None, "8 (916) 222-33-44", 0),
+            ("Oleg Smirnov", "8 812 555 10 21", "+7 921 333 44 55", 1),
+            ("Anna Private", None, "+7 903 444 55 66", None),
+        ),
+        objects=(
+            ("1001", "Romashka office", "Moscow, Tverskaya 1", 0),
+            ("1002", "Vector Bank branch", "St Petersburg, Nevsky 20", 1),
+        ),
+    ),
+    _Plan(
+        name="Beta Lifts",
+        slug="beta-lifts",
+        domain="beta.demo",
+        phone="+7 495 200 30 40",
+        companies=(
+            ("Housing Co-op 7", ("+7 (495) 765-43-21",), "Residential"),
+            ("Mall Galaxy", ("+7 495 700 80 90", "+7 495 700 80 91"), "Retail"),
+        ),
+        contacts=(
+            ("Sergey Volkov", "+7 495 765 43 21", "+7 916 555 66 77", 0),
+            ("Elena Orlova", None, "+7 926 666 77 88", 1),
+            ("Pavel Private", "+7 499 123 00 00", None, None),
+            ("Irina Kozlova", None, "+7 915 777 88 99", 1),
+        ),
+        objects=(
+            ("L-01", "Building 7, lift 1", "Moscow, Lenina 7", 0),
+            ("L-02", "Mall Galaxy, escalators", "Moscow, Mira 100", 1),
+        ),
+    ),
+)
+
+_STAFF = (
+    ("administrator", "Administrator", "admin", "100"),
+    ("dispatcher", "Dispatcher", "dispatcher", "101"),
+    ("engineer", "Engineer One", "engineer", "102"),
+    ("engineer", "Engineer Two", "engineer2", "103"),
+)
+
+
+async def seed_demo(settings: Settings) -> DemoInfo:
+    """Create the demo accounts unless they exist; describe what can be signed in with."""
+    db = Database(settings.database.url)
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            existing = set(
+                await session.scalars(select(Account.slug).where(Account.slug.in_([p.slug for p in PLANS])))
+            )
+            if existing:
+                return DemoInfo(created=False, accounts=[_describe(plan) for plan in PLANS])
+            accounts = [await _seed_account(session, plan, settings) for plan in PLANS]
+        return DemoInfo(created=True, accounts=accounts)
+    finally:
+        await db.dispose()
+
+
+def _describe(plan: _Plan) -> DemoAccount:
+    account = DemoAccount(plan.name, plan.slug)
+    for role, name, local, extension in _STAFF:
+        account.logins.append(
+            DemoLogin(
+                "employee",
+                role,
+                f"{name} ({plan.name})",
+                f"{local}@{plan.domain}",
+                EMPLOYEE_PASSWORD,
+                extension,
+            )
+        )
+    for number, _, _, _ in plan.objects:
+        for role in ("admin", "user"):
+            login = f"{role}-{number.lower()}@{plan.domain}"
+            account.logins.append(
+                DemoLogin("app_user", f"object {role} of {number}", login, login, APP_PASSWORD)
+            )
+    return account
+
+
+async def _seed_account(session: AsyncSession, plan: _Plan, settings: Settings) -> DemoAccount:
+    log2_n = settings.security.password_log2_n
+    info = _describe(plan)
+    account = await create_account(session, name=plan.name, slug=plan.slug, phone=plan.phone)
+    staff: dict[str, int] = {}
+    for role, name, local, extension in _STAFF:
+        employee = await create_employee(
+            session,
+            account.id,
+            EmployeeCreate(
+                name=f"{name} ({plan.name})",
+                email=f"{local}@{plan.domain}",
+                role=role,  # type: ignore[arg-type]
+                password=EMPLOYEE_PASSWORD,
+                phone=None,
+                extension=extension,
+            ),
+            log2_n=log2_n,
+        )
+        staff[local] = employee.id
+    companies = [
+        await people.create_company(
+            session,
+            account.id,
+            CompanyCreate(
+                name=name,
+                phones=list(phones),
+                email=f"office@{name.split()[0].lower()}.example",
+                email_domain=f"{name.split()[0].lower()}.example",
+                category=category,
+                manager_id=staff["dispatcher"],
+            ),
+        )
+        for name, phones, category in plan.companies
+    ]
+    contacts = [
+        await people.create_contact(
+            session,
+            account.id,
+            ContactCreate(
+                name=name,
+                phone=phone,
+                mobile=mobile,
+                company_id=companies[index].id if index is not None else None,
+                email=f"{name.split()[0].lower()}@example.com",
+            ),
+        )
+        for name, phone, mobile, index in plan.contacts
+    ]
+    objects = []
+    # Every object gets two contacts of its own as users (plans list enough contacts).
+    for i, (number, name, address, index) in enumerate(plan.objects):
+        row = await people.create_object(
+            session,
+            account.id,
+            ObjectCreate(
+                number=number,
+                name=name,
+                address=address,
+                company_id=companies[index].id if index is not None else None,
+            ),
+        )
+        objects.append(row)
+        # One object admin and one plain user per object (distinct contacts), each with an app login.
+        pairs: tuple[tuple[Literal["admin", "user"], Any], ...] = (
+            ("admin", contacts[2 * i]),
+            ("user", contacts[2 * i + 1]),
+        )
+        for role, contact in pairs:
+            await people.add_object_user(
+                session, account.id, row.id, ObjectUserCreate(contact_id=contact.id, role=role)
+            )
+            await people.create_app_user(
+                session,
+                account.id,
+                contact.id,
+                AppUserCreate(login=f"{role}-{number.lower()}@{plan.domain}", password=APP_PASSWORD),
+                log2_n=log2_n,
+            )
+    key, _ = await create_api_key(
+        session, account.id, ApiKeyCreate(name="Monitoring centre", kind="monitoring")
+    )
+    info.api_key = key
+    info.tickets = await _seed_tickets(session, account.id, staff, companies, contacts, objects)
+    return info
+
+
+async def _seed_tickets(
+    session: AsyncSession,
+    account_id: int,
+    staff: dict[str, int],
+    companies: list[Any],
+    contacts: list[Any],
+    objects: list[Any],
+) -> int:
+    """One ticket in every status of DESK-4, made through the desk's own service functions."""
+    try:
+        desk = importlib.import_module("hub.desk.service")
+        schemas = importlib.import_module("hub.desk.schemas")
+    except ModuleNotFoundError:  # the desk is not installed in this build: people only
+        return 0
+    from hub.desk.actors import Actor
+
+    dispatcher = Actor("employee", staff["dispatcher"], "Dispatcher")
+    made = 0
+    for i, status in enumerate(TICKET_STATUSES):
+        obj = objects[i % len(objects)]
+        contact = contacts[i % len(contacts)]
+        data = schemas.TicketCreate(
+            title=f"Demo ticket: {status.replace('_', ' ')}",
+            description=f"A ticket left in status {status!r} by the demo seed.",
+            priority=("low", "normal", "high", "critical")[i % 4],
+            source=("incoming_call", "client_app", "monitoring", "email", "visit", "web", "outgoing_call")[i],
+            company_id=obj.company_id,
+            contact_id=contact.id,
+            object_id=obj.id,
+            responsible_id=staff["engineer"],
+        )
+        ticket = await desk.create_ticket(session, account_id, dispatcher, data)
+        for step, kwargs in _path_to(status):
+            ticket = await desk.change_status(session, account_id, ticket.id, dispatcher, step, **kwargs)
+        made += 1
+    return made
+
+
+def _path_to(status: str) -> list[tuple[str, dict[str, Any]]]:
+    until = utcnow() + timedelta(days=2)
+    paths: dict[str, list[tuple[str, dict[str, Any]]]] = {
+        "open": [],
+        "in_progress": [("in_progress", {})],
+        "pending": [("pending", {"until": until, "comment": "Waiting for spare parts"})],
+        "resolved": [("in_progress", {}), ("resolved", {"comment": "Replaced the faulty sensor"})],
+        "closed": [
+            ("in_progress", {}),
+            ("resolved", {"comment": "Done"}),
+            ("closed", {"comment": "Confirmed"}),
+        ],
+        "cancelled": [("cancelled", {"comment": "Duplicate of another ticket"})],
+        "reopened": [("resolved", {"comment": "Fixed"}), ("reopened", {"comment": "It happened again"})],
+    }
+    return paths[status]
+
+
+def print_demo(info: DemoInfo, settings: Settings) -> None:
+    """The credentials and where to start, on stdout."""
+    base = settings.server.public_url
+    lines = [
+        "",
+        "=== hub demo " + ("(created now)" if info.created else "(already seeded; unchanged)") + " ===",
+    ]
+    for account in info.accounts:
+        lines.append(f"\nAccount {account.name!r}  (sign-in account: {account.slug})")
+        for entry in account.logins:
+            extension = f"  ext {entry.extension}" if entry.extension else ""
+            who = f"  {entry.kind:8} {entry.role:22}"
+            lines.append(f"{who} login: {entry.login:32} password: {entry.password}{extension}")
+        if account.api_key:
+            lines.append(f"  integration API key (monitoring; shown once): {account.api_key}")
+        if info.created:
+            lines.append(f"  tickets seeded: {account.tickets} (one in every status)")
+    lines += [
+        "",
+        f"Sign in: POST {base}/api/auth/login  "
+        '{"account": "<slug>", "login": "<login>", "password": "<password>", "kind": "employee"|"app_user"}',
+        f"API docs: {base}/docs   (OpenAPI: {base}/docs/openapi.json)",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
