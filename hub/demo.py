@@ -312,7 +312,7 @@ def print_demo(info: DemoInfo, settings: Settings) -> None:
             lines.append(f"{who} login: {entry.login:32} password: {entry.password}{extension}")
         if account.api_key:
             lines.append(f"  integration API key (monitoring; shown once): {account.api_key}")
-        if info.created:
+        if info.created and account.tickets:
             lines.append(f"  tickets seeded: {account.tickets} (one in every status)")
     lines += [
         "",
