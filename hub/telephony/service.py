@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telephony import PbxEventResult
@@ -146,60 +145,45 @@ async def authenticate_pbx(session: AsyncSession, token: str | None) -> Telephon
 async def match_caller(
     session: AsyncSession, settings: TelephonySettings, number: str | None
 ) -> list[MatchRead]:
-    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits."""
+    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits.
+
+    Contacts come first (a person is a better guess than their company's switchboard). Two
+    queries for the usual caller: the suffix index, then the names (contacts with their company).
+    """
     if not number or not digits_of(number):
         return []
     raw = normalise(number, settings.region) or number
     found = await find_by_suffix(session, settings.account_id, raw, settings.match_digits, MAX_MATCHES)
     contact_ids = {m.owner_id for m in found if m.owner_kind == "contact"}
     company_ids = {m.owner_id for m in found if m.owner_kind == "company"}
-    contacts = {
-        c.id: c
-        for c in (
-            await session.scalars(
-                select(Contact).where(Contact.account_id == settings.account_id, Contact.id.in_(contact_ids))
-            )
-            if contact_ids
-            else []
+    contacts: dict[int, tuple[str, int | None, str | None]] = {}
+    if contact_ids:
+        rows = await session.execute(
+            select(Contact.id, Contact.name, Contact.company_id, Company.name)
+            .outerjoin(Company, Company.id == Contact.company_id)
+            .where(Contact.account_id == settings.account_id, Contact.id.in_(contact_ids))
         )
-    }
-    company_ids |= {c.company_id for c in contacts.values() if c.company_id}
-    companies = {
-        c.id: c
-        for c in (
-            await session.scalars(
-                select(Company).where(Company.account_id == settings.account_id, Company.id.in_(company_ids))
+        contacts = {cid: (name, company_id, company) for cid, name, company_id, company in rows.tuples()}
+    companies: dict[int, str] = {}
+    if company_ids:
+        company_rows = await session.execute(
+            select(Company.id, Company.name).where(
+                Company.account_id == settings.account_id, Company.id.in_(company_ids)
             )
-            if company_ids
-            else []
         )
-    }
+        companies = {cid: name for cid, name in company_rows.tuples()}
     result: list[MatchRead] = []
     seen: set[tuple[str, int]] = set()
-    # Contacts first: a person is a better guess than their company's switchboard.
     for m in sorted(found, key=lambda m: (m.owner_kind != "contact", m.owner_id)):
         if (m.owner_kind, m.owner_id) in seen:
             continue
         seen.add((m.owner_kind, m.owner_id))
         if m.owner_kind == "contact" and m.owner_id in contacts:
-            contact = contacts[m.owner_id]
-            company = companies.get(contact.company_id) if contact.company_id else None
-            result.append(
-                MatchRead(
-                    "contact",
-                    contact.id,
-                    contact.name,
-                    m.field,
-                    m.e164,
-                    contact.company_id,
-                    company.name if company else None,
-                )
-            )
+            name, company_id, company_name = contacts[m.owner_id]
+            result.append(MatchRead("contact", m.owner_id, name, m.field, m.e164, company_id, company_name))
         elif m.owner_kind == "company" and m.owner_id in companies:
-            company = companies[m.owner_id]
-            result.append(
-                MatchRead("company", company.id, company.name, m.field, m.e164, company.id, company.name)
-            )
+            name = companies[m.owner_id]
+            result.append(MatchRead("company", m.owner_id, name, m.field, m.e164, m.owner_id, name))
     return result
 
 
@@ -207,33 +191,38 @@ async def match_caller(
 
 
 async def _employees_for(session: AsyncSession, account_id: int, values: Iterable[str]) -> list[Employee]:
-    """Employees named by extension (or, for the CTI dialect, by e-mail or name), in the given order."""
-    wanted = [v.strip() for v in values if v and v.strip()]
+    """Active employees named by any of ``values`` (extension, e-mail or name): one query."""
+    wanted = sorted({v.strip() for v in values if v and v.strip()})
     if not wanted:
         return []
-    lowered = [v.lower() for v in wanted]
-    rows = list(
+    return list(
         await session.scalars(
             select(Employee).where(
                 Employee.account_id == account_id,
                 Employee.active.is_(True),
                 or_(
                     Employee.extension.in_(wanted),
-                    func.lower(Employee.email).in_(lowered),
+                    func.lower(Employee.email).in_([v.lower() for v in wanted]),
                     Employee.name.in_(wanted),
                 ),
             )
         )
     )
+
+
+def _resolve(employees: Sequence[Employee], values: Iterable[str | None]) -> list[Employee]:
+    """The employees ``values`` name, in order: by extension, else e-mail, else name (CTI ``user[]``
+    carries names, ``answeringNumber`` an extension, login or e-mail)."""
     ordered: list[Employee] = []
-    for value in wanted:
+    for raw in values:
+        value = (raw or "").strip().lower()
+        if not value:
+            continue
         for attr in ("extension", "email", "name"):
-            hit = next(
-                (e for e in rows if (getattr(e, attr) or "").lower() == value.lower() and e not in ordered),
-                None,
-            )
+            hit = next((e for e in employees if (getattr(e, attr) or "").lower() == value), None)
             if hit is not None:
-                ordered.append(hit)
+                if hit not in ordered:
+                    ordered.append(hit)
                 break
     return ordered
 
@@ -245,14 +234,55 @@ async def _lock_call(session: AsyncSession, account_id: int, external_id: str) -
     return await session.scalar(query.execution_options(populate_existing=True))
 
 
-async def _get_or_create_call(
-    session: AsyncSession, settings: TelephonySettings, ev: CanonicalEvent
-) -> tuple[Call, bool]:
-    call = await _lock_call(session, settings.account_id, ev.call_id)
-    if call is not None:
-        return call, False
-    now = ev.occurred_at or utcnow()
-    call = Call(
+def _insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for the session's engine (one round trip, no savepoint)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+_CALL_COLUMNS = [c.key for c in Call.__table__.columns if c.key != "id"]
+
+
+async def _insert_call(session: AsyncSession, call: Call) -> int | None:
+    """Store a new call; ``None`` when another request created the same call id first."""
+    values = {key: getattr(call, key) for key in _CALL_COLUMNS}
+    statement = (
+        _insert(session, Call.__table__)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["account_id", "external_id"])
+        .returning(Call.__table__.c.id)
+    )
+    return await session.scalar(statement)
+
+
+async def _log_event(session: AsyncSession, call_id: int, account_id: int, ev: CanonicalEvent) -> bool:
+    """Record the event once; False when this (call id, event) was seen before."""
+    statement = (
+        _insert(session, CallEventLog.__table__)
+        .values(
+            account_id=account_id,
+            call_id=call_id,
+            external_call_id=ev.call_id,
+            event=ev.kind,
+            dialect=ev.dialect,
+            payload=jsonable(ev.raw),
+            outcome="applied",
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["account_id", "external_call_id", "event"])
+        .returning(CallEventLog.__table__.c.id)
+    )
+    return await session.scalar(statement) is not None
+
+
+def _new_call(settings: TelephonySettings, ev: CanonicalEvent) -> Call:
+    now = utcnow()
+    return Call(
         account_id=settings.account_id,
         external_id=ev.call_id,
         direction=ev.direction,
@@ -261,40 +291,10 @@ async def _get_or_create_call(
         matches=[],
         answered=False,
         closed_by_sweeper=False,
-        started_at=now,
-        created_at=utcnow(),
-        updated_at=utcnow(),
+        started_at=ev.occurred_at or now,
+        created_at=now,
+        updated_at=now,
     )
-    try:
-        async with session.begin_nested():
-            session.add(call)
-    except IntegrityError:
-        # Another process created it a moment ago (its transaction has committed by now).
-        existing = await _lock_call(session, settings.account_id, ev.call_id)
-        if existing is None:
-            raise
-        return existing, False
-    return call, True
-
-
-async def _log_event(session: AsyncSession, call: Call, ev: CanonicalEvent) -> bool:
-    """Record the event once; False when this (call id, event) was seen before."""
-    entry = CallEventLog(
-        account_id=call.account_id,
-        call_id=call.id,
-        external_call_id=ev.call_id,
-        event=ev.kind,
-        dialect=ev.dialect,
-        payload=jsonable(ev.raw),
-        outcome="applied",
-        received_at=utcnow(),
-    )
-    try:
-        async with session.begin_nested():
-            session.add(entry)
-    except IntegrityError:
-        return False
-    return True
 
 
 def _client_number(call: Call, settings: TelephonySettings) -> str | None:
@@ -328,43 +328,67 @@ class _Effects:
 
 
 async def apply_event(
-    session: AsyncSession, settings: TelephonySettings, ev: CanonicalEvent
+    session: AsyncSession, settings: TelephonySettings, ev: CanonicalEvent, *, _retry: bool = True
 ) -> PbxEventResult:
-    """Apply one PBX event to its call, exactly once. See the module docstring for the rules."""
-    call, _created = await _get_or_create_call(session, settings, ev)
-    if not await _log_event(session, call, ev):
-        return PbxEventResult(ev.call_id, ev.kind, "duplicate", call.id, call.status)  # type: ignore[arg-type]
-    late = call.status == "ended"
-    now = ev.occurred_at or utcnow()
-    call.from_number = call.from_number or ev.from_number
-    call.to_number = call.to_number or ev.to_number
-    call.queue = call.queue or ev.queue
-    if ev.kind == "outgoing":
-        call.direction = "out"
-    effects = _Effects(popup_to=[])
-    if ev.kind in ("ringing", "outgoing"):
-        await _on_ringing(session, call, ev, effects, late)
-    elif ev.kind == "answered":
-        await _on_answered(session, call, ev, now, effects)
-    elif ev.kind == "hangup":
-        await _on_hangup(session, call, ev, now, effects)
-    await _fill_client(session, settings, call)
-    call.updated_at = utcnow()
-    await session.flush()
-    await _publish(session, call, ev.kind, effects)
-    if effects.ended_now:
-        await _record_activity(session, call)
+    """Apply one PBX event to its call, exactly once. See the module docstring for the rules.
+
+    A handful of round trips: the call (locked), the employees involved, the caller match and
+    the client's tickets for a new call, one INSERT … ON CONFLICT each for the call and the event
+    log, and the changes flushed once at commit (no autoflush in between).
+    """
+    with session.no_autoflush:
+        # A ringing / outgoing event is nearly always a call's first: insert it optimistically
+        # (a conflict falls back to the locked path below) and save a round trip.
+        optimistic = _retry and ev.kind in ("ringing", "outgoing")
+        call = None if optimistic else await _lock_call(session, settings.account_id, ev.call_id)
+        created = call is None
+        if call is None:
+            call = _new_call(settings, ev)
+        elif not await _log_event(session, call.id, call.account_id, ev):
+            return PbxEventResult(ev.call_id, ev.kind, "duplicate", call.id, call.status)  # type: ignore[arg-type]
+        staff = await _employees_for(
+            session,
+            settings.account_id,
+            [*ev.parties, ev.answered_by or "", *(call.ringing_extensions or [])],
+        )
+        late = call.status == "ended"
+        now = ev.occurred_at or utcnow()
+        call.from_number = call.from_number or ev.from_number
+        call.to_number = call.to_number or ev.to_number
+        call.queue = call.queue or ev.queue
+        if ev.kind == "outgoing":
+            call.direction = "out"
+        effects = _Effects(popup_to=[])
+        if ev.kind in ("ringing", "outgoing"):
+            _on_ringing(call, ev, _resolve(staff, ev.parties), effects, late)
+        elif ev.kind == "answered":
+            _on_answered(call, ev, _resolve(staff, [ev.answered_by]), now, staff, effects)
+        elif ev.kind == "hangup":
+            _on_hangup(call, ev, now, staff, effects)
+        await _fill_client(session, settings, call)
+        call.updated_at = utcnow()
+        if created:
+            new_id = await _insert_call(session, call)
+            if new_id is None:
+                if not _retry:
+                    raise Conflict("The call changed while this event was applied", code="call_conflict")
+                # Another process created this call a moment ago: apply to its record instead.
+                return await apply_event(session, settings, ev, _retry=False)
+            call.id = new_id
+            await _log_event(session, new_id, call.account_id, ev)
+        await _publish(session, call, ev.kind, effects)
+        if effects.ended_now:
+            await _record_activity(session, call)
     outcome = "late" if late else "applied"
     return PbxEventResult(ev.call_id, ev.kind, outcome, call.id, call.status)  # type: ignore[arg-type]
 
 
-async def _on_ringing(
-    session: AsyncSession, call: Call, ev: CanonicalEvent, effects: _Effects, late: bool
+def _on_ringing(
+    call: Call, ev: CanonicalEvent, employees: list[Employee], effects: _Effects, late: bool
 ) -> None:
-    employees = await _employees_for(session, call.account_id, ev.parties)
     extensions = list(call.ringing_extensions or [])
     for value in [e.extension for e in employees if e.extension] or ev.parties:
-        if value and value not in extensions:
+        if value and value[:20] not in extensions:
             extensions.append(value[:20])
     call.ringing_extensions = extensions
     if ev.kind == "outgoing" and employees and call.employee_id is None:
@@ -377,23 +401,27 @@ async def _on_ringing(
         effects.popup_to = [e.id for e in employees]
 
 
-async def _on_answered(
-    session: AsyncSession, call: Call, ev: CanonicalEvent, now: datetime, effects: _Effects
+def _on_answered(
+    call: Call,
+    ev: CanonicalEvent,
+    answering: list[Employee],
+    now: datetime,
+    staff: list[Employee],
+    effects: _Effects,
 ) -> None:
-    employees = await _employees_for(session, call.account_id, [ev.answered_by] if ev.answered_by else [])
     if not call.answered:
         call.answered = True
         call.answered_at = now
-    if employees and (call.employee_id is None or call.direction == "in"):
-        call.employee_id = employees[0].id
+    if answering and (call.employee_id is None or call.direction == "in"):
+        call.employee_id = answering[0].id
     if ev.answered_by and not call.answered_extension:
-        call.answered_extension = (employees[0].extension if employees else None) or ev.answered_by[:20]
+        call.answered_extension = (answering[0].extension if answering else None) or ev.answered_by[:20]
     if _advance(call, "answered"):
-        effects.popup_to = await _ringing_employee_ids(session, call)
+        effects.popup_to = _ringing_employee_ids(call, staff)
 
 
-async def _on_hangup(
-    session: AsyncSession, call: Call, ev: CanonicalEvent, now: datetime, effects: _Effects
+def _on_hangup(
+    call: Call, ev: CanonicalEvent, now: datetime, staff: list[Employee], effects: _Effects
 ) -> None:
     call.cause = call.cause or ev.cause
     call.recording_url = call.recording_url or ev.recording_url
@@ -409,12 +437,11 @@ async def _on_hangup(
             call.duration_seconds = max(int((now - call.answered_at).total_seconds()), 0)
         _advance(call, "ended")
         effects.ended_now = True
-        effects.popup_to = await _ringing_employee_ids(session, call)
+        effects.popup_to = _ringing_employee_ids(call, staff)
 
 
-async def _ringing_employee_ids(session: AsyncSession, call: Call) -> list[int]:
-    employees = await _employees_for(session, call.account_id, call.ringing_extensions or [])
-    ids = [e.id for e in employees]
+def _ringing_employee_ids(call: Call, staff: Sequence[Employee]) -> list[int]:
+    ids = [e.id for e in _resolve(staff, call.ringing_extensions or [])]
     if call.employee_id and call.employee_id not in ids:
         ids.append(call.employee_id)
     return ids
@@ -575,7 +602,8 @@ async def close_stale_calls(session: AsyncSession, now: datetime | None = None, 
             continue
         closed += 1
         call = await session.get_one(Call, call_id, populate_existing=True)
-        effects = _Effects(popup_to=await _ringing_employee_ids(session, call), ended_now=True)
+        staff = await _employees_for(session, call.account_id, call.ringing_extensions or [])
+        effects = _Effects(popup_to=_ringing_employee_ids(call, staff), ended_now=True)
         await _publish(session, call, "hangup", effects)
         await _record_activity(session, call)
     return closed
