@@ -117,6 +117,8 @@ async def bench_match(db: Database, account_id: int, count: int, samples: int) -
         settings = await get_or_create_settings(session, account_id)
         await session.commit()
         session.expunge(settings)  # a plain detached row: rollbacks below must not expire it
+        for _ in range(200):  # warm-up: statement caches, index pages
+            await match_caller(session, settings, number_of(random.randint(1, count)))
         for _ in range(samples):
             i = random.randint(1, count)
             raw = "8 " + number_of(i)[2:]  # written with the trunk prefix
