@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telephony import PbxEventResult
@@ -126,12 +126,17 @@ async def issue_token(session: AsyncSession, account_id: int) -> str:
     return token
 
 
+# Statements of the intake path, built once (constructing them per event costs more CPU than
+# running them).
+_SETTINGS_BY_TOKEN = select(TelephonySettings).where(TelephonySettings.token_hash == bindparam("digest"))
+
+
 async def authenticate_pbx(session: AsyncSession, token: str | None) -> TelephonySettings:
     """The settings whose token this is, or 401 ``invalid_pbx_token``."""
     if not token or len(token) > 200:
         raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
     digest = _token_hash(token)
-    row = await session.scalar(select(TelephonySettings).where(TelephonySettings.token_hash == digest))
+    row = await session.scalar(_SETTINGS_BY_TOKEN, {"digest": digest})
     if row is None or not row.token_hash or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
     if not row.enabled:
@@ -140,6 +145,13 @@ async def authenticate_pbx(session: AsyncSession, token: str | None) -> Telephon
 
 
 # --- caller match (TEL-3) ----------------------------------------------------------------------------
+
+
+_CONTACT_NAMES = (
+    select(Contact.id, Contact.name, Contact.company_id, Company.name)
+    .outerjoin(Company, Company.id == Contact.company_id)
+    .where(Contact.account_id == bindparam("account_id"), Contact.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 async def match_caller(
@@ -159,9 +171,7 @@ async def match_caller(
     contacts: dict[int, tuple[str, int | None, str | None]] = {}
     if contact_ids:
         rows = await session.execute(
-            select(Contact.id, Contact.name, Contact.company_id, Company.name)
-            .outerjoin(Company, Company.id == Contact.company_id)
-            .where(Contact.account_id == settings.account_id, Contact.id.in_(contact_ids))
+            _CONTACT_NAMES, {"account_id": settings.account_id, "ids": sorted(contact_ids)}
         )
         contacts = {cid: (name, company_id, company) for cid, name, company_id, company in rows.tuples()}
     companies: dict[int, str] = {}
@@ -195,19 +205,19 @@ async def _employees_for(session: AsyncSession, account_id: int, values: Iterabl
     wanted = sorted({v.strip() for v in values if v and v.strip()})
     if not wanted:
         return []
-    return list(
-        await session.scalars(
-            select(Employee).where(
-                Employee.account_id == account_id,
-                Employee.active.is_(True),
-                or_(
-                    Employee.extension.in_(wanted),
-                    func.lower(Employee.email).in_([v.lower() for v in wanted]),
-                    Employee.name.in_(wanted),
-                ),
-            )
-        )
-    )
+    params = {"account_id": account_id, "wanted": wanted, "lowered": [v.lower() for v in wanted]}
+    return list(await session.scalars(_EMPLOYEES_NAMED, params))
+
+
+_EMPLOYEES_NAMED = select(Employee).where(
+    Employee.account_id == bindparam("account_id"),
+    Employee.active.is_(True),
+    or_(
+        Employee.extension.in_(bindparam("wanted", expanding=True)),
+        func.lower(Employee.email).in_(bindparam("lowered", expanding=True)),
+        Employee.name.in_(bindparam("wanted", expanding=True)),
+    ),
+)
 
 
 def _resolve(employees: Sequence[Employee], values: Iterable[str | None]) -> list[Employee]:
@@ -227,57 +237,65 @@ def _resolve(employees: Sequence[Employee], values: Iterable[str | None]) -> lis
     return ordered
 
 
+_CALL_BY_EXTERNAL_ID = (
+    select(Call)
+    .where(Call.account_id == bindparam("account_id"), Call.external_id == bindparam("external_id"))
+    .execution_options(populate_existing=True)
+)
+_CALL_BY_EXTERNAL_ID_LOCKED = _CALL_BY_EXTERNAL_ID.with_for_update()
+
+
 async def _lock_call(session: AsyncSession, account_id: int, external_id: str) -> Call | None:
-    query = select(Call).where(Call.account_id == account_id, Call.external_id == external_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return await session.scalar(query.execution_options(populate_existing=True))
+    locked = session.get_bind().dialect.name == "postgresql"
+    query = _CALL_BY_EXTERNAL_ID_LOCKED if locked else _CALL_BY_EXTERNAL_ID
+    return await session.scalar(query, {"account_id": account_id, "external_id": external_id})
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING for the session's engine (one round trip, no savepoint)."""
-    if session.get_bind().dialect.name == "postgresql":
+def _insert_ignoring_conflict(dialect: str, table: Any, unique: list[str], returning: Any) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        statement: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table)
+        statement = sqlite_insert(table)
+    return statement.on_conflict_do_nothing(index_elements=unique).returning(returning)
 
 
+# INSERT … ON CONFLICT DO NOTHING RETURNING id, per dialect: one round trip, no savepoint.
+_INSERT_CALL = {
+    d: _insert_ignoring_conflict(d, Call.__table__, ["account_id", "external_id"], Call.__table__.c.id)
+    for d in ("postgresql", "sqlite")
+}
+_INSERT_EVENT = {
+    d: _insert_ignoring_conflict(
+        d, CallEventLog.__table__, ["account_id", "external_call_id", "event"], CallEventLog.__table__.c.id
+    )
+    for d in ("postgresql", "sqlite")
+}
 _CALL_COLUMNS = [c.key for c in Call.__table__.columns if c.key != "id"]
 
 
 async def _insert_call(session: AsyncSession, call: Call) -> int | None:
     """Store a new call; ``None`` when another request created the same call id first."""
     values = {key: getattr(call, key) for key in _CALL_COLUMNS}
-    statement = (
-        _insert(session, Call.__table__)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["account_id", "external_id"])
-        .returning(Call.__table__.c.id)
-    )
-    return await session.scalar(statement)
+    return await session.scalar(_INSERT_CALL[session.get_bind().dialect.name], values)
 
 
 async def _log_event(session: AsyncSession, call_id: int, account_id: int, ev: CanonicalEvent) -> bool:
     """Record the event once; False when this (call id, event) was seen before."""
-    statement = (
-        _insert(session, CallEventLog.__table__)
-        .values(
-            account_id=account_id,
-            call_id=call_id,
-            external_call_id=ev.call_id,
-            event=ev.kind,
-            dialect=ev.dialect,
-            payload=jsonable(ev.raw),
-            outcome="applied",
-            received_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["account_id", "external_call_id", "event"])
-        .returning(CallEventLog.__table__.c.id)
-    )
-    return await session.scalar(statement) is not None
+    values = {
+        "account_id": account_id,
+        "call_id": call_id,
+        "external_call_id": ev.call_id,
+        "event": ev.kind,
+        "dialect": ev.dialect,
+        "payload": jsonable(ev.raw),
+        "outcome": "applied",
+        "received_at": utcnow(),
+    }
+    return await session.scalar(_INSERT_EVENT[session.get_bind().dialect.name], values) is not None
 
 
 def _new_call(settings: TelephonySettings, ev: CanonicalEvent) -> Call:
