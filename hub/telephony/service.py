@@ -773,6 +773,14 @@ async def read_calls(session: AsyncSession, account_id: int, calls: Sequence[Cal
     return result
 
 
+async def _get_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> Any:
+    try:
+        from hub.desk.service import get_ticket
+    except ImportError as exc:  # a build without the desk has no tickets
+        raise NotFound("No such ticket", code="ticket_not_found") from exc
+    return await get_ticket(session, account_id, ticket_id)
+
+
 async def _history(
     session: AsyncSession, ticket: Any, actor: Actor, kind: str, call: Call, **extra: Any
 ) -> None:
@@ -804,9 +812,7 @@ async def bind_ticket(
 ) -> CallTicket:
     """Bind a call to a ticket (TEL-5); both must be in the account. History records it."""
     call = await get_call(session, account_id, call_id)
-    from hub.desk.service import get_ticket
-
-    ticket = await get_ticket(session, account_id, ticket_id)
+    ticket = await _get_ticket(session, account_id, ticket_id)
     existing = await session.scalar(
         select(CallTicket).where(CallTicket.call_id == call.id, CallTicket.ticket_id == ticket.id)
     )
@@ -832,9 +838,7 @@ async def unbind_ticket(
     session: AsyncSession, account_id: int, call_id: int, ticket_id: int, actor: Actor
 ) -> None:
     call = await get_call(session, account_id, call_id)
-    from hub.desk.service import get_ticket
-
-    ticket = await get_ticket(session, account_id, ticket_id)
+    ticket = await _get_ticket(session, account_id, ticket_id)
     result = await session.execute(
         delete(CallTicket).where(
             CallTicket.account_id == account_id,
@@ -849,9 +853,7 @@ async def unbind_ticket(
 
 
 async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> list[CallRead]:
-    from hub.desk.service import get_ticket
-
-    ticket = await get_ticket(session, account_id, ticket_id)
+    ticket = await _get_ticket(session, account_id, ticket_id)
     calls = list(
         await session.scalars(
             select(Call)
