@@ -149,6 +149,37 @@ class _ResilientAsyncPgBackend(AsyncPgChannelsBackend):
                     if attempt:
                         log.warning("live_publish_failed", error=repr(exc))
 
+    async def on_startup(self) -> None:
+        await super().on_startup()
+        self._listener_conn.add_termination_listener(self._on_listener_lost)
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    def _on_listener_lost(self, _connection: Any) -> None:
+        # The database restarted or dropped us: listen again on a new connection (events sent
+        # in the gap are in the replay log; streams reconnecting with Last-Event-ID get them).
+        if self._queue is not None and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        delay = 0.5
+        try:
+            while self._queue is not None:
+                try:
+                    async with self._listener_lock:
+                        connection = await self._connect()
+                        for channel in self._subscribed_channels:
+                            await connection.add_listener(channel, self._listener)
+                        connection.add_termination_listener(self._on_listener_lost)
+                        self._listener_conn = connection
+                    log.info("live_listener_reconnected", channels=len(self._subscribed_channels))
+                    return
+                except Exception as exc:
+                    log.warning("live_listener_reconnect_failed", error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            self._reconnecting = None
+
     async def subscribe(self, channels: Iterable[str]) -> None:
         async with self._listener_lock:
             for channel in set(channels) - self._subscribed_channels:
@@ -163,6 +194,9 @@ class _ResilientAsyncPgBackend(AsyncPgChannelsBackend):
                 await self._listener_conn.remove_listener(channel, self._listener)  # type: ignore[arg-type]
 
     async def on_shutdown(self) -> None:
+        self._listener_conn.remove_termination_listener(self._on_listener_lost)
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._pub_conn is not None:
             with contextlib.suppress(Exception):
                 await self._pub_conn.close()

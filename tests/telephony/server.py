@@ -48,49 +48,64 @@ class SseEvent:
 
 
 class SseReader:
-    """Reads frames from an open streaming response; ``next()`` waits for the next data frame."""
+    """Reads frames from an open streaming response in a background task, so a timed-out wait
+    never breaks the stream; ``next()`` waits for the next data frame."""
 
     def __init__(self, response: httpx.Response) -> None:
-        self._lines = response.aiter_lines()
+        self._frames: asyncio.Queue[SseEvent | str | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump(response))
+
+    async def _pump(self, response: httpx.Response) -> None:
+        fields: dict[str, str] = {}
+        try:
+            async for line in response.aiter_lines():
+                if line == "":
+                    if "data" in fields:
+                        raw_id = fields.get("id")
+                        data = json.loads(fields["data"])
+                        await self._frames.put(
+                            SseEvent(int(raw_id) if raw_id else None, fields.get("event"), data)
+                        )
+                    fields = {}
+                elif line.startswith(":"):
+                    await self._frames.put(line)
+                else:
+                    key, _, value = line.partition(":")
+                    fields[key] = value[1:] if value.startswith(" ") else value
+        finally:
+            await self._frames.put(None)
+
+    async def _get(self) -> SseEvent | str:
+        item = await self._frames.get()
+        if item is None:
+            await self._frames.put(None)
+            raise EOFError("stream ended")
+        return item
 
     async def connected(self, timeout: float = 20.0) -> None:
         """Wait for the stream's ``: connected`` comment (sent once it is subscribed)."""
 
         async def find() -> None:
-            async for line in self._lines:
-                if line.startswith(": connected"):
-                    return
-            raise EOFError("stream ended")
+            while not (isinstance(item := await self._get(), str) and item.startswith(": connected")):
+                pass
 
         await asyncio.wait_for(find(), timeout)
 
-    async def next(self, timeout: float = 20.0) -> SseEvent:
-        return await asyncio.wait_for(self._next(), timeout)
+    async def _next_frame(self) -> SseEvent:
+        while True:
+            item = await self._get()
+            if isinstance(item, SseEvent):
+                return item
 
-    async def _next(self) -> SseEvent:
-        fields: dict[str, str] = {}
-        async for line in self._lines:
-            if line == "":
-                if "data" in fields:
-                    raw_id = fields.get("id")
-                    return SseEvent(
-                        int(raw_id) if raw_id else None, fields.get("event"), json.loads(fields["data"])
-                    )
-                fields = {}
-                continue
-            if line.startswith(":"):
-                continue
-            key, _, value = line.partition(":")
-            fields[key] = value[1:] if value.startswith(" ") else value
-        raise EOFError("stream ended")
+    async def next(self, timeout: float = 20.0) -> SseEvent:
+        return await asyncio.wait_for(self._next_frame(), timeout)
 
     async def next_of(self, event_type: str, timeout: float = 20.0) -> SseEvent:
         """The next frame of ``event_type`` (frames of other types are skipped)."""
 
         async def find() -> SseEvent:
-            while True:
-                frame = await self._next()
-                if frame.event == event_type:
-                    return frame
+            while (frame := await self._next_frame()).event != event_type:
+                pass
+            return frame
 
         return await asyncio.wait_for(find(), timeout)
