@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
@@ -81,7 +82,14 @@ class PbxIntakeController(Controller):
         self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str | None
     ) -> dict[str, Any]:
         account = await service.authenticate_pbx(db_session, _presented_token(request, token))
-        event = from_cti(await request.body(), request.headers.get("content-type", ""))
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            # Some PBX bridges post multipart forms: same fields, other envelope.
+            form = await request.form()
+            pairs = [(key, str(value)) for key, value in form.multi_items()]
+            event = from_cti(urlencode(pairs).encode(), "application/x-www-form-urlencoded")
+        else:
+            event = from_cti(await request.body(), content_type)
         await service.apply_event(db_session, account, event)
         return {}  # what generic-CTI PBXes expect when nothing is to be rejected or redirected
 

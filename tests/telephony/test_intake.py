@@ -314,3 +314,20 @@ async def test_settings_per_account(
         "/api/telephony/match", params={"number": "+7 999 345-67-89"}, headers=tenant.dispatcher.headers
     )
     assert {m["id"] for m in r.json()} == {clients.contact_id, clients.other_contact_id}
+
+
+async def test_generic_cti_multipart_form(client: httpx.AsyncClient, tenant: Tenant, pbx: Pbx) -> None:
+    """TEL-2: the same CTI fields posted as multipart/form-data (some bridges do) are accepted."""
+    fields = {
+        "event": "newCall",
+        "from": "+79990001122",
+        "to": "100",
+        "direction": "in",
+        "callId": "mp-1",
+        "user[]": ["101", "102"],
+    }
+    files = {"placeholder": ("x.txt", b"", "text/plain")}
+    r = await client.post(f"/api/telephony/cti/{pbx.token}", data=fields, files=files)
+    assert (r.status_code, r.json()) == (200, {})
+    [call] = await calls(client, tenant)
+    assert call["external_id"] == "mp-1" and call["ringing_extensions"] == ["101", "102"]
