@@ -2,9 +2,20 @@
 
 from hub.accounts import models as accounts_models
 from hub.db import Base
+from hub.exchange import models as exchange_models
 from hub.live import LiveEvent
 from hub.outbox import models as outbox_models
+from hub.payments import models as payments_models
 from hub.people import models as people_models
 from hub.telephony import models as telephony_models
 
-__all__ = ["Base", "LiveEvent", "accounts_models", "outbox_models", "people_models", "telephony_models"]
+__all__ = [
+    "Base",
+    "LiveEvent",
+    "accounts_models",
+    "exchange_models",
+    "outbox_models",
+    "payments_models",
+    "people_models",
+    "telephony_models",
+]

@@ -10,8 +10,10 @@ __all__ = ["route_handlers"]
 def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
+    from hub.exchange.controllers import EXCHANGE_CONTROLLERS
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
+    from hub.payments.controllers import PAYMENT_CONTROLLERS
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
     from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
@@ -31,4 +33,6 @@ def route_handlers() -> list[ControllerRouterHandler]:
         PbxIntakeController,
         TelephonyController,
         ConsoleController,
+        *EXCHANGE_CONTROLLERS,
+        *PAYMENT_CONTROLLERS,
     ]

@@ -355,3 +355,108 @@ async def _cti_header_token(w: World) -> None:
         )
 
     await _pbx_token_stays_in_account(w, post)
+
+
+# --- partner exchange (EX) ---------------------------------------------------------------------
+
+
+@factory("pairing_key_id")
+async def _pairing_key(w: World, t: Tenant) -> int:
+    issued = await w.post(t, "/api/exchange/pairing-keys", {"label": f"Key {w.secret(t)}"})
+    return int(issued["pairing_key"]["id"])
+
+
+@factory("connection_id")
+async def _exchange_connection(w: World, t: Tenant) -> int:
+    """A connection of ``t`` with a partner on another hub (the partner hub itself is not needed)."""
+    from hub.exchange.crypto import new_keypair
+    from hub.exchange.models import Connection
+
+    private, public = new_keypair()
+    _, partner_public = new_keypair()
+    async with w.db.sessionmaker() as session, session.begin():
+        connection = Connection(
+            account_id=t.id,
+            uuid=str(uuid.uuid4()),
+            side="issuer",
+            partner_name=f"Partner {w.secret(t)}",
+            partner_hub_url="https://partner.example",
+            partner_public_key=partner_public,
+            private_key=private,
+            public_key=public,
+        )
+        session.add(connection)
+        await session.flush()
+        return int(connection.id)
+
+
+async def _exchange_db_snapshot(w: World) -> list[Any]:
+    from sqlalchemy import text
+
+    async with w.db.sessionmaker() as session:
+        rows: list[Any] = []
+        for table in ("exchange_connections", "exchange_pairing_keys", "exchange_inbound_messages"):
+            rows += [
+                tuple(r) for r in (await session.execute(text(f"SELECT * FROM {table} ORDER BY id"))).all()
+            ]
+        return rows
+
+
+@excluded_check("/api/exchange/handshake")
+async def _pairing_handshake_needs_the_secret(w: World) -> None:
+    """Knowing B's pairing key id (kid) but signing with another secret (e.g. A's) connects nothing."""
+    import msgspec
+
+    from contracts.exchange import ConnectRequest
+    from hub.db import utcnow
+    from hub.exchange import crypto
+    from hub.exchange.models import PairingKeyRecord
+
+    await w.id_of(w.b, "pairing_key_id")
+    async with w.db.sessionmaker() as session:
+        kid = await session.scalar(select(PairingKeyRecord.kid).where(PairingKeyRecord.account_id == w.b.id))
+    assert kid is not None
+    before = await _exchange_db_snapshot(w)
+    _, public = crypto.new_keypair()
+    request = ConnectRequest(
+        kid=kid,
+        conn=str(uuid.uuid4()),
+        hub="https://attacker.example",
+        name="A",
+        public_key=public,
+        nonce="n" * 20,
+        iat=utcnow(),
+    )
+    private_a, public_a = crypto.pairing_keypair("a-secret-of-account-a")
+    token = crypto.sign(private_a, public_a, kid, msgspec.json.encode(request))
+    response = await w.client.post("/api/exchange/handshake", json={"jws": token})
+    assert response.status_code == 401 and response.json()["code"] == "bad_signature"
+    assert await _exchange_db_snapshot(w) == before
+
+
+@excluded_check("/api/exchange/inbox")
+async def _inbox_needs_the_partner_key(w: World) -> None:
+    """A message naming B's connection but signed with A's connection key is refused, changing nothing."""
+    from hub.exchange.delivery import sign_envelope
+    from hub.exchange.models import Connection
+
+    a_conn_id = await w.id_of(w.a, "connection_id")
+    b_conn_id = await w.id_of(w.b, "connection_id")
+    async with w.db.sessionmaker() as session:
+        a_conn = await session.get(Connection, a_conn_id)
+        b_conn = await session.get(Connection, b_conn_id)
+    assert a_conn is not None and b_conn is not None
+    before = await _exchange_db_snapshot(w)
+    envelope = {
+        "v": 1,
+        "id": str(uuid.uuid4()),
+        "conn": b_conn.uuid,
+        "sender": "acceptor",
+        "body": {"kind": "connection.ended", "by_name": "A"},
+    }
+    # A's key, but B's connection named in the envelope and in the kid.
+    a_conn.uuid, a_conn.side = b_conn.uuid, "acceptor"
+    response = await w.client.post("/api/exchange/inbox", json={"jws": sign_envelope(a_conn, envelope)})
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "bad_signature"
+    assert await _exchange_db_snapshot(w) == before

@@ -1,0 +1,350 @@
+"""The receiving side of the protocol (EX-4..8, EX-10): verify, de-duplicate, order, apply.
+
+Every refusal is raised before anything is written, so the request's transaction rolls back and a
+refused message changes nothing. The message id is recorded in the same transaction as its effect:
+applied exactly once, however often it is delivered.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.exchange import (
+    CommentPosted,
+    ConnectionEnded,
+    Envelope,
+    InboxResult,
+    SignedToken,
+    StatusUpdate,
+    TicketRated,
+    TicketSentBack,
+    TicketTransfer,
+)
+from hub.db import utcnow
+from hub.desk.actors import Actor
+from hub.errors import BadRequest, Conflict, Gone, NotFound, Unauthorized, Unprocessable
+from hub.exchange import crypto
+from hub.exchange.files import store_blobs
+from hub.exchange.models import Connection, ConnectionState, InboundMessage, SharedTicket
+from hub.exchange.service import send
+
+__all__ = ["MAX_AGE", "ORIGIN", "receive"]
+
+log = structlog.get_logger("hub.exchange")
+# A signed message older (or further in the future) than this is refused as stale.
+MAX_AGE = timedelta(minutes=5)
+# Context key on desk calls made for a partner's message: subscribers never send these back.
+ORIGIN = "exchange_origin"
+# Which way each kind may travel: to the original's side (outgoing link) or the partner's (incoming).
+_TO_ORIGINAL = (StatusUpdate,)
+_TO_PARTNER = (TicketTransfer, TicketRated, TicketSentBack)
+
+
+async def _authenticate(session: AsyncSession, token: SignedToken) -> tuple[Connection, Envelope]:
+    kid = crypto.peek_kid(token.jws)
+    conn_uuid, _, sender = kid.partition("/")
+    if sender not in ("issuer", "acceptor"):
+        raise Unauthorized("Unknown key", code="unknown_key")
+    receiver_side = "acceptor" if sender == "issuer" else "issuer"
+    connection = await session.scalar(
+        select(Connection).where(Connection.uuid == conn_uuid, Connection.side == receiver_side)
+    )
+    if connection is None:
+        raise Unauthorized("Unknown key", code="unknown_key")
+    payload = crypto.verify(token.jws, connection.partner_public_key)
+    try:
+        envelope = msgspec.json.decode(payload, type=Envelope)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise BadRequest(f"Malformed message: {exc}", code="message_malformed") from exc
+    if envelope.conn != conn_uuid or envelope.sender != sender:
+        raise Unauthorized("The message does not match its key", code="unknown_key")
+    if connection.state != ConnectionState.ACTIVE:
+        raise Gone("The partner connection has ended", code="connection_ended")
+    if abs(utcnow() - envelope.sent_at) > MAX_AGE:
+        raise Unauthorized("The message is stale", code="message_stale")
+    return connection, envelope
+
+
+async def receive(session: AsyncSession, token: SignedToken) -> InboxResult:
+    connection, envelope = await _authenticate(session, token)
+    seen = await session.scalar(
+        select(InboundMessage.id).where(
+            InboundMessage.connection_id == connection.id, InboundMessage.message_id == envelope.id
+        )
+    )
+    if seen is not None:
+        raise Conflict("This message was already received", code="message_already_received")
+    body = envelope.body
+    if isinstance(body, ConnectionEnded):
+        await _record(session, connection, envelope, "applied")
+        connection.state = ConnectionState.ENDED
+        connection.ended_at = utcnow()
+        connection.ended_by = "partner"
+        log.info("exchange_disconnected_by_partner", connection=connection.uuid)
+        return InboxResult(envelope.id, "applied")
+    if envelope.ticket is None or envelope.seq is None:
+        raise BadRequest("A ticket message needs ticket and seq", code="message_malformed")
+    link = await session.scalar(
+        select(SharedTicket).where(
+            SharedTicket.connection_id == connection.id, SharedTicket.uuid == envelope.ticket
+        )
+    )
+    if isinstance(body, TicketTransfer):
+        if link is not None:
+            raise Conflict("This ticket was already transferred", code="ticket_already_shared")
+        if envelope.seq != 1:
+            raise BadRequest("A transfer is message 1 of its ticket", code="message_malformed")
+        await _record(session, connection, envelope, "applied")
+        link = await _apply_transfer(session, connection, envelope.ticket, body)
+        await _apply_held(session, connection, link)
+        return InboxResult(envelope.id, "applied")
+    if link is None:
+        raise NotFound("No such ticket is shared on this connection", code="ticket_not_shared")
+    direction_ok = (
+        link.direction == "outgoing"
+        if isinstance(body, _TO_ORIGINAL)
+        else link.direction == "incoming"
+        if isinstance(body, _TO_PARTNER)
+        else True
+    )
+    if not direction_ok:
+        raise Unprocessable("This message cannot travel in this direction", code="wrong_direction")
+    if envelope.seq <= link.in_seq:
+        raise Conflict("This ticket's message was already applied", code="message_already_received")
+    if envelope.seq > link.in_seq + 1:
+        # EX-10 order: wait for the predecessor, then apply in sequence.
+        await _record(session, connection, envelope, "held")
+        return InboxResult(envelope.id, "held")
+    await _record(session, connection, envelope, "applied")
+    await _apply(session, connection, link, envelope)
+    await _apply_held(session, connection, link)
+    return InboxResult(envelope.id, "applied")
+
+
+async def _record(session: AsyncSession, connection: Connection, envelope: Envelope, status: str) -> None:
+    """Claim the message id first, so a concurrent duplicate fails on the unique key before any effect."""
+    session.add(
+        InboundMessage(
+            account_id=connection.account_id,
+            connection_id=connection.id,
+            message_id=envelope.id,
+            ticket_uuid=envelope.ticket,
+            seq=envelope.seq,
+            kind=type(envelope.body).__struct_config__.tag or "",
+            status=status,
+            envelope=msgspec.to_builtins(envelope) if status == "held" else None,
+            received_at=utcnow(),
+            applied_at=utcnow() if status == "applied" else None,
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("This message was already received", code="message_already_received") from exc
+
+
+async def _apply_held(session: AsyncSession, connection: Connection, link: SharedTicket) -> None:
+    while True:
+        held = await session.scalar(
+            select(InboundMessage).where(
+                InboundMessage.connection_id == connection.id,
+                InboundMessage.ticket_uuid == link.uuid,
+                InboundMessage.seq == link.in_seq + 1,
+                InboundMessage.status == "held",
+            )
+        )
+        if held is None or held.envelope is None:
+            return
+        envelope = msgspec.convert(held.envelope, Envelope)
+        held.status, held.envelope, held.applied_at = "applied", None, utcnow()
+        await _apply(session, connection, link, envelope)
+
+
+def _actor(connection: Connection, name: str | None = None) -> Actor:
+    return Actor("partner", None, name or connection.partner_name)
+
+
+def _context(connection: Connection) -> dict[str, Any]:
+    return {ORIGIN: connection.id}
+
+
+async def _apply(
+    session: AsyncSession, connection: Connection, link: SharedTicket, envelope: Envelope
+) -> None:
+    from hub.desk import service as desk
+
+    link.in_seq = envelope.seq or link.in_seq
+    body = envelope.body
+    ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
+    if isinstance(body, CommentPosted):
+        await _apply_comment(session, connection, link, ticket, body)
+    elif isinstance(body, StatusUpdate):
+        await _apply_status(session, connection, link, ticket, body)
+    elif isinstance(body, TicketRated):
+        await desk.rate_ticket(
+            session, connection.account_id, ticket.id, _actor(connection), body.score, body.comment
+        )
+        ticket = await desk.get_ticket(session, connection.account_id, ticket.id)
+        if ticket.status != "closed":
+            await desk.change_status(session, connection.account_id, ticket.id, _actor(connection), "closed")
+    elif isinstance(body, TicketSentBack):
+        await desk.change_status(
+            session, connection.account_id, ticket.id, _actor(connection), "reopened", comment=body.comment
+        )
+
+
+async def _apply_transfer(
+    session: AsyncSession, connection: Connection, shared_uuid: str, body: TicketTransfer
+) -> SharedTicket:
+    """EX-4: a new ticket in this account, source ``partner``, linked to the original."""
+    from hub.desk.schemas import TicketCreate
+
+    from hub.desk import service as desk
+
+    ticket = await desk.create_ticket(
+        session,
+        connection.account_id,
+        _actor(connection),
+        TicketCreate(
+            title=body.title, description=body.description, priority=body.priority, source="partner"
+        ),
+        context=_context(connection),
+    )
+    link = SharedTicket(
+        account_id=connection.account_id,
+        connection_id=connection.id,
+        ticket_id=ticket.id,
+        uuid=shared_uuid,
+        direction="incoming",
+        include_client=body.client is not None,
+        client=msgspec.to_builtins(body.client) if body.client is not None else None,
+        partner_number=body.number,
+        out_seq=0,
+        in_seq=1,
+        created_at=utcnow(),
+    )
+    session.add(link)
+    await session.flush()
+    await store_blobs(session, connection.account_id, ticket, None, body.files, public=True)
+    desk.set_ext_flag(
+        ticket, "partner", {"name": connection.partner_name, "from_partner": True, "number": body.number}
+    )
+    await desk.record_history(
+        session,
+        ticket,
+        _actor(connection),
+        "partner_transfer_received",
+        {"partner": connection.partner_name, "number": body.number},
+    )
+    # EX-7: tell the original our number and status at once.
+    await send_status(session, connection, link, ticket)
+    return link
+
+
+async def _apply_comment(
+    session: AsyncSession, connection: Connection, link: SharedTicket, ticket: Any, body: CommentPosted
+) -> None:
+    """EX-5: from the original, public here. EX-6: from the partner ticket, private here, marked."""
+    from hub.desk import service as desk
+
+    public = link.direction == "incoming"
+    comment = await desk.add_comment(
+        session,
+        connection.account_id,
+        ticket.id,
+        _actor(connection, body.author_name),
+        body.body or "(files)",
+        public=public,
+        author_name=f"{body.author_name} ({connection.partner_name})",
+        context=_context(connection),
+    )
+    await store_blobs(session, connection.account_id, ticket, comment, body.files, public=public)
+
+
+async def _apply_status(
+    session: AsyncSession, connection: Connection, link: SharedTicket, ticket: Any, body: StatusUpdate
+) -> None:
+    """EX-7 tracking on the original; EX-9 notification of the partner's decision."""
+    from hub.desk import service as desk
+
+    previous = link.partner_status
+    link.partner_number = body.number
+    link.partner_status = body.status
+    link.partner_responsible = body.responsible_name
+    link.partner_updated_at = body.changed_at
+    desk.set_ext_flag(
+        ticket,
+        "partner",
+        {
+            "name": connection.partner_name,
+            "number": body.number,
+            "status": body.status,
+            "responsible": body.responsible_name,
+        },
+    )
+    if previous == body.status:
+        return
+    await desk.record_history(
+        session,
+        ticket,
+        _actor(connection),
+        "partner_status",
+        {"partner": connection.partner_name, "number": body.number, "from": previous, "to": body.status},
+    )
+    if body.status in ("resolved", "cancelled", "closed", "reopened") and previous is not None:
+        await _notify_decision(session, connection, ticket, body)
+
+
+async def _notify_decision(
+    session: AsyncSession, connection: Connection, ticket: Any, body: StatusUpdate
+) -> None:
+    """EX-9: the responsible and observers of the original ticket hear of the partner's decision."""
+    try:
+        from hub.notifications import notify
+    except ImportError:  # the notifications module is optional until it lands
+        log.warning("exchange_notify_unavailable", ticket_id=ticket.id)
+        return
+    recipients: list[tuple[str, int]] = []
+    for employee_id in [ticket.responsible_id, *(getattr(ticket, "observer_ids", None) or [])]:
+        if employee_id and ("employee", employee_id) not in recipients:
+            recipients.append(("employee", employee_id))
+    if not recipients:
+        return
+    await notify(
+        session,
+        account_id=connection.account_id,
+        event="partner_decision",
+        ticket=ticket,
+        recipients=recipients,
+        data={
+            "partner": connection.partner_name,
+            "partner_number": body.number,
+            "status": body.status,
+            "comment": body.comment,
+        },
+    )
+
+
+async def send_status(session: AsyncSession, connection: Connection, link: SharedTicket, ticket: Any) -> None:
+    """EX-7: our ticket's number, status and responsible, to the original's side."""
+    from hub.accounts.models import Employee
+
+    responsible = await session.get(Employee, ticket.responsible_id) if ticket.responsible_id else None
+    await send(
+        session,
+        connection,
+        link,
+        StatusUpdate(
+            number=ticket.number,
+            status=ticket.status,
+            responsible_name=responsible.name if responsible else None,
+            changed_at=utcnow(),
+        ),
+    )

@@ -1,0 +1,587 @@
+"""Pairing, connections and the sending side of the partner exchange (EX-1..5, EX-7, EX-8).
+
+Nothing here talks to a partner inside a database transaction: messages are queued in the
+outbox (``send``) and delivered after commit by ``hub.exchange.delivery``; the one synchronous
+call, the pairing handshake, runs with no session open.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.exchange import (
+    Body,
+    ConnectAccepted,
+    ConnectionEnded,
+    ConnectRequest,
+    EndClient,
+    PairingKey,
+    SignedToken,
+    TicketRated,
+    TicketSentBack,
+    TicketTransfer,
+)
+from hub.accounts.models import Account
+from hub.db import Database, utcnow
+from hub.desk.actors import Actor
+from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
+from hub.exchange import crypto
+from hub.exchange.files import blobs_of_ticket_files
+from hub.exchange.models import Connection, ConnectionState, PairingKeyRecord, SharedTicket
+from hub.exchange.schemas import (
+    ConnectionRead,
+    DeliveryStatus,
+    PairingKeyCreate,
+    PairingKeyRead,
+    PartnerLinkRead,
+    PartnerRate,
+    PartnerSendBack,
+    TransferCreate,
+)
+from hub.exchange.transport import post_to_partner, validate_partner_url
+from hub.outbox import enqueue
+from hub.outbox.models import OutboxMessage, OutboxStatus
+from hub.settings import Settings
+
+__all__ = [
+    "KEY_PREFIX",
+    "TOPIC",
+    "accept_handshake",
+    "connect_with_key",
+    "connection_read",
+    "disconnect",
+    "get_connection",
+    "issue_pairing_key",
+    "list_connections",
+    "list_pairing_keys",
+    "partner_links",
+    "rate_partner",
+    "revoke_pairing_key",
+    "send",
+    "send_back",
+    "transfer",
+]
+
+log = structlog.get_logger("hub.exchange")
+TOPIC = "exchange.message"
+KEY_PREFIX = "hubpair1."
+HANDSHAKE_PATH = "/api/exchange/handshake"
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class PartnerRefused(HubError):
+    """The partner hub answered the handshake with a refusal; its status and code are passed on."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail, code=code)
+        self.status = status if 400 <= status < 500 else 502
+        self.title = "The partner hub refused"
+
+
+# --- pairing keys (EX-1) ------------------------------------------------------------------------
+
+
+def _key_state(record: PairingKeyRecord) -> str:
+    if record.revoked_at is not None:
+        return "revoked"
+    if record.used_at is not None:
+        return "used"
+    return "expired" if record.expires_at <= utcnow() else "usable"
+
+
+def pairing_key_read(record: PairingKeyRecord) -> PairingKeyRead:
+    return PairingKeyRead(
+        id=record.id,
+        kid=record.kid,
+        label=record.label,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        used_at=record.used_at,
+        revoked_at=record.revoked_at,
+        connection_id=record.connection_id,
+        state=_key_state(record),
+    )
+
+
+async def issue_pairing_key(
+    session: AsyncSession,
+    account_id: int,
+    employee_id: int | None,
+    settings: Settings,
+    data: PairingKeyCreate,
+) -> tuple[PairingKeyRecord, str]:
+    """A new key and its one-time text. Only the verifier derived from the secret is stored."""
+    secret = crypto.new_secret()
+    _, verifier = crypto.pairing_keypair(secret)
+    record = PairingKeyRecord(
+        account_id=account_id,
+        kid=secrets.token_urlsafe(18),
+        verifier=verifier,
+        label=data.label,
+        created_by_id=employee_id,
+        created_at=utcnow(),
+        expires_at=utcnow() + timedelta(hours=data.expires_in_hours),
+    )
+    session.add(record)
+    await session.flush()
+    payload = PairingKey(hub=settings.server.public_url, kid=record.kid, secret=secret)
+    return record, KEY_PREFIX + crypto.b64url(msgspec.json.encode(payload))
+
+
+async def list_pairing_keys(session: AsyncSession, account_id: int) -> list[PairingKeyRecord]:
+    rows = await session.scalars(
+        select(PairingKeyRecord)
+        .where(PairingKeyRecord.account_id == account_id)
+        .order_by(PairingKeyRecord.id.desc())
+    )
+    return list(rows)
+
+
+async def revoke_pairing_key(session: AsyncSession, account_id: int, key_id: int) -> PairingKeyRecord:
+    record = await session.get(PairingKeyRecord, key_id)
+    if record is None or record.account_id != account_id:
+        raise NotFound("No such pairing key", code="pairing_key_not_found")
+    if record.used_at is not None:
+        raise Conflict("The key was already used; disconnect the partner instead", code="pairing_key_used")
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+    return record
+
+
+def decode_pairing_key(text: str) -> PairingKey:
+    text = text.strip()
+    if not text.startswith(KEY_PREFIX):
+        raise BadRequest("This is not a pairing key", code="pairing_key_malformed")
+    try:
+        encoded = text[len(KEY_PREFIX) :]
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        return msgspec.json.decode(raw, type=PairingKey)
+    except (ValueError, binascii.Error, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadRequest("This is not a pairing key", code="pairing_key_malformed") from exc
+
+
+# --- the handshake (EX-2) -----------------------------------------------------------------------
+
+
+async def connect_with_key(
+    db: Database, http: httpx.AsyncClient, settings: Settings, account_id: int, key_text: str
+) -> Connection:
+    """The acceptor's side: prove the secret to the issuing hub, exchange keys, store the connection.
+
+    Runs without an open session during the HTTP call (the issuer may be this very process)."""
+    key = decode_pairing_key(key_text)
+    hub_url = validate_partner_url(key.hub, settings)
+    async with db.sessionmaker() as session:
+        account = await session.get(Account, account_id)
+        own_key = await session.scalar(
+            select(PairingKeyRecord.id).where(
+                PairingKeyRecord.kid == key.kid, PairingKeyRecord.account_id == account_id
+            )
+        )
+    if account is None:
+        raise NotFound("No such account", code="account_not_found")
+    if own_key is not None:
+        raise Conflict("This key was issued by your own account", code="pairing_key_own")
+    private, public = crypto.new_keypair()
+    request = ConnectRequest(
+        kid=key.kid,
+        conn=str(uuid.uuid4()),
+        hub=settings.server.public_url,
+        name=account.name,
+        public_key=public,
+        nonce=secrets.token_urlsafe(18),
+        iat=utcnow(),
+    )
+    proof_private, proof_public = crypto.pairing_keypair(key.secret)
+    token = crypto.sign(proof_private, proof_public, key.kid, msgspec.json.encode(request))
+    try:
+        answer = await post_to_partner(http, hub_url + HANDSHAKE_PATH, {"jws": token})
+    except (httpx.HTTPError, ValueError) as exc:
+        raise PartnerRefused(
+            502, "partner_unreachable", f"The partner hub did not answer: {exc!r}"[:300]
+        ) from exc
+    if answer.status != 200:
+        detail = answer.body.get("detail") if isinstance(answer.body, dict) else None
+        raise PartnerRefused(
+            answer.status, answer.code or "partner_refused", detail or f"HTTP {answer.status}"
+        )
+    accepted = _verify_accepted(answer.body, request)
+    connection = Connection(
+        account_id=account_id,
+        uuid=request.conn,
+        side="acceptor",
+        partner_name=accepted.name,
+        partner_hub_url=validate_partner_url(accepted.hub, settings),
+        partner_public_key=accepted.public_key,
+        private_key=private,
+        public_key=public,
+        state=ConnectionState.ACTIVE,
+        created_at=utcnow(),
+    )
+    async with db.sessionmaker() as session, session.begin():
+        session.add(connection)
+    log.info("exchange_connected", account_id=account_id, connection=connection.uuid, side="acceptor")
+    return connection
+
+
+def _verify_accepted(body: Any, request: ConnectRequest) -> ConnectAccepted:
+    try:
+        token = msgspec.convert(body, SignedToken)
+        kid = crypto.peek_kid(token.jws)
+        unverified = base64.urlsafe_b64decode(token.jws.split(".")[1] + "==")
+        claimed = msgspec.json.decode(unverified, type=ConnectAccepted)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, IndexError, binascii.Error) as exc:
+        raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer is malformed") from exc
+    # Signed by the key it announces: proves the issuer holds the private half.
+    accepted = msgspec.json.decode(crypto.verify(token.jws, claimed.public_key), type=ConnectAccepted)
+    if kid != f"{request.conn}/issuer" or accepted.conn != request.conn or accepted.nonce != request.nonce:
+        raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer does not match")
+    return accepted
+
+
+async def accept_handshake(session: AsyncSession, settings: Settings, token: SignedToken) -> SignedToken:
+    """The issuer's side: check the proof against the stored verifier, use the key up, connect."""
+    kid = crypto.peek_kid(token.jws)
+    record = await session.scalar(select(PairingKeyRecord).where(PairingKeyRecord.kid == kid))
+    if record is None:
+        raise Unauthorized("Unknown pairing key", code="pairing_key_invalid")
+    payload = crypto.verify(token.jws, record.verifier)  # wrong secret: 401 bad_signature
+    try:
+        request = msgspec.json.decode(payload, type=ConnectRequest)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise BadRequest(f"Malformed handshake: {exc}", code="handshake_malformed") from exc
+    now = utcnow()
+    if request.kid != kid or abs(now - request.iat) > CLOCK_SKEW:
+        raise Unauthorized("Stale or mismatched handshake", code="handshake_stale")
+    if record.revoked_at is not None:
+        raise Gone("The pairing key was revoked", code="pairing_key_revoked")
+    if record.used_at is not None:
+        raise Conflict("The pairing key was already used", code="pairing_key_used")
+    if record.expires_at <= now:
+        raise Gone("The pairing key has expired", code="pairing_key_expired")
+    partner_hub = validate_partner_url(request.hub, settings)
+    taken = await session.scalar(select(Connection.id).where(Connection.uuid == request.conn))
+    if taken is not None:
+        raise Conflict("This connection id is taken", code="connection_exists")
+    account = await session.get(Account, record.account_id)
+    assert account is not None
+    private, public = crypto.new_keypair()
+    connection = Connection(
+        account_id=record.account_id,
+        uuid=request.conn,
+        side="issuer",
+        partner_name=request.name,
+        partner_hub_url=partner_hub,
+        partner_public_key=request.public_key,
+        private_key=private,
+        public_key=public,
+        state=ConnectionState.ACTIVE,
+        created_at=now,
+    )
+    session.add(connection)
+    await session.flush()
+    record.used_at = now
+    record.connection_id = connection.id
+    accepted = ConnectAccepted(
+        conn=request.conn,
+        hub=settings.server.public_url,
+        name=account.name,
+        public_key=public,
+        nonce=request.nonce,
+        iat=now,
+    )
+    log.info("exchange_connected", account_id=record.account_id, connection=request.conn, side="issuer")
+    return SignedToken(crypto.sign(private, public, f"{request.conn}/issuer", msgspec.json.encode(accepted)))
+
+
+# --- connections (EX-3) -------------------------------------------------------------------------
+
+
+async def get_connection(session: AsyncSession, account_id: int, connection_id: int) -> Connection:
+    connection = await session.get(Connection, connection_id)
+    if connection is None or connection.account_id != account_id:
+        raise NotFound("No such partner connection", code="connection_not_found")
+    return connection
+
+
+async def list_connections(session: AsyncSession, account_id: int) -> list[Connection]:
+    rows = await session.scalars(
+        select(Connection).where(Connection.account_id == account_id).order_by(Connection.id)
+    )
+    return list(rows)
+
+
+async def delivery_status(session: AsyncSession, connection: Connection) -> DeliveryStatus:
+    """Per-connection view of the outbox (EX-10): last success, backlog, dead letters, last error."""
+    key = connection.ordering_key
+    unfinished = (OutboxStatus.PENDING, OutboxStatus.DELIVERING)
+    row = (
+        await session.execute(
+            select(
+                func.max(OutboxMessage.delivered_at),
+                func.count(case((OutboxMessage.status.in_(unfinished), 1))),
+                func.count(case((OutboxMessage.status == OutboxStatus.DEAD, 1))),
+            ).where(OutboxMessage.ordering_key == key)
+        )
+    ).one()
+    last_error = await session.scalar(
+        select(OutboxMessage.last_error)
+        .where(OutboxMessage.ordering_key == key, OutboxMessage.last_error.is_not(None))
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    )
+    return DeliveryStatus(
+        last_success_at=row[0], backlog=int(row[1]), dead=int(row[2]), last_error=last_error
+    )
+
+
+async def connection_read(session: AsyncSession, connection: Connection) -> ConnectionRead:
+    return ConnectionRead(
+        id=connection.id,
+        uuid=connection.uuid,
+        partner_name=connection.partner_name,
+        partner_hub_url=connection.partner_hub_url,
+        side=connection.side,
+        state=connection.state,
+        since=connection.created_at,
+        ended_at=connection.ended_at,
+        ended_by=connection.ended_by,
+        delivery=await delivery_status(session, connection),
+    )
+
+
+async def disconnect(session: AsyncSession, account_id: int, connection_id: int, actor: Actor) -> Connection:
+    connection = await get_connection(session, account_id, connection_id)
+    if connection.state == ConnectionState.ENDED:
+        return connection
+    connection.state = ConnectionState.ENDED
+    connection.ended_at = utcnow()
+    connection.ended_by = "us"
+    account = await session.get(Account, account_id)
+    await send(session, connection, None, ConnectionEnded(by_name=account.name if account else "partner"))
+    return connection
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+
+async def send(session: AsyncSession, connection: Connection, link: SharedTicket | None, body: Body) -> str:
+    """Queue one message to the partner in the caller's transaction; returns its id.
+
+    ``seq`` counts per shared ticket, so the receiver can apply in order; the ordering key keeps
+    one connection's messages in line in the outbox."""
+    message_id = str(uuid.uuid4())
+    envelope: dict[str, Any] = {
+        "v": 1,
+        "id": message_id,
+        "conn": connection.uuid,
+        "sender": connection.side,
+        "body": msgspec.to_builtins(body),
+    }
+    if link is not None:
+        link.out_seq += 1
+        envelope |= {"ticket": link.uuid, "seq": link.out_seq}
+    await enqueue(
+        session,
+        account_id=connection.account_id,
+        topic=TOPIC,
+        payload={"connection_id": connection.id, "envelope": envelope},
+        idempotency_key=f"exchange:{message_id}",
+        ordering_key=connection.ordering_key,
+    )
+    return message_id
+
+
+async def active_links(
+    session: AsyncSession, account_id: int, ticket_id: int
+) -> list[tuple[SharedTicket, Connection]]:
+    rows = await session.execute(
+        select(SharedTicket, Connection)
+        .join(Connection, Connection.id == SharedTicket.connection_id)
+        .where(
+            SharedTicket.account_id == account_id,
+            SharedTicket.ticket_id == ticket_id,
+            Connection.state == ConnectionState.ACTIVE,
+        )
+        .order_by(SharedTicket.id)
+    )
+    return [(link, connection) for link, connection in rows.tuples()]
+
+
+# --- transfer and resolution (EX-4, EX-8) -------------------------------------------------------
+
+
+async def _end_client(session: AsyncSession, ticket: Any) -> EndClient:
+    from hub.people.models import Company, Contact, ServiceObject
+
+    company = await session.get(Company, ticket.company_id) if ticket.company_id else None
+    contact = await session.get(Contact, ticket.contact_id) if ticket.contact_id else None
+    obj = await session.get(ServiceObject, ticket.object_id) if ticket.object_id else None
+    phones = [*(company.phones if company else [])]
+    if contact is not None:
+        phones += [p for p in (contact.phone, contact.mobile) if p]
+    return EndClient(
+        company=company.name if company else None,
+        contact=contact.name if contact else None,
+        phones=phones[:20],
+        email=(contact.email if contact else None) or (company.email if company else None),
+        object_number=obj.number if obj else None,
+        object_address=obj.address if obj else None,
+    )
+
+
+async def transfer(
+    session: AsyncSession, account_id: int, ticket_id: int, actor: Actor, data: TransferCreate
+) -> SharedTicket:
+    from hub.desk import service as desk
+
+    ticket = await desk.get_ticket(session, account_id, ticket_id)
+    connection = await get_connection(session, account_id, data.connection_id)
+    if connection.state != ConnectionState.ACTIVE:
+        raise Conflict("The partner connection has ended", code="connection_ended")
+    existing = await session.scalar(
+        select(SharedTicket.direction).where(
+            SharedTicket.ticket_id == ticket.id, SharedTicket.connection_id == connection.id
+        )
+    )
+    if existing == "outgoing":
+        raise Conflict(
+            "The ticket was already transferred to this partner", code="ticket_already_transferred"
+        )
+    if existing == "incoming":
+        # No loops: a ticket never goes back to the partner it came from.
+        raise Conflict("The ticket came from this partner", code="ticket_from_this_partner")
+    if ticket.type == "internal":
+        raise Unprocessable("Internal tickets are not transferred", code="ticket_internal")
+    files = await blobs_of_ticket_files(session, account_id, ticket.id, data.file_ids)
+    link = SharedTicket(
+        account_id=account_id,
+        connection_id=connection.id,
+        ticket_id=ticket.id,
+        uuid=str(uuid.uuid4()),
+        direction="outgoing",
+        include_client=data.include_client,
+        out_seq=0,
+        in_seq=0,
+        created_at=utcnow(),
+    )
+    session.add(link)
+    await session.flush()
+    body = TicketTransfer(
+        number=ticket.number,
+        title=ticket.title,
+        description=ticket.description or "",
+        priority=ticket.priority,
+        client=await _end_client(session, ticket) if data.include_client else None,
+        files=files,
+    )
+    await send(session, connection, link, body)
+    desk.set_ext_flag(
+        ticket, "partner", {"name": connection.partner_name, "status": "transferred", "number": None}
+    )
+    await desk.record_history(
+        session,
+        ticket,
+        actor,
+        "partner_transfer",
+        {"partner": connection.partner_name, "include_client": data.include_client, "files": len(files)},
+    )
+    return link
+
+
+async def _outgoing_link(
+    session: AsyncSession, account_id: int, ticket_id: int, connection_id: int | None
+) -> tuple[SharedTicket, Connection]:
+    from hub.desk import service as desk
+
+    await desk.get_ticket(session, account_id, ticket_id)
+    links = [
+        (link, connection)
+        for link, connection in await active_links(session, account_id, ticket_id)
+        if link.direction == "outgoing" and connection_id in (None, connection.id)
+    ]
+    if not links:
+        raise NotFound("The ticket was not transferred to an active partner", code="partner_link_not_found")
+    return links[-1]
+
+
+async def rate_partner(
+    session: AsyncSession, account_id: int, ticket_id: int, actor: Actor, data: PartnerRate
+) -> SharedTicket:
+    """EX-8: confirm the partner's resolution with a score; the partner ticket becomes closed."""
+    from hub.desk import service as desk
+
+    link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
+    if link.partner_status != "resolved":
+        raise Conflict("The partner ticket is not resolved", code="partner_not_resolved")
+    await send(session, connection, link, TicketRated(score=data.score, comment=data.comment))
+    ticket = await desk.get_ticket(session, account_id, ticket_id)
+    await desk.record_history(
+        session, ticket, actor, "partner_rated", {"partner": connection.partner_name, "score": data.score}
+    )
+    return link
+
+
+async def send_back(
+    session: AsyncSession, account_id: int, ticket_id: int, actor: Actor, data: PartnerSendBack
+) -> SharedTicket:
+    """EX-8: refuse the partner's resolution with a comment; the partner ticket is reopened."""
+    from hub.desk import service as desk
+
+    link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
+    if link.partner_status != "resolved":
+        raise Conflict("The partner ticket is not resolved", code="partner_not_resolved")
+    await send(session, connection, link, TicketSentBack(comment=data.comment))
+    ticket = await desk.get_ticket(session, account_id, ticket_id)
+    await desk.record_history(
+        session,
+        ticket,
+        actor,
+        "partner_sent_back",
+        {"partner": connection.partner_name, "comment": data.comment},
+    )
+    return link
+
+
+async def partner_links(session: AsyncSession, account_id: int, ticket_id: int) -> list[PartnerLinkRead]:
+    """EX-7: what the ticket knows about its partner tickets."""
+    from hub.desk import service as desk
+
+    await desk.get_ticket(session, account_id, ticket_id)
+    rows = await session.execute(
+        select(SharedTicket, Connection)
+        .join(Connection, Connection.id == SharedTicket.connection_id)
+        .where(SharedTicket.account_id == account_id, SharedTicket.ticket_id == ticket_id)
+        .order_by(SharedTicket.id)
+    )
+    return [
+        PartnerLinkRead(
+            id=link.id,
+            connection_id=connection.id,
+            partner_name=connection.partner_name,
+            connection_state=connection.state,
+            direction=link.direction,
+            shared_uuid=link.uuid,
+            partner_number=link.partner_number,
+            partner_status=link.partner_status,
+            partner_responsible=link.partner_responsible,
+            partner_updated_at=link.partner_updated_at,
+            client=link.client,
+            can_rate=link.direction == "outgoing"
+            and link.partner_status == "resolved"
+            and connection.state == ConnectionState.ACTIVE,
+            created_at=link.created_at,
+        )
+        for link, connection in rows.tuples()
+    ]

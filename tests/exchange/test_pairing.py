@@ -1,0 +1,170 @@
+"""Pairing keys, the handshake, the connection list and disconnecting (EX-1, EX-2, EX-3)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text, update
+
+from contracts.exchange import SCHEMA_DIR, schemas
+from hub.exchange.models import Connection, PairingKeyRecord
+from tests.exchange.conftest import Hub, Router, drain, pair
+
+
+def _decode(key: str) -> dict[str, str]:
+    raw = key.removeprefix("hubpair1.")
+    return dict(json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))))
+
+
+def _encode(payload: dict[str, str]) -> str:
+    return "hubpair1." + base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+
+
+def test_json_schema_files_match_the_contract() -> None:
+    """EX-10: the exported JSON Schema files are what the contract Structs produce."""
+    for name, schema in schemas().items():
+        on_disk = json.loads((SCHEMA_DIR / name).read_text())
+        assert on_disk == json.loads(json.dumps(schema)), f"{name} is stale: run python -m contracts.exchange"
+
+
+async def test_pairing_key_shown_once_stored_only_as_verifier(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-1: the key carries the issuing hub's address, expires in 72 h, is shown once and never
+    stored: neither the key nor its secret appear in any list or in the database."""
+    a, _ = two_hubs
+    alpha = a.tenants[0]
+    issued = await a.client.post(
+        "/api/exchange/pairing-keys", json={"label": "for Beta"}, headers=alpha.admin.headers
+    )
+    assert issued.status_code == 201, issued.text
+    key = issued.json()["key"]
+    decoded = _decode(key)
+    assert decoded["hub"] == "http://hub-a.test"
+    expires = datetime.fromisoformat(issued.json()["pairing_key"]["expires_at"])
+    assert timedelta(hours=71.9) < expires - datetime.now(UTC) <= timedelta(hours=72)
+    listed = await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)
+    assert listed.json()[0]["state"] == "usable" and listed.json()[0]["label"] == "for Beta"
+    assert decoded["secret"] not in listed.text and key not in listed.text
+    async with a.db.sessionmaker() as session:
+        rows = (await session.execute(text("SELECT * FROM exchange_pairing_keys"))).all()
+    assert rows and all(decoded["secret"] not in str(row) for row in rows)
+    # Only administrators may issue keys.
+    refused = await a.client.post("/api/exchange/pairing-keys", json={}, headers=alpha.dispatcher.headers)
+    assert refused.status_code == 403
+
+
+async def test_connect_across_two_hubs_both_sides_list_the_partner(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-2, EX-3: B enters A's key; the connection exists on both hubs with the partner's name,
+    since when and state; the key is used up."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+    a_conn, b_conn = await pair(a, alpha, b, beta)
+    mine = (await a.client.get(f"/api/exchange/connections/{a_conn}", headers=alpha.admin.headers)).json()
+    theirs = (await b.client.get(f"/api/exchange/connections/{b_conn}", headers=beta.admin.headers)).json()
+    assert mine["partner_name"] == "Beta Lifts" and theirs["partner_name"] == "Alpha Security"
+    assert mine["state"] == theirs["state"] == "active"
+    assert mine["partner_hub_url"] == "http://hub-b.test" and theirs["partner_hub_url"] == "http://hub-a.test"
+    assert mine["since"] and mine["uuid"] == theirs["uuid"]
+    assert mine["delivery"] == {"last_success_at": None, "backlog": 0, "dead": 0, "last_error": None}
+    keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
+    assert keys[0]["state"] == "used" and keys[0]["connection_id"] == a_conn
+
+
+async def test_connect_on_one_hub(one_hub: Hub) -> None:
+    """EX-2: two accounts of the same hub pair through the same handshake endpoint."""
+    alpha, beta, _ = one_hub.tenants
+    a_conn, b_conn = await pair(one_hub, alpha, one_hub, beta)
+    assert a_conn != b_conn
+    beta_view = (await one_hub.client.get("/api/exchange/connections", headers=beta.admin.headers)).json()
+    assert [c["partner_name"] for c in beta_view] == ["Alpha Security"]
+    # Alpha cannot pair with itself.
+    issued = await one_hub.client.post("/api/exchange/pairing-keys", json={}, headers=alpha.admin.headers)
+    own = await one_hub.client.post(
+        "/api/exchange/connections", json={"key": issued.json()["key"]}, headers=alpha.admin.headers
+    )
+    assert own.status_code == 409 and own.json()["code"] == "pairing_key_own"
+
+
+async def _refused(b: Hub, key: str, status: int, code: str) -> None:
+    beta = b.tenants[0]
+    response = await b.client.post("/api/exchange/connections", json={"key": key}, headers=beta.admin.headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == code
+    async with b.db.sessionmaker() as session:
+        assert (await session.scalars(select(Connection))).all() == []
+
+
+async def test_reused_expired_revoked_and_forged_keys_are_refused(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-1, EX-2: a used key, an expired key, a revoked key, a key with a wrong secret and a
+    malformed key are refused with problem JSON, and no connection appears anywhere."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+
+    async def issue() -> str:
+        response = await a.client.post("/api/exchange/pairing-keys", json={}, headers=alpha.admin.headers)
+        return str(response.json()["key"])
+
+    forged = _decode(await issue())
+    forged["secret"] = "A" * 43
+    await _refused(b, _encode(forged), 401, "bad_signature")
+    await _refused(b, "hubpair1.not-base64!", 400, "pairing_key_malformed")
+    await _refused(b, "something else", 400, "pairing_key_malformed")
+
+    expired = await issue()
+    async with a.db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(PairingKeyRecord)
+            .where(PairingKeyRecord.kid == _decode(expired)["kid"])
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    await _refused(b, expired, 410, "pairing_key_expired")
+
+    revoked = await issue()
+    keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
+    key_id = next(k["id"] for k in keys if k["kid"] == _decode(revoked)["kid"])
+    revoke = await a.client.delete(f"/api/exchange/pairing-keys/{key_id}", headers=alpha.admin.headers)
+    assert revoke.status_code == 200 and revoke.json()["state"] == "revoked"
+    await _refused(b, revoked, 410, "pairing_key_revoked")
+
+    async with a.db.sessionmaker() as session:
+        assert (await session.scalars(select(Connection))).all() == []
+    used = await issue()
+    ok = await b.client.post("/api/exchange/connections", json={"key": used}, headers=beta.admin.headers)
+    assert ok.status_code == 201
+    again = await b.client.post("/api/exchange/connections", json={"key": used}, headers=beta.admin.headers)
+    assert again.status_code == 409 and again.json()["code"] == "pairing_key_used"
+    async with b.db.sessionmaker() as session:
+        assert len((await session.scalars(select(Connection))).all()) == 1
+
+
+async def test_partner_address_must_be_https(two_hubs: tuple[Hub, Hub], router: Router) -> None:
+    """EX-10 safety: without allow_insecure_partners, an http or loopback partner address is refused
+    before any request leaves the hub."""
+    _, b = two_hubs
+    strict = b.settings.server.__class__(public_url=b.url, allow_insecure_partners=False)
+    b.app.state.settings = b.settings.__class__(
+        data_dir=b.settings.data_dir,
+        database=b.settings.database,
+        server=strict,
+        files=b.settings.files,
+        security=b.settings.security,
+    )
+    for hub in ("http://hub-a.test", "https://127.0.0.1:8443", "https://localhost", "https://10.1.2.3"):
+        key = _encode({"v": 1, "hub": hub, "kid": "k" * 24, "secret": "s" * 43})  # type: ignore[dict-item]
+        before = len(router.requests)
+        await _refused(b, key, 400, "partner_url_insecure")
+        assert len(router.requests) == before
+
+
+async def test_disconnect_ends_both_sides(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-3: either side disconnects; the other side sees the connection as ended."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+    a_conn, b_conn = await pair(a, alpha, b, beta)
+    ended = await b.client.post(f"/api/exchange/connections/{b_conn}/disconnect", headers=beta.admin.headers)
+    assert ended.status_code == 200 and ended.json()["state"] == "ended" and ended.json()["ended_by"] == "us"
+    await drain(a, b)
+    mine = (await a.client.get(f"/api/exchange/connections/{a_conn}", headers=alpha.admin.headers)).json()
+    assert mine["state"] == "ended" and mine["ended_by"] == "partner" and mine["ended_at"]
