@@ -1,0 +1,392 @@
+"""PAY-6/PAY-9: applying what a provider says, exactly once and in any order.
+
+Callbacks and reconciliation both end here. One transaction: the attempt row is inserted with the
+event's ``apply_key`` (unique per payment account; ON CONFLICT DO NOTHING), so of any number of
+deliveries of one fact — sequential or concurrent — exactly one inserts the key and applies it;
+the others are recorded as duplicates. States only move forward: a stale ``pending`` after
+``succeeded`` changes nothing. A refusal (unknown invoice, wrong amount, ...) rolls the
+transaction back and is recorded on its own, so nothing of it is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.connectors.payments.base import CallbackRejected, ProviderEvent
+from hub.db import Database, utcnow
+from hub.desk.actors import Actor
+from hub.payments import desk
+from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, Refund
+from hub.payments.money import ZERO, quantize
+from hub.payments.service import complete_refund, fail_refund, invoice_transition, refundable_amount
+
+__all__ = ["Outcome", "RawCallback", "apply_event", "receive_event", "record_rejection"]
+
+log = structlog.get_logger("hub.payments.apply")
+PROVIDER_ACTOR_NAMES = {
+    "yookassa": "YooKassa",
+    "tbank": "T-Bank",
+    "cloudpayments": "CloudPayments",
+    "stripe": "Stripe",
+    "standard": "Payment gateway",
+}
+
+
+@dataclass(frozen=True)
+class RawCallback:
+    body: str
+    headers: dict[str, Any]
+    remote_addr: str | None
+    source: str = "callback"  # callback | reconciliation | api
+    replay_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str  # applied | duplicate | ignored
+    invoice_id: int | None = None
+    refund_id: int | None = None
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _row(pa: PaymentAccount, event: ProviderEvent | None, raw: RawCallback, **values: Any) -> dict[str, Any]:
+    return {
+        "account_id": pa.account_id,
+        "payment_account_id": pa.id,
+        "provider": pa.provider,
+        "source": raw.source,
+        "event_id": event.event_id if event else None,
+        "event_type": event.event_type[:80] if event else None,
+        "remote_addr": raw.remote_addr,
+        "headers": raw.headers,
+        "body": raw.body,
+        "received_at": utcnow(),
+        **values,
+    }
+
+
+async def receive_event(db: Database, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback) -> Outcome:
+    """Store and apply one verified event in its own transaction; a refusal is recorded apart."""
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            return await apply_event(session, pa, event, raw)
+    except CallbackRejected as rejection:
+        await record_rejection(db, pa, raw, rejection, event)
+        raise
+
+
+async def record_rejection(
+    db: Database,
+    pa: PaymentAccount | None,
+    raw: RawCallback,
+    rejection: CallbackRejected,
+    event: ProviderEvent | None = None,
+) -> None:
+    """An attempt that changed nothing, kept for the administrators' callback log."""
+    async with db.sessionmaker() as session, session.begin():
+        values: dict[str, Any]
+        if pa is None:
+            values = {
+                "account_id": None,
+                "payment_account_id": None,
+                "provider": raw.headers.get("x-hub-provider", "?"),
+                "source": raw.source,
+                "remote_addr": raw.remote_addr,
+                "headers": raw.headers,
+                "body": raw.body,
+                "received_at": utcnow(),
+                "event_id": None,
+                "event_type": None,
+            }
+        else:
+            values = _row(pa, event, raw)
+        values |= {"outcome": "rejected", "code": rejection.code, "detail": rejection.detail[:500]}
+        await session.execute(insert(CallbackAttempt).values(**values))
+
+
+async def apply_event(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback
+) -> Outcome:
+    insert_ = _insert(session)
+    if raw.replay_key is not None:
+        seen = await session.scalar(
+            select(CallbackAttempt.id).where(
+                CallbackAttempt.payment_account_id == pa.id, CallbackAttempt.replay_key == raw.replay_key
+            )
+        )
+        if seen is not None:
+            raise CallbackRejected(409, "replayed_callback", "This exact signed request was already received")
+    if event.kind in ("ignored", "check") or event.state in ("ignored", "failed_attempt"):
+        outcome = await _without_key(session, pa, event, raw)
+        return outcome
+    inserted = await session.scalar(
+        insert_(CallbackAttempt)
+        .values(
+            **_row(pa, event, raw, apply_key=event.apply_key, replay_key=raw.replay_key, outcome="applied")
+        )
+        .on_conflict_do_nothing()
+        .returning(CallbackAttempt.id)
+    )
+    if inserted is None:
+        if raw.replay_key is not None and await session.scalar(
+            select(CallbackAttempt.id).where(
+                CallbackAttempt.payment_account_id == pa.id, CallbackAttempt.replay_key == raw.replay_key
+            )
+        ):
+            raise CallbackRejected(409, "replayed_callback", "This exact signed request was already received")
+        await session.execute(
+            insert_(CallbackAttempt)
+            .values(**_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key))
+            .on_conflict_do_nothing()
+        )
+        return Outcome("duplicate")
+    if event.kind == "payment":
+        result = await _apply_payment(session, pa, event)
+    else:
+        result = await _apply_refund(session, pa, event)
+    attempt = await session.get(CallbackAttempt, inserted)
+    assert attempt is not None
+    attempt.outcome = result.outcome
+    attempt.invoice_id = result.invoice_id
+    attempt.refund_id = result.refund_id
+    return result
+
+
+async def _without_key(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback
+) -> Outcome:
+    """Events that change no state (CloudPayments Check, a failed card attempt, unknown types)."""
+    invoice_id = None
+    if event.kind in ("check", "payment"):
+        invoice = await _find_invoice(session, pa, event)
+        _check_amount(invoice, event)
+        if event.kind == "check" and invoice.status != "issued":
+            raise CallbackRejected(409, "invoice_not_payable", f"The invoice is {invoice.status}")
+        invoice_id = invoice.id
+        if event.state == "failed_attempt":
+            ticket = await desk.load_ticket(session, invoice.account_id, invoice.ticket_id)
+            await desk.history(
+                session,
+                ticket,
+                _actor(pa),
+                "payment_attempt_failed",
+                {
+                    "invoice_id": invoice.id,
+                    "reason": str(event.raw.get("Reason") or "")[:200],
+                },
+            )
+    await session.execute(
+        _insert(session)(CallbackAttempt)
+        .values(**_row(pa, event, raw, outcome="ignored", replay_key=raw.replay_key, invoice_id=invoice_id))
+        .on_conflict_do_nothing()
+    )
+    return Outcome("ignored", invoice_id)
+
+
+def _actor(pa: PaymentAccount) -> Actor:
+    return Actor.system(PROVIDER_ACTOR_NAMES.get(pa.provider, pa.provider))
+
+
+async def _find_invoice(session: AsyncSession, pa: PaymentAccount, event: ProviderEvent) -> Invoice:
+    conditions = []
+    if event.payment_ref:
+        conditions.append(Invoice.payment_ref == event.payment_ref)
+    if event.provider_payment_id:
+        conditions.append(Invoice.provider_payment_id == event.provider_payment_id)
+    if event.capture_id:
+        conditions.append(Invoice.provider_capture_id == event.capture_id)
+    invoice = None
+    if conditions:
+        invoice = await session.scalar(
+            select(Invoice)
+            .where(Invoice.payment_account_id == pa.id, or_(*conditions))
+            .order_by(Invoice.id)
+            .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    if invoice is None:
+        raise CallbackRejected(404, "unknown_invoice", "No invoice of this payment account matches")
+    return invoice
+
+
+def _check_amount(invoice: Invoice, event: ProviderEvent, expected: Any = None) -> None:
+    if event.currency is not None and event.currency.upper() != invoice.currency:
+        raise CallbackRejected(
+            422, "currency_mismatch", f"Currency {event.currency} but the invoice is in {invoice.currency}"
+        )
+    want = invoice.total if expected is None else expected
+    if event.amount is not None and quantize(event.amount, invoice.currency) != quantize(
+        want, invoice.currency
+    ):
+        raise CallbackRejected(422, "amount_mismatch", f"Amount {event.amount} but expected {want:f}")
+
+
+async def _apply_payment(session: AsyncSession, pa: PaymentAccount, event: ProviderEvent) -> Outcome:
+    invoice = await _find_invoice(session, pa, event)
+    if event.state in ("succeeded", "pending"):
+        _check_amount(invoice, event)
+    now = utcnow()
+    invoice.last_event_at = now
+    if event.capture_id and not invoice.provider_capture_id:
+        invoice.provider_capture_id = event.capture_id
+    if event.provider_payment_id and not invoice.provider_payment_id:
+        invoice.provider_payment_id = event.provider_payment_id
+    if invoice.status == "paid":
+        return Outcome("ignored", invoice.id)  # states only move forward
+    if invoice.status == "draft":
+        raise CallbackRejected(409, "invoice_not_payable", "The invoice was withdrawn (made unpaid)")
+    if event.state == "succeeded":
+        await _mark_provider_paid(session, pa, invoice, invoice.total, now)
+        return Outcome("applied", invoice.id)
+    if invoice.provider_status in ("succeeded", "canceled"):
+        return Outcome("ignored", invoice.id)
+    invoice.provider_status = event.state
+    if event.state == "canceled":
+        invoice.reconcile_due_at = None
+        ticket = await desk.load_ticket(session, invoice.account_id, invoice.ticket_id)
+        await desk.history(session, ticket, _actor(pa), "payment_canceled", {"invoice_id": invoice.id})
+    return Outcome("applied", invoice.id)
+
+
+async def _mark_provider_paid(
+    session: AsyncSession, pa: PaymentAccount, invoice: Invoice, amount: Any, now: datetime
+) -> None:
+    invoice_transition(invoice, "provider_paid")
+    invoice.provider_status = "succeeded"
+    invoice.paid_amount = amount
+    invoice.paid_at = now
+    invoice.reconcile_due_at = None
+    ticket = await desk.load_ticket(session, invoice.account_id, invoice.ticket_id)
+    data = {"invoice_id": invoice.id, "amount": f"{amount:f}", "currency": invoice.currency}
+    await desk.history(session, ticket, _actor(pa), "invoice_paid", data)
+    await desk.activity(
+        session,
+        invoice.account_id,
+        invoice.contact_id,
+        "invoice_paid",
+        invoice.id,
+        f"Invoice {invoice.id} paid: {amount:f} {invoice.currency}",
+        data,
+    )
+    await desk.refresh_flags(session, ticket)
+
+
+async def _find_refund(session: AsyncSession, invoice: Invoice, event: ProviderEvent) -> Refund | None:
+    if event.provider_refund_id:
+        found = await session.scalar(
+            select(Refund).where(
+                Refund.invoice_id == invoice.id, Refund.provider_refund_id == event.provider_refund_id
+            )
+        )
+        if found is not None:
+            return found
+    if event.refund_ref and event.refund_ref.startswith("ref") and event.refund_ref[3:].isdigit():
+        found = await session.get(Refund, int(event.refund_ref[3:]))
+        if found is not None and found.invoice_id == invoice.id:
+            return found
+    # The provider's answer to our refund call may not be stored yet: the one approved refund of
+    # this amount still waiting for its provider id is the one being told about.
+    candidates = list(
+        await session.scalars(
+            select(Refund).where(
+                Refund.invoice_id == invoice.id,
+                Refund.status == "approved",
+                Refund.provider_refund_id.is_(None),
+            )
+        )
+    )
+    if event.amount is not None:
+        candidates = [
+            r
+            for r in candidates
+            if quantize(r.amount, invoice.currency) == quantize(event.amount, invoice.currency)
+        ]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+async def _apply_refund(session: AsyncSession, pa: PaymentAccount, event: ProviderEvent) -> Outcome:
+    invoice = await _find_invoice(session, pa, event)
+    if event.currency is not None and event.currency.upper() != invoice.currency:
+        raise CallbackRejected(
+            422, "currency_mismatch", f"Currency {event.currency} but the invoice is in {invoice.currency}"
+        )
+    invoice.last_event_at = utcnow()
+    refund = await _find_refund(session, invoice, event)
+    actor = _actor(pa)
+    if refund is None:
+        if event.state != "succeeded":
+            return Outcome("ignored", invoice.id)
+        refund = await _external_refund(session, pa, invoice, event)
+    if event.provider_refund_id and not refund.provider_refund_id:
+        refund.provider_refund_id = event.provider_refund_id
+    if event.amount is not None and quantize(event.amount, invoice.currency) != quantize(
+        refund.amount, invoice.currency
+    ):
+        raise CallbackRejected(
+            422, "amount_mismatch", f"Refund of {event.amount} but {refund.amount:f} was approved"
+        )
+    if refund.status != "approved":
+        return Outcome("ignored", invoice.id, refund.id)  # already final: states only move forward
+    if event.state == "succeeded":
+        await complete_refund(session, invoice, refund, actor)
+    elif event.state == "failed":
+        await fail_refund(session, invoice, refund, actor, f"{pa.provider}: {event.event_type}")
+    else:
+        refund.provider_status = event.state
+    return Outcome("applied", invoice.id, refund.id)
+
+
+async def _external_refund(
+    session: AsyncSession, pa: PaymentAccount, invoice: Invoice, event: ProviderEvent
+) -> Refund:
+    """A refund made at the provider (its dashboard), or told before the payment's own callback.
+
+    A refund exists only for a captured payment, so an invoice still waiting for its payment
+    callback is paid first; the late payment callback then changes nothing.
+    """
+    if invoice.status in ("issued", "marked_paid"):
+        await _mark_provider_paid(session, pa, invoice, invoice.total, utcnow())
+    elif invoice.status != "paid":
+        raise CallbackRejected(409, "invoice_not_payable", f"The invoice is {invoice.status}")
+    amount = event.amount if event.amount is not None else refundable_amount(invoice)
+    amount = quantize(amount, invoice.currency)
+    if amount <= ZERO or amount > refundable_amount(invoice):
+        raise CallbackRejected(422, "refund_exceeds_paid", "The refund is more than is left of the payment")
+    refund = Refund(
+        account_id=invoice.account_id,
+        invoice_id=invoice.id,
+        ticket_id=invoice.ticket_id,
+        status="approved",
+        full=amount == invoice.paid_amount - invoice.refunded_amount,
+        amount=amount,
+        currency=invoice.currency,
+        lines=[],
+        reason="Refunded at the payment provider",
+        requested_by_kind="provider",
+        requested_by_id=None,
+        provider_refund_id=event.provider_refund_id,
+        decided_at=utcnow(),
+    )
+    session.add(refund)
+    invoice.reserved_amount += amount
+    await session.flush()
+    return refund
+
+
+def header_subset(headers: Mapping[str, str]) -> dict[str, Any]:
+    """Headers worth keeping with the raw body (no cookies, no authorization)."""
+    skip = {"cookie", "authorization", "proxy-authorization"}
+    return {k.lower(): v[:1000] for k, v in headers.items() if k.lower() not in skip}

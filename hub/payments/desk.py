@@ -1,0 +1,163 @@
+"""How payments touch the desk: tickets, history (DESK-7), activity (DESK-8), list flags (PAY-8),
+notifications (DESK-10) and the base-data lock (PAY-4). Only the desk's public service functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.desk.actors import Actor
+from hub.errors import Conflict, NotFound
+from hub.payments.models import Invoice, Refund
+
+__all__ = [
+    "CLOSED_TICKET_STATUSES",
+    "activity",
+    "check_base_data_lock",
+    "history",
+    "load_ticket",
+    "notify",
+    "refresh_flags",
+    "register_lock",
+]
+
+log = structlog.get_logger("hub.payments")
+CLOSED_TICKET_STATUSES = frozenset({"resolved", "cancelled", "closed"})
+BASE_DATA = frozenset({"type", "object_id", "company_id", "contact_id"})
+_INVOICE_FLAG = {"draft": "not_issued", "issued": "unpaid", "marked_paid": "marked_paid", "paid": "paid"}
+
+
+async def load_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> Any:
+    try:
+        from hub.desk.service import get_ticket
+    except ImportError:  # the desk is not installed: no ticket can exist
+        raise NotFound("No such ticket", code="ticket_not_found") from None
+    return await get_ticket(session, account_id, ticket_id)
+
+
+async def history(session: AsyncSession, ticket: Any, actor: Actor, kind: str, data: dict[str, Any]) -> None:
+    from hub.desk.service import record_history
+
+    await record_history(session, ticket, actor, kind, data)
+
+
+async def activity(
+    session: AsyncSession,
+    account_id: int,
+    contact_id: int | None,
+    kind: str,
+    ref_id: int,
+    summary: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    if contact_id is None:
+        return
+    from hub.desk.service import add_activity
+
+    await add_activity(session, account_id, contact_id, kind, ref_id, summary, data)
+
+
+async def notify(
+    session: AsyncSession,
+    account_id: int,
+    event: str,
+    ticket: Any,
+    recipients: list[tuple[str, int]],
+    data: dict[str, Any],
+) -> None:
+    if not recipients:
+        return
+    try:
+        from hub.notifications import notify as send  # type: ignore[attr-defined]
+    except ImportError:  # notifications not installed yet: nothing to queue
+        log.info("notification_skipped", notification_event=event, reason="hub.notifications missing")
+        return
+    await send(session, account_id=account_id, event=event, ticket=ticket, recipients=recipients, data=data)
+
+
+def _summary(invoices: list[Invoice], refunds: list[Refund]) -> dict[str, Any] | None:
+    """PAY-8: what the ticket list shows: the latest invoice's state and amount, the refund state."""
+    if not invoices:
+        return None
+    latest = max(invoices, key=lambda i: i.id)
+    flag: dict[str, Any] = {
+        "invoice": _INVOICE_FLAG.get(latest.status, latest.status),
+        "invoice_id": latest.id,
+        "amount": f"{latest.total:f}",
+        "currency": latest.currency,
+    }
+    live = [r for r in refunds if r.status in ("requested", "approved", "refunded")]
+    if live:
+        newest = max(live, key=lambda r: r.id)
+        # Seed 002 §4: "Возврат запрошен" / "Возврат подтвержден" (and the money back, once refunded).
+        flag["refund"] = {"requested": "requested", "approved": "confirmed", "refunded": "refunded"}[
+            newest.status
+        ]
+        flag["refund_amount"] = f"{newest.amount:f}"
+    return flag
+
+
+async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
+    from hub.desk.service import set_ext_flag
+
+    invoices = list(
+        await session.scalars(
+            select(Invoice).where(Invoice.account_id == ticket.account_id, Invoice.ticket_id == ticket.id)
+        )
+    )
+    refunds = list(
+        await session.scalars(
+            select(Refund).where(Refund.account_id == ticket.account_id, Refund.ticket_id == ticket.id)
+        )
+    )
+    set_ext_flag(ticket, "payment", _summary(invoices, refunds))
+
+
+async def check_base_data_lock(session: AsyncSession, ticket: Any, changes: Any) -> None:
+    """PAY-4: refuse changes of type / object / company / contact once an invoice is issued
+    (issued, marked paid or paid) or once the ticket is resolved or cancelled."""
+    fields = set(changes) if not isinstance(changes, str) else {changes}
+    touched = fields & BASE_DATA
+    if not touched:
+        return
+    if getattr(ticket, "status", None) in CLOSED_TICKET_STATUSES:
+        raise Conflict(
+            "The ticket is resolved or cancelled: its base data can no longer change",
+            code="ticket_base_data_locked",
+            reason="ticket_closed",
+        )
+    issued = await session.scalar(
+        select(Invoice.id)
+        .where(
+            Invoice.account_id == ticket.account_id,
+            Invoice.ticket_id == ticket.id,
+            Invoice.status.in_(("issued", "marked_paid", "paid")),
+        )
+        .limit(1)
+    )
+    if issued is not None:
+        raise Conflict(
+            "An invoice is issued on this ticket: its base data can no longer change",
+            code="ticket_base_data_locked",
+            reason="invoice_issued",
+            invoice_id=issued,
+        )
+
+
+_registered = False
+
+
+def register_lock() -> None:
+    """Hook the lock into the desk's update of base data (once per process)."""
+    global _registered
+    if _registered:
+        return
+    try:
+        from hub.desk.service import register_base_data_lock
+    except ImportError:
+        return
+    register_base_data_lock(check_base_data_lock)
+    _registered = True

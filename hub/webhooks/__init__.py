@@ -1,0 +1,1 @@
+"""Inbound webhooks that authenticate themselves (provider signatures), outside the auth middleware."""

@@ -1,0 +1,141 @@
+"""PAY-6: one callback endpoint per provider and payment account.
+
+``POST /api/webhooks/payments/{provider}/{key}`` where ``key`` is the payment account's unguessable
+webhook key (CloudPayments may append the notification kind: ``/check``, ``/pay``, ``/fail``,
+``/refund``). The order of work is fixed: read at most ``MAX_BODY`` bytes, find the account,
+verify by the provider's own scheme, parse, (YooKassa: re-read the object through the API), then
+store and apply exactly once. Every refusal is a 4xx in the provider's form, applies nothing and
+is recorded for administrators (``GET /api/payments/callbacks``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+from sqlalchemy import select
+
+from hub.connectors.payments import PROVIDERS, CallbackRejected, ProviderError, connector
+from hub.db import Database
+from hub.payments.apply import RawCallback, header_subset, receive_event, record_rejection
+from hub.payments.models import PaymentAccount
+
+__all__ = ["MAX_BODY", "PaymentWebhookController", "handle_callback"]
+
+MAX_BODY = 64 * 1024
+KINDS = ("check", "pay", "fail", "refund")
+
+
+async def _read(request: Request[Any, Any, Any]) -> bytes:
+    """The body, or a rejection once it passes MAX_BODY (without reading the rest)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise CallbackRejected(413, "payload_too_large", f"Callbacks are at most {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise CallbackRejected(413, "payload_too_large", f"Callbacks are at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _account(db: Database, provider: str, key: str) -> PaymentAccount | None:
+    async with db.sessionmaker() as session:
+        row = await session.scalar(
+            select(PaymentAccount).where(
+                PaymentAccount.webhook_key == key, PaymentAccount.provider == provider
+            )
+        )
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def _unknown(provider: str) -> Response[Any]:
+    from hub.errors import problem_response
+
+    return problem_response(
+        404, "unknown_webhook", "Unknown callback endpoint", f"No {provider} endpoint here"
+    )
+
+
+async def handle_callback(
+    request: Request[Any, Any, Any], provider: str, key: str, kind: str | None = None
+) -> Response[Any]:
+    if provider not in PROVIDERS:
+        return _unknown(provider)
+    module = connector(provider)
+    state = request.app.state
+    db: Database = state.db
+    remote = request.client.host if request.client else None
+    headers = header_subset(request.headers)
+    pa = await _account(db, provider, key[:64])
+    if pa is None or not pa.active:
+        return _unknown(provider)  # nothing to attribute the attempt to; nobody's data touched
+    body = b""
+    raw = RawCallback(body="", headers=headers, remote_addr=remote)
+    event = None
+    try:
+        body = await _read(request)
+        raw = RawCallback(
+            body=body.decode("utf-8", "replace")[:MAX_BODY], headers=headers, remote_addr=remote
+        )
+        replay_key = module.verify(pa, body, request.headers, remote, time.time())
+        raw = RawCallback(raw.body, headers, remote, replay_key=replay_key)
+        event = module.parse(body, request.headers, kind)
+        if provider == "yookassa":
+            try:
+                event = await module.confirm(state.jobs.http, pa, event)
+            except ProviderError as exc:
+                # Could not confirm: refuse for now; YooKassa delivers again for 24 hours.
+                raise CallbackRejected(
+                    503 if exc.transient else 422, "confirmation_failed", str(exc)[:300]
+                ) from exc
+        outcome = await receive_event(db, pa, event, raw)
+    except CallbackRejected as rejection:
+        if rejection.code in (
+            "bad_signature",
+            "stale_callback",
+            "sender_not_allowed",
+            "payload_too_large",
+            "malformed_callback",
+            "confirmation_failed",
+            "replayed_callback",
+        ):
+            await record_rejection(db, pa, raw, rejection, event)
+        return module.error_response(rejection)  # type: ignore[no-any-return]
+    return module.ok_response(outcome.outcome)  # type: ignore[no-any-return]
+
+
+class PaymentWebhookController(Controller):
+    path = "/api/webhooks/payments"
+    tags = ["payments: provider callbacks"]
+
+    @post(
+        "/{provider:str}/{key:str}",
+        exclude_from_auth=True,
+        status_code=200,
+        summary="Provider callback (signature checked by the provider's scheme)",
+        request_max_body_size=None,
+    )
+    async def callback(self, request: Request[Any, Any, Any], provider: str, key: str) -> Response[Any]:
+        """Answers: YooKassa 200 ``{}``; T-Bank ``OK``; CloudPayments ``{"code": 0}`` (10/11/12/13/20
+        on refusal); Stripe 200; Standard Webhooks 204. Refusals are 4xx."""
+        return await handle_callback(request, provider, key)
+
+    @post(
+        "/{provider:str}/{key:str}/{kind:str}",
+        exclude_from_auth=True,
+        status_code=200,
+        summary="CloudPayments notification of one kind (check, pay, fail, refund)",
+        request_max_body_size=None,
+    )
+    async def callback_kind(
+        self, request: Request[Any, Any, Any], provider: str, key: str, kind: str
+    ) -> Response[Any]:
+        if kind not in KINDS:
+            return _unknown(provider)
+        return await handle_callback(request, provider, key, kind)
