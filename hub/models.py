@@ -4,6 +4,7 @@ from hub.accounts import models as accounts_models
 from hub.db import Base
 from hub.exchange import models as exchange_models
 from hub.live import LiveEvent
+from hub.notifications import models as notifications_models
 from hub.outbox import models as outbox_models
 from hub.payments import models as payments_models
 from hub.people import models as people_models
@@ -14,6 +15,7 @@ __all__ = [
     "LiveEvent",
     "accounts_models",
     "exchange_models",
+    "notifications_models",
     "outbox_models",
     "payments_models",
     "people_models",

@@ -11,6 +11,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
+    from hub.notifications.controllers import AppDeviceController, NotificationController
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
     from hub.payments.controllers import PAYMENT_CONTROLLERS
@@ -35,4 +36,6 @@ def route_handlers() -> list[ControllerRouterHandler]:
         ConsoleController,
         *EXCHANGE_CONTROLLERS,
         *PAYMENT_CONTROLLERS,
+        NotificationController,
+        AppDeviceController,
     ]

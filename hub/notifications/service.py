@@ -1,0 +1,353 @@
+"""``notify``: turn one event into outbox messages, one per (recipient, channel, address), in the
+caller's transaction (DESK-10). Plus the administrators' channel settings and switches."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import utcnow
+from hub.errors import BadRequest, NotFound, Unprocessable
+from hub.notifications.models import ContactPoint, DeviceToken, NotificationChannel, NotificationRule
+from hub.notifications.render import render
+from hub.notifications.schemas import (
+    CHANNEL_CONFIGS,
+    CHANNELS,
+    EVENTS,
+    SECRET_FIELDS,
+    ChannelRead,
+    ChannelWrite,
+    ContactPointCreate,
+)
+from hub.outbox import enqueue
+
+__all__ = [
+    "TOPIC_PREFIX",
+    "active_channels",
+    "add_contact_point",
+    "channel_config",
+    "delete_contact_point",
+    "list_channels",
+    "list_contact_points",
+    "notify",
+    "put_channel",
+    "read_rules",
+    "register_device",
+    "remove_device_token",
+    "set_rules",
+    "unregister_device",
+]
+
+log = structlog.get_logger("hub.notifications")
+TOPIC_PREFIX = "notify."
+Recipient = tuple[str, int]
+
+
+# --- notify ------------------------------------------------------------------------------------
+
+
+async def notify(
+    session: AsyncSession,
+    *,
+    account_id: int,
+    event: str,
+    ticket: Any = None,
+    recipients: Iterable[Recipient] = (),
+    data: dict[str, Any] | None = None,
+    key: str | None = None,
+) -> int:
+    """Queue ``event`` for every recipient on every channel the account has on for it.
+
+    Returns how many outbox messages were queued. ``key`` makes a repeated call for the same
+    effect a no-op (it defaults to a fresh one: each call is its own effect). Delivery happens
+    after commit, through the outbox, so a failing channel never blocks or undoes the change.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}")
+    channels = await active_channels(session, account_id, event)
+    if not channels:
+        return 0
+    # JSON-safe copy (Decimal, datetime, ... become strings) so the outbox row can hold it.
+    safe_data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(data or {}))
+    batch = key or uuid.uuid4().hex
+    message = render(event, ticket, safe_data)
+    queued = 0
+    unique: list[Recipient] = list(dict.fromkeys((str(k), int(i)) for k, i in recipients))
+    for kind, recipient_id in unique:
+        for channel, address in await _addresses(session, account_id, kind, recipient_id, channels):
+            digest = hashlib.sha256(address.encode()).hexdigest()[:16]
+            await enqueue(
+                session,
+                account_id=account_id,
+                topic=TOPIC_PREFIX + channel,
+                payload={**message, "recipient": [kind, recipient_id], "to": address},
+                idempotency_key=f"notify:{account_id}:{event}:{batch}:{kind}:{recipient_id}:{channel}:{digest}",
+            )
+            queued += 1
+    if "webhook" in channels:
+        # One signed call per event, naming the recipients: the far side routes it itself.
+        await enqueue(
+            session,
+            account_id=account_id,
+            topic=TOPIC_PREFIX + "webhook",
+            payload={**message, "recipients": [list(r) for r in unique], "webhook_id": f"msg_{batch}"},
+            idempotency_key=f"notify:{account_id}:{event}:{batch}:webhook",
+        )
+        queued += 1
+    return queued
+
+
+async def active_channels(session: AsyncSession, account_id: int, event: str) -> set[str]:
+    """Channels configured, enabled, and not switched off for ``event``."""
+    rows = await session.execute(
+        select(NotificationChannel.channel).where(
+            NotificationChannel.account_id == account_id, NotificationChannel.enabled.is_(True)
+        )
+    )
+    configured = {row[0] for row in rows}
+    if not configured:
+        return set()
+    off = await session.scalars(
+        select(NotificationRule.channel).where(
+            NotificationRule.account_id == account_id,
+            NotificationRule.event == event,
+            NotificationRule.enabled.is_(False),
+        )
+    )
+    return configured - set(off)
+
+
+async def _addresses(
+    session: AsyncSession, account_id: int, kind: str, recipient_id: int, channels: set[str]
+) -> list[tuple[str, str]]:
+    """(channel, address) pairs of one recipient: profile fields, extra contact points, devices."""
+    from hub.accounts.models import Employee
+    from hub.people.models import Contact
+
+    found: list[tuple[str, str]] = []
+    if kind == "employee":
+        employee = await session.get(Employee, recipient_id)
+        if employee is None or employee.account_id != account_id or not employee.active:
+            return []
+        found += [("email", employee.email), ("sms", employee.phone or "")]
+    elif kind == "contact":
+        contact = await session.get(Contact, recipient_id)
+        if contact is None or contact.account_id != account_id:
+            return []
+        found += [("email", contact.email or ""), ("sms", contact.mobile or contact.phone or "")]
+        if "push" in channels:
+            tokens = await session.scalars(
+                select(DeviceToken.token).where(
+                    DeviceToken.account_id == account_id, DeviceToken.contact_id == recipient_id
+                )
+            )
+            found += [("push", token) for token in tokens]
+    else:
+        raise ValueError(f"unknown recipient kind {kind!r}")
+    if channels & {"email", "sms", "telegram"}:
+        points = await session.execute(
+            select(ContactPoint.channel, ContactPoint.address).where(
+                ContactPoint.account_id == account_id,
+                ContactPoint.owner_kind == kind,
+                ContactPoint.owner_id == recipient_id,
+            )
+        )
+        found += [(channel, address) for channel, address in points]
+    return list(dict.fromkeys((c, a.strip()) for c, a in found if a and a.strip() and c in channels))
+
+
+# --- channel settings and switches ---------------------------------------------------------------
+
+
+def _read(channel: str, row: NotificationChannel | None) -> ChannelRead:
+    config = row.config if row else {}
+    return ChannelRead(
+        channel=channel,
+        enabled=bool(row and row.enabled),
+        configured=row is not None,
+        settings={k: v for k, v in config.items() if k not in SECRET_FIELDS},
+        secrets_set=sorted(k for k, v in config.items() if k in SECRET_FIELDS and v),
+    )
+
+
+async def list_channels(session: AsyncSession, account_id: int) -> list[ChannelRead]:
+    rows = {
+        row.channel: row
+        for row in await session.scalars(
+            select(NotificationChannel).where(NotificationChannel.account_id == account_id)
+        )
+    }
+    return [_read(channel, rows.get(channel)) for channel in CHANNELS]
+
+
+async def put_channel(session: AsyncSession, account_id: int, data: ChannelWrite) -> ChannelRead:
+    """Set a channel's settings. Secrets left out keep their stored value (the API never shows them)."""
+    channel = data.channel
+    row = await session.scalar(
+        select(NotificationChannel).where(
+            NotificationChannel.account_id == account_id, NotificationChannel.channel == channel
+        )
+    )
+    merged = dict(data.config)
+    if row is not None:
+        for name in SECRET_FIELDS:
+            if name in row.config and name not in merged:
+                merged[name] = row.config[name]
+    try:
+        config = msgspec.convert(merged, CHANNEL_CONFIGS[channel])
+    except msgspec.ValidationError as exc:
+        raise Unprocessable(f"Invalid {channel} settings: {exc}", code="invalid_channel_config") from exc
+    stored = msgspec.to_builtins(config)
+    if row is None:
+        row = NotificationChannel(account_id=account_id, channel=channel)
+        session.add(row)
+    row.config = stored
+    row.enabled = data.enabled
+    row.updated_at = utcnow()
+    await session.flush()
+    return _read(channel, row)
+
+
+async def channel_config(session: AsyncSession, account_id: int | None, channel: str) -> Any | None:
+    """The typed settings of an enabled channel, or None (used by the delivery handlers)."""
+    row = await session.scalar(
+        select(NotificationChannel).where(
+            NotificationChannel.account_id == account_id,
+            NotificationChannel.channel == channel,
+            NotificationChannel.enabled.is_(True),
+        )
+    )
+    return None if row is None else msgspec.convert(row.config, CHANNEL_CONFIGS[channel])
+
+
+async def read_rules(session: AsyncSession, account_id: int) -> dict[str, dict[str, bool]]:
+    rules = {event: dict.fromkeys(CHANNELS, True) for event in EVENTS}
+    rows = await session.scalars(select(NotificationRule).where(NotificationRule.account_id == account_id))
+    for row in rows:
+        if row.event in rules and row.channel in CHANNELS:
+            rules[row.event][row.channel] = row.enabled
+    return rules
+
+
+async def set_rules(
+    session: AsyncSession, account_id: int, changes: dict[str, dict[str, bool]]
+) -> dict[str, dict[str, bool]]:
+    """Switch channels per event type; events and channels not named keep their state."""
+    for event, per_channel in changes.items():
+        if event not in EVENTS:
+            raise BadRequest(f"Unknown event {event!r}", code="unknown_event")
+        for channel in per_channel:
+            if channel not in CHANNELS:
+                raise BadRequest(f"Unknown channel {channel!r}", code="unknown_channel")
+    for event, per_channel in changes.items():
+        for channel, enabled in per_channel.items():
+            row = await session.scalar(
+                select(NotificationRule).where(
+                    NotificationRule.account_id == account_id,
+                    NotificationRule.event == event,
+                    NotificationRule.channel == channel,
+                )
+            )
+            if row is None:
+                session.add(
+                    NotificationRule(account_id=account_id, event=event, channel=channel, enabled=enabled)
+                )
+            else:
+                row.enabled = enabled
+    await session.flush()
+    return await read_rules(session, account_id)
+
+
+# --- contact points and devices ----------------------------------------------------------------
+
+
+async def add_contact_point(session: AsyncSession, account_id: int, data: ContactPointCreate) -> ContactPoint:
+    from hub.accounts.models import Employee
+    from hub.people.models import Contact
+
+    owner: Employee | Contact | None
+    if data.owner_kind == "employee":
+        owner = await session.get(Employee, data.owner_id)
+    else:
+        owner = await session.get(Contact, data.owner_id)
+    if owner is None or owner.account_id != account_id:
+        raise NotFound(f"No such {data.owner_kind}", code=f"{data.owner_kind}_not_found")
+    existing = await session.scalar(
+        select(ContactPoint).where(
+            ContactPoint.account_id == account_id,
+            ContactPoint.owner_kind == data.owner_kind,
+            ContactPoint.owner_id == data.owner_id,
+            ContactPoint.channel == data.channel,
+            ContactPoint.address == data.address.strip(),
+        )
+    )
+    if existing is not None:
+        return existing
+    point = ContactPoint(
+        account_id=account_id,
+        owner_kind=data.owner_kind,
+        owner_id=data.owner_id,
+        channel=data.channel,
+        address=data.address.strip(),
+    )
+    session.add(point)
+    await session.flush()
+    return point
+
+
+async def list_contact_points(
+    session: AsyncSession, account_id: int, owner_kind: str | None = None, owner_id: int | None = None
+) -> list[ContactPoint]:
+    query = select(ContactPoint).where(ContactPoint.account_id == account_id)
+    if owner_kind:
+        query = query.where(ContactPoint.owner_kind == owner_kind)
+    if owner_id:
+        query = query.where(ContactPoint.owner_id == owner_id)
+    return list(await session.scalars(query.order_by(ContactPoint.id)))
+
+
+async def delete_contact_point(session: AsyncSession, account_id: int, point_id: int) -> None:
+    point = await session.get(ContactPoint, point_id)
+    if point is None or point.account_id != account_id:
+        raise NotFound("No such contact point", code="contact_point_not_found")
+    await session.delete(point)
+
+
+async def register_device(
+    session: AsyncSession, account_id: int, contact_id: int, token: str, platform: str
+) -> DeviceToken:
+    """Register (or move to this user) an app installation's FCM token."""
+    row = await session.scalar(select(DeviceToken).where(DeviceToken.token == token))
+    if row is not None and row.account_id != account_id:
+        # The same phone now signs in to another company's app account: the token follows it.
+        await session.delete(row)
+        await session.flush()
+        row = None
+    if row is None:
+        row = DeviceToken(account_id=account_id, contact_id=contact_id, token=token, platform=platform)
+        session.add(row)
+    row.contact_id, row.platform, row.last_seen_at = contact_id, platform, utcnow()
+    await session.flush()
+    return row
+
+
+async def unregister_device(session: AsyncSession, account_id: int, contact_id: int, device_id: int) -> None:
+    row = await session.get(DeviceToken, device_id)
+    if row is None or row.account_id != account_id or row.contact_id != contact_id:
+        raise NotFound("No such device", code="device_not_found")
+    await session.delete(row)
+
+
+async def remove_device_token(session: AsyncSession, account_id: int | None, token: str) -> int:
+    """FCM said the token is gone (UNREGISTERED / 404): forget it."""
+    result = await session.execute(
+        delete(DeviceToken).where(DeviceToken.account_id == account_id, DeviceToken.token == token)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

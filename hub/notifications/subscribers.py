@@ -1,0 +1,105 @@
+"""The desk's events turned into notifications (DESK-10). Subscribers run inside the desk's
+transaction and only queue outbox messages; nothing here can fail the ticket action because of
+a channel (delivery happens later, in the outbox worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscribe
+from hub.notifications.service import Recipient, notify
+
+__all__ = ["client_recipients", "staff_recipients"]
+
+
+def _ids(value: Any) -> list[int]:
+    if not value:
+        return []
+    return [int(getattr(v, "id", v)) for v in value]
+
+
+async def staff_recipients(
+    session: AsyncSession, ticket: Any, *, exclude: int | None = None
+) -> list[Recipient]:
+    """The ticket's responsible and executors; with nobody assigned, the dispatchers and admins."""
+    from hub.accounts.models import Employee, Role
+
+    ids = [
+        i
+        for i in [getattr(ticket, "responsible_id", None), *_ids(getattr(ticket, "executor_ids", None))]
+        if i
+    ]
+    if not ids:
+        ids = list(
+            await session.scalars(
+                select(Employee.id).where(
+                    Employee.account_id == ticket.account_id,
+                    Employee.active.is_(True),
+                    Employee.role.in_([Role.ADMINISTRATOR, Role.DISPATCHER]),
+                )
+            )
+        )
+    return [("employee", i) for i in dict.fromkeys(ids) if i != exclude]
+
+
+def client_recipients(ticket: Any, *, exclude: int | None = None) -> list[Recipient]:
+    """The client of the ticket (never for internal tickets, DESK-3)."""
+    if getattr(ticket, "type", None) == "internal":
+        return []
+    ids = [getattr(ticket, "contact_id", None)]
+    if getattr(ticket, "created_by_kind", None) == "contact":
+        ids.append(getattr(ticket, "created_by_id", None))
+    return [("contact", i) for i in dict.fromkeys(ids) if i and i != exclude]
+
+
+@subscribe(TicketCreated)
+async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
+    ticket = event.ticket
+    exclude = event.actor.id if event.actor.kind == "employee" else None
+    await notify(
+        session,
+        account_id=ticket.account_id,
+        event="new_ticket",
+        ticket=ticket,
+        recipients=await staff_recipients(session, ticket, exclude=exclude),
+        data={"source": getattr(ticket, "source", None)},
+    )
+
+
+@subscribe(StatusChanged)
+async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None:
+    ticket, actor = event.ticket, event.actor
+    recipients = client_recipients(ticket, exclude=actor.id if actor.kind == "contact" else None)
+    responsible = getattr(ticket, "responsible_id", None)
+    if responsible and not (actor.kind == "employee" and actor.id == responsible):
+        recipients.append(("employee", responsible))
+    await notify(
+        session,
+        account_id=ticket.account_id,
+        event="status_changed",
+        ticket=ticket,
+        recipients=recipients,
+        data={"status": event.new_status, "previous": event.old_status},
+    )
+
+
+@subscribe(CommentAdded)
+async def on_comment_added(session: AsyncSession, event: CommentAdded) -> None:
+    comment, ticket, actor = event.comment, event.ticket, event.actor
+    if comment is None or not getattr(comment, "public", False):
+        return
+    if actor.is_client:
+        recipients = await staff_recipients(session, ticket)
+    else:
+        recipients = client_recipients(ticket)
+    await notify(
+        session,
+        account_id=ticket.account_id,
+        event="public_comment",
+        ticket=ticket,
+        recipients=recipients,
+        data={"comment_id": getattr(comment, "id", None)},
+    )

@@ -1,0 +1,490 @@
+"""DESK-10: notifications go through the durable outbox to each channel's far side (faked with
+respx or a local SMTP server): delivered, retried after a failure, dead-lettered after the bound."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+import respx
+from authlib.jose import jwt
+from litestar import Litestar
+from sqlalchemy import select
+
+from hub.connectors.fcm import clear_token_cache
+from hub.db import Database, utcnow
+from hub.jobs import JobContext
+from hub.notifications import notify
+from hub.notifications.models import DeviceToken
+from hub.outbox.worker import deliver_due, drain_outbox
+from tests.conftest import Tenant
+from tests.notifications.helpers import (
+    FCM_BASE,
+    SMS_BASE,
+    TG_BASE,
+    TG_TOKEN,
+    TOKEN_URI,
+    WEBHOOK_SECRET,
+    WEBHOOK_URL,
+    SmtpSink,
+    configure,
+    make_app_user,
+    messages,
+    public_key_pem,
+    service_account,
+)
+
+TICKET = SimpleNamespace(id=7, number=42, status="resolved", object_id=None, account_id=0)
+FCM_SEND = f"{FCM_BASE}/v1/projects/hub-test/messages:send"
+SMS_SEND = f"{SMS_BASE}/sms/send"
+TG_SEND = f"{TG_BASE}/bot{TG_TOKEN}/sendMessage"
+
+
+def _later() -> Any:
+    return utcnow() + timedelta(hours=1)
+
+
+async def _notify(
+    db: Database, tenant: Tenant, recipients: list[tuple[str, int]], event: str = "status_changed"
+) -> int:
+    async with db.sessionmaker() as session, session.begin():
+        return await notify(
+            session,
+            account_id=tenant.id,
+            event=event,
+            ticket=TICKET,
+            recipients=recipients,
+            data={"status": "resolved", "link": "hubapp://objects/1/tickets?first=7"},
+        )
+
+
+async def _status(db: Database, topic: str) -> list[tuple[str, int]]:
+    return [(m.status, m.attempts) for m in await messages(db, topic)]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fcm_cache() -> None:
+    clear_token_cache()
+
+
+# --- fan-out and switches ------------------------------------------------------------------------
+
+
+async def test_one_message_per_recipient_and_channel_and_per_event_switches(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: notify() queues one outbox message per (recipient, channel) in the caller's
+    transaction; channels are switchable per event type per account."""
+    db: Database = app.state.db
+    user = await make_app_user(client, tenant, email="client@example.com", mobile="+7 916 123-45-67")
+    await configure(
+        client,
+        tenant,
+        "email",
+        {"host": "127.0.0.1", "port": 2525, "sender": "desk@alpha.test", "security": "none"},
+    )
+    await configure(client, tenant, "sms", {"api_id": "SMSRU-KEY", "base_url": SMS_BASE})
+    await configure(client, tenant, "telegram", {"bot_token": TG_TOKEN, "base_url": TG_BASE})
+    await configure(client, tenant, "webhook", {"url": WEBHOOK_URL, "secret": WEBHOOK_SECRET})
+    point = await client.post(
+        "/api/notifications/contact-points",
+        json={
+            "owner_kind": "employee",
+            "owner_id": tenant.dispatcher.id,
+            "channel": "telegram",
+            "address": "555001",
+        },
+        headers=tenant.admin.headers,
+    )
+    assert point.status_code == 201, point.text
+
+    queued = await _notify(db, tenant, [("employee", tenant.dispatcher.id), ("contact", user.contact_id)])
+    topics = sorted(m.topic for m in await messages(db))
+    # dispatcher: e-mail + telegram (no phone); client: e-mail + sms; one webhook per event.
+    assert topics == sorted(
+        ["notify.email", "notify.telegram", "notify.email", "notify.sms", "notify.webhook"]
+    )
+    assert queued == 5
+    sms = (await messages(db, "notify.sms"))[0]
+    assert sms.payload["to"] == "+79161234567" and sms.payload["recipient"] == [
+        "contact",
+        user.contact_id,
+    ]
+
+    switched = await client.put(
+        "/api/notifications/rules",
+        json={"rules": {"status_changed": {"sms": False, "webhook": False}}},
+        headers=tenant.admin.headers,
+    )
+    assert switched.status_code == 200 and switched.json()["rules"]["status_changed"]["sms"] is False
+    assert switched.json()["rules"]["new_ticket"]["sms"] is True
+    assert await _notify(db, tenant, [("contact", user.contact_id)]) == 1  # e-mail only
+    assert await _notify(db, tenant, [("contact", user.contact_id)], event="new_ticket") == 3
+
+
+async def test_channel_settings_hide_secrets_and_refuse_bad_config(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: administrators configure channels; secrets are never shown back; bad settings are a 422 problem."""
+    await configure(client, tenant, "telegram", {"bot_token": TG_TOKEN, "base_url": TG_BASE})
+    listed = await client.get("/api/notifications/channels", headers=tenant.admin.headers)
+    telegram = next(c for c in listed.json() if c["channel"] == "telegram")
+    assert telegram["configured"] and telegram["secrets_set"] == ["bot_token"]
+    assert TG_TOKEN not in listed.text
+    # Changing a non-secret field keeps the stored secret.
+    await configure(client, tenant, "telegram", {"base_url": "https://tg2.test"})
+    listed = await client.get("/api/notifications/channels", headers=tenant.admin.headers)
+    assert next(c for c in listed.json() if c["channel"] == "telegram")["secrets_set"] == ["bot_token"]
+    bad = await client.put(
+        "/api/notifications/channels",
+        json={"channel": "webhook", "config": {"url": "ftp://x", "secret": "nope"}},
+        headers=tenant.admin.headers,
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_channel_config"
+    refused = await client.get("/api/notifications/channels", headers=tenant.dispatcher.headers)
+    assert refused.status_code == 403
+
+
+# --- e-mail over SMTP ----------------------------------------------------------------------------
+
+
+async def _email_setup(client: httpx.AsyncClient, tenant: Tenant, sink: SmtpSink) -> int:
+    await configure(
+        client,
+        tenant,
+        "email",
+        {"host": "127.0.0.1", "port": sink.port, "sender": "desk@alpha.test", "security": "none"},
+    )
+    return (await make_app_user(client, tenant, email="client@example.com")).contact_id
+
+
+async def test_email_delivered_to_local_smtp_server(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: e-mail goes over real SMTP (a local server here), with a subject naming the ticket."""
+    sink = SmtpSink()
+    controller = sink.start()
+    try:
+        contact_id = await _email_setup(client, tenant, sink)
+        await _notify(app.state.db, tenant, [("contact", contact_id)])
+        await drain_outbox(app.state.jobs)
+    finally:
+        controller.stop()
+    assert len(sink.received) == 1
+    mail = sink.received[0]
+    assert mail["To"] == "client@example.com" and mail["Subject"] == "Ticket #42: resolved"
+    assert "hubapp://objects/1/tickets?first=7" in mail.get_payload()
+    assert await _status(app.state.db, "notify.email") == [("delivered", 1)]
+
+
+async def test_email_retried_after_temporary_refusal_then_dead_after_bound(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: a 4xx SMTP reply is retried (delivered once when the server recovers); a server
+    that keeps refusing ends in dead-letter after the bound; a 5xx reply is dead at once."""
+    jobs: JobContext = app.state.jobs
+    sink = SmtpSink(refuse=["451 4.3.0 try again later"])
+    controller = sink.start()
+    try:
+        contact_id = await _email_setup(client, tenant, sink)
+        await _notify(jobs.db, tenant, [("contact", contact_id)])
+        assert await deliver_due(jobs) == 1
+        assert await _status(jobs.db, "notify.email") == [("pending", 1)]
+        await drain_outbox(jobs, now=_later())
+        assert len(sink.received) == 1
+        assert await _status(jobs.db, "notify.email") == [("delivered", 2)]
+
+        sink.always = "451 4.3.0 still busy"
+        await _notify(jobs.db, tenant, [("contact", contact_id)])
+        await drain_outbox(jobs, now=_later())
+        bound = jobs.settings.outbox.max_attempts
+        assert (await _status(jobs.db, "notify.email"))[1] == ("dead", bound)
+
+        sink.always = "550 5.1.1 no such user"
+        await _notify(jobs.db, tenant, [("contact", contact_id)])
+        await drain_outbox(jobs, now=_later())
+        assert (await _status(jobs.db, "notify.email"))[2] == ("dead", 1)
+    finally:
+        controller.stop()
+    assert len(sink.received) == 1
+
+
+# --- SMS.ru --------------------------------------------------------------------------------------
+
+
+def _smsru_ok(number: str) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "status": "OK",
+            "status_code": 100,
+            "sms": {number: {"status": "OK", "status_code": 100, "sms_id": "000000-10000000"}},
+            "balance": 10.5,
+        },
+    )
+
+
+async def _sms_setup(client: httpx.AsyncClient, tenant: Tenant) -> int:
+    await configure(client, tenant, "sms", {"api_id": "SMSRU-KEY", "base_url": SMS_BASE, "sender": "Alpha"})
+    return (await make_app_user(client, tenant, mobile="8 (916) 123-45-67")).contact_id
+
+
+async def test_sms_delivered_through_smsru_api(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: SMS goes to SMS.ru's /sms/send with api_id, the number in international digits, json=1."""
+    contact_id = await _sms_setup(client, tenant)
+    await _notify(app.state.db, tenant, [("contact", contact_id)])
+    with respx.mock(assert_all_called=True) as far:
+        route = far.post(SMS_SEND).mock(return_value=_smsru_ok("79161234567"))
+        await drain_outbox(app.state.jobs)
+    form = parse_qs(route.calls[0].request.content.decode())
+    assert form["api_id"] == ["SMSRU-KEY"] and form["to"] == ["79161234567"] and form["json"] == ["1"]
+    assert form["from"] == ["Alpha"] and form["msg"] == ["Ticket #42 is now resolved."]
+    assert await _status(app.state.db, "notify.sms") == [("delivered", 1)]
+
+
+async def test_sms_retried_after_gateway_failure_dead_after_bound_and_on_refusal(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: SMS.ru code 220 / HTTP 5xx are retried; a gateway that stays down is dead-lettered
+    after the bound; a refusal such as 201 (no funds) is dead at once."""
+    jobs: JobContext = app.state.jobs
+    contact_id = await _sms_setup(client, tenant)
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    unavailable = httpx.Response(200, json={"status": "ERROR", "status_code": 220, "status_text": "busy"})
+    with respx.mock() as far:
+        route = far.post(SMS_SEND).mock(side_effect=[unavailable, _smsru_ok("79161234567")])
+        await deliver_due(jobs)
+        await drain_outbox(jobs, now=_later())
+        assert route.call_count == 2
+    assert await _status(jobs.db, "notify.sms") == [("delivered", 2)]
+
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    with respx.mock() as far:
+        far.post(SMS_SEND).mock(return_value=httpx.Response(503))
+        await drain_outbox(jobs, now=_later())
+    assert (await _status(jobs.db, "notify.sms"))[1] == ("dead", jobs.settings.outbox.max_attempts)
+
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    with respx.mock() as far:
+        far.post(SMS_SEND).mock(
+            return_value=httpx.Response(
+                200, json={"status": "ERROR", "status_code": 201, "status_text": "no funds"}
+            )
+        )
+        await drain_outbox(jobs, now=_later())
+    dead = (await messages(jobs.db, "notify.sms"))[2]
+    assert (dead.status, dead.attempts) == ("dead", 1) and "201" in (dead.last_error or "")
+
+
+# --- Telegram ------------------------------------------------------------------------------------
+
+
+async def _telegram_setup(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    await configure(client, tenant, "telegram", {"bot_token": TG_TOKEN, "base_url": TG_BASE})
+    point = await client.post(
+        "/api/notifications/contact-points",
+        json={
+            "owner_kind": "employee",
+            "owner_id": tenant.engineer.id,
+            "channel": "telegram",
+            "address": "-100777",
+        },
+        headers=tenant.admin.headers,
+    )
+    assert point.status_code == 201
+
+
+async def test_telegram_delivered_retried_and_dead_lettered(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: Telegram Bot API sendMessage to the employee's chat; 429/5xx retried, a chat that
+    blocked the bot (403) dead at once, a Telegram that stays down dead after the bound."""
+    jobs: JobContext = app.state.jobs
+    await _telegram_setup(client, tenant)
+    ok = httpx.Response(200, json={"ok": True, "result": {"message_id": 9}})
+    await _notify(jobs.db, tenant, [("employee", tenant.engineer.id)])
+    with respx.mock() as far:
+        route = far.post(TG_SEND).mock(
+            side_effect=[httpx.Response(429, json={"ok": False, "parameters": {"retry_after": 3}}), ok]
+        )
+        await deliver_due(jobs)
+        await drain_outbox(jobs, now=_later())
+    body = json.loads(route.calls[1].request.content)
+    assert body["chat_id"] == "-100777" and body["text"].startswith("Ticket #42 is now resolved.")
+    assert await _status(jobs.db, "notify.telegram") == [("delivered", 2)]
+
+    await _notify(jobs.db, tenant, [("employee", tenant.engineer.id)])
+    with respx.mock() as far:
+        far.post(TG_SEND).mock(
+            return_value=httpx.Response(
+                403, json={"ok": False, "error_code": 403, "description": "bot was blocked"}
+            )
+        )
+        await drain_outbox(jobs, now=_later())
+    assert (await _status(jobs.db, "notify.telegram"))[1] == ("dead", 1)
+
+    await _notify(jobs.db, tenant, [("employee", tenant.engineer.id)])
+    with respx.mock() as far:
+        far.post(TG_SEND).mock(side_effect=httpx.ConnectError("down"))
+        await drain_outbox(jobs, now=_later())
+    assert (await _status(jobs.db, "notify.telegram"))[2] == ("dead", jobs.settings.outbox.max_attempts)
+
+
+# --- webhook -------------------------------------------------------------------------------------
+
+
+async def test_webhook_signed_with_standard_webhooks_headers_retried_and_dead_lettered(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: the generic webhook carries webhook-id/-timestamp/-signature (HMAC-SHA256 over
+    id.timestamp.body with the whsec_ key); the id is the same on a retry; down = dead after bound."""
+    jobs: JobContext = app.state.jobs
+    await configure(client, tenant, "webhook", {"url": WEBHOOK_URL, "secret": WEBHOOK_SECRET})
+    await _notify(jobs.db, tenant, [("employee", tenant.dispatcher.id)])
+    with respx.mock() as far:
+        route = far.post(WEBHOOK_URL).mock(side_effect=[httpx.Response(500), httpx.Response(204)])
+        await deliver_due(jobs)
+        await drain_outbox(jobs, now=_later())
+    first, second = (call.request for call in route.calls)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    key = base64.b64decode(WEBHOOK_SECRET.removeprefix("whsec_"))
+    signed = (
+        f"{second.headers['webhook-id']}.{second.headers['webhook-timestamp']}.".encode() + second.content
+    )
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert second.headers["webhook-signature"] == f"v1,{expected}"
+    body = json.loads(second.content)
+    assert body["type"] == "ticket.status_changed" and body["data"]["ticket_number"] == 42
+    assert body["data"]["recipients"] == [["employee", tenant.dispatcher.id]]
+    assert await _status(jobs.db, "notify.webhook") == [("delivered", 2)]
+
+    await _notify(jobs.db, tenant, [("employee", tenant.dispatcher.id)])
+    with respx.mock() as far:
+        far.post(WEBHOOK_URL).mock(return_value=httpx.Response(502))
+        await drain_outbox(jobs, now=_later())
+    assert (await _status(jobs.db, "notify.webhook"))[1] == ("dead", jobs.settings.outbox.max_attempts)
+
+
+# --- FCM push ------------------------------------------------------------------------------------
+
+
+async def _push_setup(client: httpx.AsyncClient, tenant: Tenant, tokens: list[str]) -> int:
+    await configure(client, tenant, "push", {"service_account": service_account(), "base_url": FCM_BASE})
+    user = await make_app_user(client, tenant)
+    for token in tokens:
+        registered = await client.post(
+            "/api/app/devices", json={"token": token, "platform": "android"}, headers=user.headers
+        )
+        assert registered.status_code == 201, registered.text
+    return user.contact_id
+
+
+def _oauth(far: respx.MockRouter) -> respx.Route:
+    return far.post(TOKEN_URI).mock(
+        return_value=httpx.Response(
+            200, json={"access_token": "ya29.test", "expires_in": 3599, "token_type": "Bearer"}
+        )
+    )
+
+
+async def test_push_via_fcm_v1_with_cached_service_account_token(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: push goes through FCM HTTP v1 with an OAuth token got by a service-account JWT
+    assertion (RS256, signed by authlib), fetched once and cached until it expires."""
+    contact_id = await _push_setup(client, tenant, ["device-token-aaaa", "device-token-bbbb"])
+    await _notify(app.state.db, tenant, [("contact", contact_id)], event="rating_request")
+    with respx.mock(assert_all_called=True) as far:
+        oauth = _oauth(far)
+        send = far.post(FCM_SEND).mock(
+            return_value=httpx.Response(200, json={"name": "projects/hub-test/messages/1"})
+        )
+        await drain_outbox(app.state.jobs)
+    assert oauth.call_count == 1 and send.call_count == 2
+    form = parse_qs(oauth.calls[0].request.content.decode())
+    assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    claims = jwt.decode(form["assertion"][0], public_key_pem())
+    assert claims["iss"] == "push@hub-test.iam.gserviceaccount.com" and claims["aud"] == TOKEN_URI
+    assert claims["scope"] == "https://www.googleapis.com/auth/firebase.messaging"
+    request = send.calls[0].request
+    assert request.headers["Authorization"] == "Bearer ya29.test"
+    message = json.loads(request.content)["message"]
+    assert message["token"] in {"device-token-aaaa", "device-token-bbbb"}
+    assert message["data"] == {
+        "event": "rating_request",
+        "ticket_id": "7",
+        "link": "hubapp://objects/1/tickets?first=7",
+    }
+    assert await _status(app.state.db, "notify.push") == [("delivered", 1), ("delivered", 1)]
+
+
+async def test_push_retried_dead_lettered_and_unregistered_token_removed(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: FCM 503 is retried; FCM down for good is dead-lettered after the bound; a token FCM
+    calls UNREGISTERED (404) is removed from the user's devices and not retried."""
+    jobs: JobContext = app.state.jobs
+    contact_id = await _push_setup(client, tenant, ["device-token-gone"])
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    with respx.mock(assert_all_called=False) as far:
+        _oauth(far)
+        far.post(FCM_SEND).mock(side_effect=[httpx.Response(503), httpx.Response(200, json={"name": "m/1"})])
+        await deliver_due(jobs)
+        await drain_outbox(jobs, now=_later())
+    assert await _status(jobs.db, "notify.push") == [("delivered", 2)]
+
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    with respx.mock(assert_all_called=False) as far:
+        _oauth(far)
+        far.post(FCM_SEND).mock(return_value=httpx.Response(500))
+        await drain_outbox(jobs, now=_later())
+    assert (await _status(jobs.db, "notify.push"))[1] == ("dead", jobs.settings.outbox.max_attempts)
+
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    gone = {
+        "error": {
+            "code": 404,
+            "message": "Requested entity was not found.",
+            "status": "NOT_FOUND",
+            "details": [
+                {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}
+            ],
+        }
+    }
+    with respx.mock(assert_all_called=False) as far:
+        _oauth(far)
+        send = far.post(FCM_SEND).mock(return_value=httpx.Response(404, json=gone))
+        await drain_outbox(jobs, now=_later())
+    assert send.call_count == 1
+    assert (await _status(jobs.db, "notify.push"))[2] == ("delivered", 1)
+    async with jobs.db.sessionmaker() as session:
+        assert list(await session.scalars(select(DeviceToken.token))) == []
+    # With the token gone, the next notification queues no push at all.
+    assert await _notify(jobs.db, tenant, [("contact", contact_id)]) == 0
+
+
+async def test_device_registration_belongs_to_the_signed_in_app_user(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: app users register their device token; only their own device can be removed."""
+    first = await make_app_user(client, tenant, "First")
+    second = await make_app_user(client, tenant, "Second")
+    made = await client.post("/api/app/devices", json={"token": "tok-1234567890"}, headers=first.headers)
+    assert made.status_code == 201
+    device_id = made.json()["id"]
+    assert (await client.delete(f"/api/app/devices/{device_id}", headers=second.headers)).status_code == 404
+    assert (await client.delete(f"/api/app/devices/{device_id}", headers=first.headers)).status_code == 204
+    staff = await client.post(
+        "/api/app/devices", json={"token": "tok-1234567890"}, headers=tenant.admin.headers
+    )
+    assert staff.status_code == 403
