@@ -460,3 +460,159 @@ async def _inbox_needs_the_partner_key(w: World) -> None:
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "bad_signature"
     assert await _exchange_db_snapshot(w) == before
+
+
+# --- payments (PAY) ----------------------------------------------------------------------------
+
+
+@factory("price_item_id")
+async def _price_item(w: World, t: Tenant) -> int:
+    body = {
+        "section": "service",
+        "code": f"ISO-{uuid.uuid4().hex[:6]}",
+        "name": f"Service {w.secret(t)}",
+        "unit": "pcs",
+        "price": "100.00",
+        "refundable": True,
+    }
+    return int((await w.post(t, "/api/price-list", body))["id"])
+
+
+async def _standard_account(w: World, t: Tenant) -> dict[str, Any]:
+    key = (t.id, "_standard_account")
+    if key not in w.made:
+        body = {
+            "provider": "standard",
+            "name": f"Gateway {w.secret(t)}",
+            "credentials": {
+                "webhook_secret": f"whsec_{uuid.uuid4().hex}",
+                "checkout_url": "https://pay.example.test/{ref}",
+            },
+        }
+        w.made[key] = await w.post(t, "/api/payment-accounts", body)
+    return dict(w.made[key])
+
+
+@factory("payment_account_id")
+async def _payment_account(w: World, t: Tenant) -> int:
+    return int((await _standard_account(w, t))["id"])
+
+
+@factory("invoice_id")
+async def _invoice(w: World, t: Tenant) -> int:
+    """An issued invoice (made in the database: the walker needs no desk ticket for it)."""
+    from decimal import Decimal
+
+    from hub.payments.models import Invoice, InvoiceLine
+
+    account = await _standard_account(w, t)
+    ticket_id = await w.id_of(t, "ticket_id") if "ticket_id" in FACTORIES else 1
+    async with w.db.sessionmaker() as session, session.begin():
+        invoice = Invoice(
+            account_id=t.id, ticket_id=ticket_id, status="paid", currency="RUB", total=Decimal("100"),
+            paid_amount=Decimal("100"), refunded_amount=Decimal(0), reserved_amount=Decimal(0),
+            payment_account_id=account["id"], provider="standard", payment_ref=f"iso-{uuid.uuid4().hex[:8]}",
+            issue_count=1,
+        )
+        session.add(invoice)
+        await session.flush()
+        session.add(InvoiceLine(
+            invoice_id=invoice.id, account_id=t.id, code="ISO", name=f"Line {w.secret(t)}", unit="pcs",
+            unit_price=Decimal("100"), quantity=Decimal(1), discount_percent=Decimal(0), refundable=True,
+            amount=Decimal("100"), refunded_amount=Decimal(0), position=0,
+        ))
+        return int(invoice.id)
+
+
+@factory("line_id")
+async def _invoice_line(w: World, t: Tenant) -> int:
+    from hub.payments.models import InvoiceLine
+
+    invoice_id = await w.id_of(t, "invoice_id")
+    async with w.db.sessionmaker() as session:
+        line_id = await session.scalar(select(InvoiceLine.id).where(InvoiceLine.invoice_id == invoice_id))
+    return int(line_id or 0)
+
+
+@factory("refund_id")
+async def _refund(w: World, t: Tenant) -> int:
+    from decimal import Decimal
+
+    from hub.payments.models import Refund
+
+    invoice_id = await w.id_of(t, "invoice_id")
+    async with w.db.sessionmaker() as session, session.begin():
+        refund = Refund(
+            account_id=t.id, invoice_id=invoice_id, ticket_id=1, status="requested", full=True,
+            amount=Decimal("10"), currency="RUB", lines=[], reason=f"Refund {w.secret(t)}",
+            requested_by_kind="employee",
+        )
+        session.add(refund)
+        await session.flush()
+        return int(refund.id)
+
+
+async def _refund_body(w: World, t: Tenant) -> dict[str, Any]:
+    return {"reason": "isolation", "full": True}
+
+
+BODIES[("POST", "/api/invoices/{invoice_id}/refunds")] = _refund_body
+BODIES[("POST", "/api/refunds/{refund_id}/reject")] = lambda w, t: _reason_body()
+
+
+async def _reason_body() -> dict[str, Any]:
+    return {"reason": "isolation"}
+
+
+async def _payments_webhook_check(w: World, kind: str | None) -> None:
+    """A's callback endpoint and secret, even naming B's invoice, never touch B's invoice; A's
+    signature does not open B's endpoint."""
+    import json
+    import time
+    from urllib.parse import urlsplit
+
+    from hub.connectors.payments import standard
+    from hub.payments.models import Invoice
+
+    b_invoice = await w.id_of(w.b, "invoice_id")
+    a_account = await _standard_account(w, w.a)
+    b_account = await _standard_account(w, w.b)
+    async with w.db.sessionmaker() as session:
+        invoice = await session.get(Invoice, b_invoice)
+        assert invoice is not None
+        b_ref, before = invoice.payment_ref, (invoice.status, invoice.refunded_amount)
+    async with w.db.sessionmaker() as session:
+        from hub.payments.models import PaymentAccount
+
+        a_secret = (await session.get(PaymentAccount, a_account["id"])).credentials["webhook_secret"]  # type: ignore[union-attr]
+    body = json.dumps({
+        "type": "refund.succeeded", "timestamp": "2026-11-23T00:00:00Z",
+        "data": {"invoice_ref": b_ref, "amount": "10.00", "currency": "RUB", "refund_id": "x"},
+    }).encode()
+    suffix = f"/{kind}" if kind else ""
+    for target, expected in ((a_account, 404), (b_account, 400)):
+        msg_id, ts = f"msg_{uuid.uuid4().hex}", int(time.time())
+        headers = {
+            "webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": standard.sign(a_secret, msg_id, ts, body), "content-type": "application/json",
+        }
+        path = urlsplit(target["webhook_url"]).path + suffix
+        response = await w.client.post(path, content=body, headers=headers)
+        if kind:  # the kind suffix exists for CloudPayments only
+            assert response.status_code == 404, response.text
+            continue
+        assert response.status_code == expected, response.text
+        assert w.secret(w.b) not in response.text
+    async with w.db.sessionmaker() as session:
+        invoice = await session.get(Invoice, b_invoice)
+        assert invoice is not None and (invoice.status, invoice.refunded_amount) == before
+
+
+@excluded_check("/api/webhooks/payments/{provider}/{key}")
+async def _payments_webhook(w: World) -> None:
+    await _payments_webhook_check(w, None)
+
+
+@excluded_check("/api/webhooks/payments/{provider}/{key}/{kind}")
+async def _payments_webhook_kind(w: World) -> None:
+    await _payments_webhook_check(w, "refund")

@@ -60,7 +60,7 @@ def refund_requesters(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
         return
     if principal.kind == "employee" and principal.role in STAFF:
         return
-    raise Forbidden("Requires the refund permission", code="refund_permission_required")
+    raise Forbidden("Requires the refund permission", code="role_required")
 
 
 def employees_or_app_users(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -86,11 +86,12 @@ async def handle_callback(
         replay_key = module.verify(pa, body, request.headers, remote, time.time())
         raw = RawCallback(raw.body, headers, remote, replay_key=replay_key)
         event = module.parse(body, request.headers, kind)
-        if provider == "yookassa":
+        enrich = getattr(module, "enrich", None)
+        if enrich is not None:  # YooKassa: re-read the object; Stripe refunds: find the invoice
             try:
-                event = await module.confirm(state.jobs.http, pa, event)
+                event = await enrich(state.jobs.http, pa, event)
             except ProviderError as exc:
-                # Could not confirm: refuse for now; YooKassa delivers again for 24 hours.
+                # Could not confirm now: refuse; the provider delivers again later.
                 raise CallbackRejected(
                     503 if exc.transient else 422, "confirmation_failed", str(exc)[:300]
                 ) from exc
@@ -136,6 +137,6 @@ class PaymentWebhookController(Controller):
     async def callback_kind(
         self, request: Request[Any, Any, Any], provider: str, key: str, kind: str
     ) -> Response[Any]:
-        if kind not in KINDS:
+        if provider != "cloudpayments" or kind not in KINDS:
             return _unknown(provider)
         return await handle_callback(request, provider, key, kind)

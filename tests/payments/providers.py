@@ -389,6 +389,23 @@ class FakeStripe:
         router.get(url__regex=rf"{api}/checkout/sessions/(?P<sid>[^/]+)$").mock(side_effect=self._get)
         router.post(f"{api}/refunds").mock(side_effect=self._refund)
         router.get(url__regex=rf"{api}/refunds/(?P<rid>[^/]+)$").mock(side_effect=self._get_refund)
+        router.get(url__regex=rf"{api}/payment_intents/(?P<pi>[^/]+)$").mock(side_effect=self._intent)
+
+    def _intent(self, request: httpx.Request, pi: str) -> httpx.Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        session = next(s for s in self.sessions.values() if s["payment_intent"] == pi)
+        return httpx.Response(
+            200,
+            json={
+                "id": pi,
+                "object": "payment_intent",
+                "amount": session["amount_total"],
+                "currency": session["currency"],
+                "status": "succeeded",
+                "metadata": session["metadata"],
+            },
+        )
 
     def _auth(self, request: httpx.Request) -> httpx.Response | None:
         if request.headers.get("authorization") != f"Bearer {self.secret_key}":

@@ -37,6 +37,7 @@ __all__ = [
     "PROVIDER",
     "TOLERANCE",
     "create_payment",
+    "enrich",
     "error_response",
     "get_payment",
     "get_refund",
@@ -146,6 +147,17 @@ def parse(body: bytes, headers: Mapping[str, str], kind: str | None = None) -> P
 
 def _auth(account: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {pa_credential(account, 'secret_key')}"}
+
+
+async def enrich(http: httpx.AsyncClient, account: Any, event: ProviderEvent) -> ProviderEvent:
+    """A refund event names only its payment_intent: read the intent's metadata for the invoice
+    (set at checkout), so a refund told before the session's own event still finds its invoice."""
+    if event.kind != "refund" or event.payment_ref or not event.capture_id:
+        return event
+    response = await send(http, "GET", f"{API}/payment_intents/{event.capture_id}", headers=_auth(account))
+    metadata = json_of(response).get("metadata") or {}
+    ref = metadata.get("invoice_ref") if isinstance(metadata, dict) else None
+    return ProviderEvent(**{**event.__dict__, "payment_ref": ref}) if ref else event
 
 
 async def create_payment(http: httpx.AsyncClient, account: Any, request: PaymentRequest) -> CreatedPayment:

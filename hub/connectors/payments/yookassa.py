@@ -37,8 +37,8 @@ __all__ = [
     "API",
     "NETWORKS",
     "PROVIDER",
-    "confirm",
     "create_payment",
+    "enrich",
     "error_response",
     "get_payment",
     "get_refund",
@@ -141,7 +141,7 @@ def _refund_event(obj: dict[str, Any], event_type: str) -> ProviderEvent:
     )
 
 
-async def confirm(http: httpx.AsyncClient, account: Any, event: ProviderEvent) -> ProviderEvent:
+async def enrich(http: httpx.AsyncClient, account: Any, event: ProviderEvent) -> ProviderEvent:
     """Trust nothing in the body: re-read the object from the API and use that state instead."""
     if event.kind == "refund" and event.provider_refund_id:
         confirmed = await get_refund(http, account, event.provider_refund_id)
