@@ -36,6 +36,7 @@ __all__ = [
     "EndClient",
     "Envelope",
     "FileBlob",
+    "FilesPosted",
     "InboxResult",
     "PairingKey",
     "Side",
@@ -164,6 +165,15 @@ class CommentPosted(_Body, tag="comment.posted", kw_only=True):
     files: Annotated[list[FileBlob], msgspec.Meta(max_length=15)] = []
 
 
+class FilesPosted(_Body, tag="files.posted", kw_only=True):
+    """Files crossing over without a comment. Original -> partner: files the sender passed on,
+    attached *public* (EX-5). Partner -> original: the partner ticket's public files, attached
+    *private* (EX-6). The partner ticket's private files are never sent."""
+
+    author_name: Name
+    files: Annotated[list[FileBlob], msgspec.Meta(min_length=1, max_length=15)]
+
+
 class StatusUpdate(_Body, tag="ticket.status", kw_only=True):
     """Partner -> original: the partner ticket's number, status and responsible (EX-7)."""
 
@@ -193,7 +203,15 @@ class ConnectionEnded(_Body, tag="connection.ended", kw_only=True):
     by_name: Name
 
 
-Body = TicketTransfer | CommentPosted | StatusUpdate | TicketRated | TicketSentBack | ConnectionEnded
+Body = (
+    TicketTransfer
+    | CommentPosted
+    | FilesPosted
+    | StatusUpdate
+    | TicketRated
+    | TicketSentBack
+    | ConnectionEnded
+)
 
 
 class Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -13,6 +13,7 @@ from hub.auth.guards import administrators, dispatchers, employees
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
 from hub.exchange import delivery as _delivery  # noqa: F401  (registers the outbox handler)
+from hub.exchange import jobs as _jobs  # noqa: F401  (registers the file-mirroring job)
 from hub.exchange import service
 from hub.exchange import subscribers as _subscribers  # noqa: F401  (registers desk event subscribers)
 from hub.exchange.inbox import receive
@@ -22,6 +23,7 @@ from hub.exchange.schemas import (
     PairingKeyCreate,
     PairingKeyIssued,
     PairingKeyRead,
+    PartnerFiles,
     PartnerLinkRead,
     PartnerRate,
     PartnerSendBack,
@@ -113,10 +115,15 @@ class PartnerTicketController(Controller):
         summary="Transfer a ticket to a partner, with or without end-client data, with chosen files (EX-4)",
     )
     async def transfer(
-        self, ticket_id: int, data: TransferCreate, db_session: AsyncSession, principal: Principal
+        self,
+        ticket_id: int,
+        data: TransferCreate,
+        db_session: AsyncSession,
+        principal: Principal,
+        settings: Settings,
     ) -> PartnerLinkRead:
         link = await service.transfer(
-            db_session, principal.account_id, ticket_id, Actor.from_principal(principal), data
+            db_session, settings, principal.account_id, ticket_id, Actor.from_principal(principal), data
         )
         links = await service.partner_links(db_session, principal.account_id, ticket_id)
         return next(item for item in links if item.id == link.id)
@@ -159,6 +166,25 @@ class PartnerTicketController(Controller):
         )
         return await service.partner_links(db_session, principal.account_id, ticket_id)
 
+    @post(
+        "/{ticket_id:int}/partner/files",
+        guards=[dispatchers],
+        status_code=200,
+        summary="Pass chosen files of the ticket to the partner; they are public there (EX-5)",
+    )
+    async def pass_files(
+        self,
+        ticket_id: int,
+        data: PartnerFiles,
+        db_session: AsyncSession,
+        principal: Principal,
+        settings: Settings,
+    ) -> list[PartnerLinkRead]:
+        await service.pass_files(
+            db_session, settings, principal.account_id, ticket_id, Actor.from_principal(principal), data
+        )
+        return await service.partner_links(db_session, principal.account_id, ticket_id)
+
 
 class HubToHubController(Controller):
     """Called by partner hubs; authenticated by Ed25519 signatures (see contracts/EXCHANGE.md)."""
@@ -182,8 +208,8 @@ class HubToHubController(Controller):
         request_max_body_size=INBOX_MAX_BYTES,
         summary="One signed message from a partner hub (EX-10)",
     )
-    async def inbox(self, data: SignedToken, db_session: AsyncSession) -> InboxResult:
-        return await receive(db_session, data)
+    async def inbox(self, data: SignedToken, db_session: AsyncSession, settings: Settings) -> InboxResult:
+        return await receive(db_session, settings, data)
 
 
 EXCHANGE_CONTROLLERS = [ExchangeController, PartnerTicketController, HubToHubController]

@@ -1,31 +1,129 @@
-"""Files crossing between partners: read from the desk's ticket files into signed blobs, and back."""
+"""Files crossing between partners (EX-4..6): ticket files read into signed blobs, and back.
+
+The bytes travel inside the signed message (base64), checked against their size and SHA-256 before
+they are stored through the desk's own ``attach_file`` (which applies the account's file limits).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.exchange import FileBlob
+from contracts.exchange import MAX_FILE_BYTES, FileBlob
+from hub.desk.actors import Actor
+from hub.errors import BadRequest, PayloadTooLarge, Unprocessable
+from hub.settings import Settings
 
-__all__ = ["blobs_of_comment", "blobs_of_ticket_files", "store_blobs"]
+__all__ = ["blobs_of", "blobs_of_ticket_files", "new_public_files", "store_blobs"]
+
+
+def blobs_of(settings: Settings, rows: list[Any]) -> list[FileBlob]:
+    from hub.desk.files import read_file_bytes
+
+    blobs = []
+    for row in rows:
+        if row.size > MAX_FILE_BYTES:
+            raise PayloadTooLarge(
+                f"Files passed to a partner may have at most {MAX_FILE_BYTES} bytes",
+                code="file_too_large_for_partner",
+            )
+        data = read_file_bytes(settings, row)
+        blobs.append(
+            FileBlob(
+                name=row.filename,
+                content_type=row.content_type,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                data=base64.b64encode(data).decode(),
+            )
+        )
+    return blobs
 
 
 async def blobs_of_ticket_files(
-    session: AsyncSession, account_id: int, ticket_id: int, file_ids: list[int]
+    session: AsyncSession, settings: Settings, account_id: int, ticket_id: int, file_ids: list[int]
 ) -> list[FileBlob]:
+    """The chosen files of a ticket (EX-4, EX-5); 422 ``file_not_found`` for one not on the ticket."""
     if not file_ids:
         return []
-    raise NotImplementedError
+    from hub.desk.models import TicketFile
+
+    rows = list(
+        await session.scalars(
+            select(TicketFile)
+            .where(
+                TicketFile.account_id == account_id,
+                TicketFile.ticket_id == ticket_id,
+                TicketFile.id.in_(set(file_ids)),
+            )
+            .order_by(TicketFile.id)
+        )
+    )
+    if len(rows) != len(set(file_ids)):
+        raise Unprocessable("A chosen file is not on this ticket", code="file_not_found")
+    return blobs_of(settings, rows)
 
 
-async def blobs_of_comment(session: AsyncSession, account_id: int, comment: Any) -> list[FileBlob]:
-    return []
+async def new_public_files(
+    session: AsyncSession, account_id: int, ticket_id: int, after_id: int
+) -> list[Any]:
+    """Public files added to a ticket after ``after_id`` by this account's own people (never the
+    ones that came from a partner: no echo)."""
+    from hub.desk.models import TicketFile
+
+    return list(
+        await session.scalars(
+            select(TicketFile)
+            .where(
+                TicketFile.account_id == account_id,
+                TicketFile.ticket_id == ticket_id,
+                TicketFile.id > after_id,
+                TicketFile.public.is_(True),
+                TicketFile.uploaded_by_kind != "partner",
+            )
+            .order_by(TicketFile.id)
+        )
+    )
+
+
+def _decode(blob: FileBlob) -> bytes:
+    try:
+        data = base64.b64decode(blob.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("A file is not valid base64", code="message_malformed") from exc
+    if len(data) != blob.size or hashlib.sha256(data).hexdigest() != blob.sha256:
+        raise BadRequest("A file does not match its size or hash", code="message_malformed")
+    return data
 
 
 async def store_blobs(
-    session: AsyncSession, account_id: int, ticket: Any, comment: Any, blobs: list[FileBlob], *, public: bool
+    session: AsyncSession,
+    settings: Settings,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    blobs: list[FileBlob],
+    *,
+    comment_id: int | None = None,
+    public: bool,
 ) -> None:
-    if not blobs:
-        return
-    raise NotImplementedError
+    from hub.desk.files import attach_file
+
+    for blob in blobs:
+        await attach_file(
+            session,
+            settings,
+            account_id,
+            ticket_id,
+            actor,
+            filename=blob.name,
+            content_type=blob.content_type,
+            data=_decode(blob),
+            comment_id=comment_id,
+            public=public,
+        )

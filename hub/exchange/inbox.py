@@ -20,6 +20,7 @@ from contracts.exchange import (
     CommentPosted,
     ConnectionEnded,
     Envelope,
+    FilesPosted,
     InboxResult,
     SignedToken,
     StatusUpdate,
@@ -34,6 +35,7 @@ from hub.exchange import crypto
 from hub.exchange.files import store_blobs
 from hub.exchange.models import Connection, ConnectionState, InboundMessage, SharedTicket
 from hub.exchange.service import send
+from hub.settings import Settings
 
 __all__ = ["MAX_AGE", "ORIGIN", "receive"]
 
@@ -72,7 +74,7 @@ async def _authenticate(session: AsyncSession, token: SignedToken) -> tuple[Conn
     return connection, envelope
 
 
-async def receive(session: AsyncSession, token: SignedToken) -> InboxResult:
+async def receive(session: AsyncSession, settings: Settings, token: SignedToken) -> InboxResult:
     connection, envelope = await _authenticate(session, token)
     seen = await session.scalar(
         select(InboundMessage.id).where(
@@ -102,8 +104,8 @@ async def receive(session: AsyncSession, token: SignedToken) -> InboxResult:
         if envelope.seq != 1:
             raise BadRequest("A transfer is message 1 of its ticket", code="message_malformed")
         await _record(session, connection, envelope, "applied")
-        link = await _apply_transfer(session, connection, envelope.ticket, body)
-        await _apply_held(session, connection, link)
+        link = await _apply_transfer(session, settings, connection, envelope.ticket, body)
+        await _apply_held(session, settings, connection, link)
         return InboxResult(envelope.id, "applied")
     if link is None:
         raise NotFound("No such ticket is shared on this connection", code="ticket_not_shared")
@@ -123,8 +125,8 @@ async def receive(session: AsyncSession, token: SignedToken) -> InboxResult:
         await _record(session, connection, envelope, "held")
         return InboxResult(envelope.id, "held")
     await _record(session, connection, envelope, "applied")
-    await _apply(session, connection, link, envelope)
-    await _apply_held(session, connection, link)
+    await _apply(session, settings, connection, link, envelope)
+    await _apply_held(session, settings, connection, link)
     return InboxResult(envelope.id, "applied")
 
 
@@ -150,7 +152,9 @@ async def _record(session: AsyncSession, connection: Connection, envelope: Envel
         raise Conflict("This message was already received", code="message_already_received") from exc
 
 
-async def _apply_held(session: AsyncSession, connection: Connection, link: SharedTicket) -> None:
+async def _apply_held(
+    session: AsyncSession, settings: Settings, connection: Connection, link: SharedTicket
+) -> None:
     while True:
         held = await session.scalar(
             select(InboundMessage).where(
@@ -164,7 +168,7 @@ async def _apply_held(session: AsyncSession, connection: Connection, link: Share
             return
         envelope = msgspec.convert(held.envelope, Envelope)
         held.status, held.envelope, held.applied_at = "applied", None, utcnow()
-        await _apply(session, connection, link, envelope)
+        await _apply(session, settings, connection, link, envelope)
 
 
 def _actor(connection: Connection, name: str | None = None) -> Actor:
@@ -176,7 +180,7 @@ def _context(connection: Connection) -> dict[str, Any]:
 
 
 async def _apply(
-    session: AsyncSession, connection: Connection, link: SharedTicket, envelope: Envelope
+    session: AsyncSession, settings: Settings, connection: Connection, link: SharedTicket, envelope: Envelope
 ) -> None:
     from hub.desk import service as desk
 
@@ -184,7 +188,17 @@ async def _apply(
     body = envelope.body
     ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
     if isinstance(body, CommentPosted):
-        await _apply_comment(session, connection, link, ticket, body)
+        await _apply_comment(session, settings, connection, link, ticket, body)
+    elif isinstance(body, FilesPosted):
+        await store_blobs(
+            session,
+            settings,
+            connection.account_id,
+            ticket.id,
+            _actor(connection, body.author_name),
+            body.files,
+            public=link.direction == "incoming",
+        )
     elif isinstance(body, StatusUpdate):
         await _apply_status(session, connection, link, ticket, body)
     elif isinstance(body, TicketRated):
@@ -201,12 +215,11 @@ async def _apply(
 
 
 async def _apply_transfer(
-    session: AsyncSession, connection: Connection, shared_uuid: str, body: TicketTransfer
+    session: AsyncSession, settings: Settings, connection: Connection, shared_uuid: str, body: TicketTransfer
 ) -> SharedTicket:
     """EX-4: a new ticket in this account, source ``partner``, linked to the original."""
-    from hub.desk.schemas import TicketCreate
-
     from hub.desk import service as desk
+    from hub.desk.schemas import TicketCreate
 
     ticket = await desk.create_ticket(
         session,
@@ -232,7 +245,9 @@ async def _apply_transfer(
     )
     session.add(link)
     await session.flush()
-    await store_blobs(session, connection.account_id, ticket, None, body.files, public=True)
+    await store_blobs(
+        session, settings, connection.account_id, ticket.id, _actor(connection), body.files, public=True
+    )
     desk.set_ext_flag(
         ticket, "partner", {"name": connection.partner_name, "from_partner": True, "number": body.number}
     )
@@ -249,7 +264,12 @@ async def _apply_transfer(
 
 
 async def _apply_comment(
-    session: AsyncSession, connection: Connection, link: SharedTicket, ticket: Any, body: CommentPosted
+    session: AsyncSession,
+    settings: Settings,
+    connection: Connection,
+    link: SharedTicket,
+    ticket: Any,
+    body: CommentPosted,
 ) -> None:
     """EX-5: from the original, public here. EX-6: from the partner ticket, private here, marked."""
     from hub.desk import service as desk
@@ -265,7 +285,16 @@ async def _apply_comment(
         author_name=f"{body.author_name} ({connection.partner_name})",
         context=_context(connection),
     )
-    await store_blobs(session, connection.account_id, ticket, comment, body.files, public=public)
+    await store_blobs(
+        session,
+        settings,
+        connection.account_id,
+        ticket.id,
+        _actor(connection, body.author_name),
+        body.files,
+        comment_id=comment.id,
+        public=public,
+    )
 
 
 async def _apply_status(

@@ -106,6 +106,8 @@ class SharedTicket(Id, Base):
     # Per-ticket sequence numbers (EX-10): last one we sent, last one we applied.
     out_seq: Mapped[int] = mapped_column(Integer, default=0)
     in_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Files of the ticket up to this id were considered for mirroring to the original (EX-6).
+    files_upto: Mapped[int] = mapped_column(PortableId, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "PairingKeyCreate",
     "PairingKeyIssued",
     "PairingKeyRead",
+    "PartnerFiles",
     "PartnerLinkRead",
     "PartnerRate",
     "PartnerSendBack",
@@ -108,4 +109,9 @@ class PartnerRate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class PartnerSendBack(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     comment: Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+    connection_id: Id | None = None
+
+
+class PartnerFiles(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    file_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=15)]
     connection_id: Id | None = None

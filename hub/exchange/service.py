@@ -26,6 +26,7 @@ from contracts.exchange import (
     ConnectionEnded,
     ConnectRequest,
     EndClient,
+    FilesPosted,
     PairingKey,
     SignedToken,
     TicketRated,
@@ -37,13 +38,14 @@ from hub.db import Database, utcnow
 from hub.desk.actors import Actor
 from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
 from hub.exchange import crypto
-from hub.exchange.files import blobs_of_ticket_files
+from hub.exchange.files import blobs_of, blobs_of_ticket_files, new_public_files
 from hub.exchange.models import Connection, ConnectionState, PairingKeyRecord, SharedTicket
 from hub.exchange.schemas import (
     ConnectionRead,
     DeliveryStatus,
     PairingKeyCreate,
     PairingKeyRead,
+    PartnerFiles,
     PartnerLinkRead,
     PartnerRate,
     PartnerSendBack,
@@ -65,7 +67,9 @@ __all__ = [
     "issue_pairing_key",
     "list_connections",
     "list_pairing_keys",
+    "mirror_public_files",
     "partner_links",
+    "pass_files",
     "rate_partner",
     "revoke_pairing_key",
     "send",
@@ -442,7 +446,12 @@ async def _end_client(session: AsyncSession, ticket: Any) -> EndClient:
 
 
 async def transfer(
-    session: AsyncSession, account_id: int, ticket_id: int, actor: Actor, data: TransferCreate
+    session: AsyncSession,
+    settings: Settings,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    data: TransferCreate,
 ) -> SharedTicket:
     from hub.desk import service as desk
 
@@ -464,7 +473,7 @@ async def transfer(
         raise Conflict("The ticket came from this partner", code="ticket_from_this_partner")
     if ticket.type == "internal":
         raise Unprocessable("Internal tickets are not transferred", code="ticket_internal")
-    files = await blobs_of_ticket_files(session, account_id, ticket.id, data.file_ids)
+    files = await blobs_of_ticket_files(session, settings, account_id, ticket.id, data.file_ids)
     link = SharedTicket(
         account_id=account_id,
         connection_id=connection.id,
@@ -482,7 +491,7 @@ async def transfer(
         number=ticket.number,
         title=ticket.title,
         description=ticket.description or "",
-        priority=ticket.priority,
+        priority=ticket.priority,  # type: ignore[arg-type]  # the desk keeps one of the four
         client=await _end_client(session, ticket) if data.include_client else None,
         files=files,
     )
@@ -585,3 +594,64 @@ async def partner_links(session: AsyncSession, account_id: int, ticket_id: int) 
         )
         for link, connection in rows.tuples()
     ]
+
+
+async def pass_files(
+    session: AsyncSession,
+    settings: Settings,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    data: PartnerFiles,
+) -> SharedTicket:
+    """EX-5: chosen files of the original ticket go to the partner ticket, public there."""
+    link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
+    blobs = await blobs_of_ticket_files(session, settings, account_id, ticket_id, data.file_ids)
+    await send(session, connection, link, FilesPosted(author_name=(actor.name or "staff")[:200], files=blobs))
+    return link
+
+
+async def mirror_public_files(db: Database, settings: Settings) -> int:
+    """EX-6: public files added to a partner ticket go back to the original (private there).
+
+    The desk has no file event, so a short periodic job picks them up; ``files_upto`` on the link
+    (moved in the same transaction as the enqueue) makes each file go once, also with several
+    workers (rows are locked with SKIP LOCKED on PostgreSQL)."""
+    from hub.desk.models import TicketFile
+
+    newer = (
+        select(TicketFile.id)
+        .where(
+            TicketFile.ticket_id == SharedTicket.ticket_id,
+            TicketFile.account_id == SharedTicket.account_id,
+            TicketFile.id > SharedTicket.files_upto,
+            TicketFile.public.is_(True),
+            TicketFile.uploaded_by_kind != "partner",
+        )
+        .exists()
+    )
+    sent = 0
+    async with db.sessionmaker() as session, session.begin():
+        query = (
+            select(SharedTicket, Connection)
+            .join(Connection, Connection.id == SharedTicket.connection_id)
+            .where(SharedTicket.direction == "incoming", Connection.state == ConnectionState.ACTIVE, newer)
+            .order_by(SharedTicket.id)
+            .limit(100)
+        )
+        if not db.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=SharedTicket)
+        for link, connection in (await session.execute(query)).tuples():
+            rows = await new_public_files(session, link.account_id, link.ticket_id, link.files_upto)
+            if not rows:
+                continue
+            link.files_upto = rows[-1].id
+            author = rows[0].uploaded_by_name or "staff"
+            await send(
+                session,
+                connection,
+                link,
+                FilesPosted(author_name=author[:200], files=blobs_of(settings, rows)),
+            )
+            sent += len(rows)
+    return sent

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.exchange import CommentPosted
 from hub.desk.events import CommentAdded, StatusChanged, TicketUpdated, subscribe
-from hub.exchange.files import blobs_of_comment
 from hub.exchange.inbox import ORIGIN, send_status
 from hub.exchange.service import active_links, send
 
@@ -27,23 +26,18 @@ async def on_comment(session: AsyncSession, event: CommentAdded) -> None:
     if not links:
         return
     pass_to_partner = bool(event.context.get("pass_to_partner"))
-    blobs = None
     for link, connection in links:
         # Original -> partner when asked, public or staff note alike (EX-5); partner -> original
         # every public comment (EX-6). The partner ticket's private comments never leave (EX-6).
         wanted = pass_to_partner if link.direction == "outgoing" else bool(comment.public)
         if not wanted:
             continue
-        if blobs is None:
-            blobs = await blobs_of_comment(session, event.ticket.account_id, comment)
         author = getattr(comment, "author_name", None) or event.actor.name or "staff"
         await send(
             session,
             connection,
             link,
-            CommentPosted(
-                ref=str(comment.id), author_name=author[:200], body=comment.body or "", files=blobs
-            ),
+            CommentPosted(ref=str(comment.id), author_name=author[:200], body=comment.body or ""),
         )
 
 

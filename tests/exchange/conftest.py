@@ -16,6 +16,7 @@ from litestar import Litestar
 
 from hub.app import create_app, shutdown
 from hub.db import Database
+from hub.exchange.service import mirror_public_files
 from hub.outbox.worker import drain_outbox
 from hub.settings import Settings
 from tests.conftest import PG_URL, Tenant, _sqlite_url, make_settings, make_tenant
@@ -62,6 +63,7 @@ async def drain(*hubs: Hub, rounds: int = 20) -> None:
     for _ in range(rounds):
         moved = 0
         for hub in hubs:
+            moved += await mirror_public_files(hub.db, hub.settings)  # the periodic job's round
             moved += await drain_outbox(hub.app.state.jobs)
         if moved == 0:
             return

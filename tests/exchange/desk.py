@@ -84,15 +84,33 @@ async def assign(
 
 
 async def upload(
-    http: httpx.AsyncClient, tenant: Tenant, ticket_id: int, name: str, content: bytes, base: str = ""
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    ticket_id: int,
+    name: str,
+    content: bytes,
+    *,
+    public: bool = True,
+    base: str = "",
 ) -> dict[str, Any]:
     response = await http.post(
         f"{base}/api/tickets/{ticket_id}/files",
         files={"file": (name, content, "application/octet-stream")},
+        data={"public": "true" if public else "false"},
         headers=tenant.dispatcher.headers,
     )
     assert response.status_code == 201, response.text
-    return dict(response.json())
+    return dict(response.json()[0])
+
+
+async def download(
+    http: httpx.AsyncClient, tenant: Tenant, ticket_id: int, file_id: int, base: str = ""
+) -> bytes:
+    response = await http.get(
+        f"{base}/api/tickets/{ticket_id}/files/{file_id}", headers=tenant.dispatcher.headers
+    )
+    assert response.status_code == 200, response.text
+    return response.content
 
 
 async def files(

@@ -246,3 +246,48 @@ async def test_same_hub_chain_a_b_c_no_echo(one_hub: Hub, include_client: bool) 
         headers=beta.dispatcher.headers,
     )
     assert back.status_code == 409 and back.json()["code"] == "ticket_from_this_partner"
+
+
+async def test_files_chosen_passed_and_mirrored(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-4, EX-5, EX-6 for files: only the chosen files go with the transfer; files passed to the
+    partner later are public there; the partner's public files come back private, its private
+    files never leave; no file travels back to where it came from."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+    a_conn, _ = await pair(a, alpha, b, beta)
+    original = await desk.new_ticket(a.client, alpha)
+    chosen = await desk.upload(a.client, alpha, original["id"], "plan.pdf", b"%PDF plan of floor 3")
+    await desk.upload(a.client, alpha, original["id"], "contract.pdf", b"%PDF secret contract")
+    await desk.transfer(a.client, alpha, original["id"], a_conn, file_ids=[chosen["id"]])
+    await drain(a, b)
+    copy = next(t for t in await desk.tickets(b.client, beta) if t["source"] == "partner")
+    at_b = await desk.files(b.client, beta, copy["id"])
+    assert [(f["filename"], f["public"]) for f in at_b] == [("plan.pdf", True)]
+    assert await desk.download(b.client, beta, copy["id"], at_b[0]["id"]) == b"%PDF plan of floor 3"
+
+    later = await desk.upload(a.client, alpha, original["id"], "photo.jpg", b"\xff\xd8 photo", public=False)
+    passed = await a.client.post(
+        f"/api/exchange/tickets/{original['id']}/partner/files",
+        json={"file_ids": [later["id"]]},
+        headers=alpha.dispatcher.headers,
+    )
+    assert passed.status_code == 200, passed.text
+    await desk.upload(b.client, beta, copy["id"], "report.txt", b"work report")
+    await desk.upload(b.client, beta, copy["id"], "internal.txt", b"b only", public=False)
+    await drain(a, b)
+    await drain(a, b)
+
+    at_b = {f["filename"]: f for f in await desk.files(b.client, beta, copy["id"])}
+    assert set(at_b) == {"plan.pdf", "photo.jpg", "report.txt", "internal.txt"}
+    assert at_b["photo.jpg"]["public"] is True
+    at_a = {f["filename"]: f for f in await desk.files(a.client, alpha, original["id"])}
+    assert set(at_a) == {"plan.pdf", "contract.pdf", "photo.jpg", "report.txt"}  # no echo, no private
+    assert at_a["report.txt"]["public"] is False and at_a["report.txt"]["uploaded_by_kind"] == "partner"
+    assert await desk.download(a.client, alpha, original["id"], at_a["report.txt"]["id"]) == b"work report"
+
+    wrong = await a.client.post(
+        f"/api/exchange/tickets/{original['id']}/transfer",
+        json={"connection_id": a_conn, "file_ids": [999999]},
+        headers=alpha.dispatcher.headers,
+    )
+    assert wrong.status_code == 409  # already transferred to this partner
