@@ -2,6 +2,7 @@
 
 from hub.accounts import models as accounts_models
 from hub.db import Base
+from hub.desk import models as desk_models
 from hub.exchange import models as exchange_models
 from hub.live import LiveEvent
 from hub.notifications import models as notifications_models
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "LiveEvent",
     "accounts_models",
+    "desk_models",
     "exchange_models",
     "notifications_models",
     "outbox_models",

@@ -10,6 +10,7 @@ __all__ = ["route_handlers"]
 def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
+    from hub.desk.controllers import ContactActivityController, TicketController
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
     from hub.notifications.controllers import AppDeviceController, NotificationController
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
@@ -31,6 +32,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         ContactController,
         ObjectController,
         PhoneController,
+        TicketController,
+        ContactActivityController,
         PbxIntakeController,
         TelephonyController,
         ConsoleController,

@@ -202,6 +202,36 @@ async def _object_user(w: World, t: Tenant) -> int:
 # --- routes outside the auth middleware --------------------------------------------------------
 
 
+# --- desk --------------------------------------------------------------------------------------
+
+
+@factory("ticket_id")
+async def _ticket(w: World, t: Tenant) -> int:
+    """A ticket with a contact, an object, a comment, history and an activity entry."""
+    body = {
+        "title": f"Ticket {w.secret(t)}",
+        "description": f"Description {w.secret(t)}",
+        "contact_id": await w.id_of(t, "contact_id"),
+        "object_id": await w.id_of(t, "object_id"),
+        "responsible_id": t.engineer.id,
+    }
+    ticket_id = int((await w.post(t, "/api/tickets", body))["id"])
+    await w.post(t, f"/api/tickets/{ticket_id}/comments", {"body": f"Comment {w.secret(t)}", "public": True})
+    return ticket_id
+
+
+@factory("file_id")
+async def _ticket_file(w: World, t: Tenant) -> int:
+    ticket_id = await w.id_of(t, "ticket_id")
+    response = await w.client.post(
+        f"/api/tickets/{ticket_id}/files",
+        files={"file": (f"{w.secret(t)}.txt", w.secret(t).encode(), "text/plain")},
+        headers=t.admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()[0]["id"])
+
+
 @excluded_check("/api/auth/login")
 async def _login_is_per_account(w: World) -> None:
     """A's employee credentials do not open B's account, and say nothing about B's users."""

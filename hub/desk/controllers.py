@@ -1,0 +1,413 @@
+"""The desk's REST API for employees (DESK-3..9)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import UploadFile
+from litestar.params import Parameter
+from litestar.response import File
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth.guards import employees
+from hub.auth.principal import Principal
+from hub.desk import files as desk_files
+from hub.desk import jobs as _desk_jobs  # noqa: F401  (registers the sweeper job)
+from hub.desk import service
+from hub.desk.actors import Actor
+from hub.desk.models import Comment, Ticket, TicketEvent, TicketFile
+from hub.desk.schemas import (
+    ActivityRead,
+    CommentCreate,
+    CommentRead,
+    FileRead,
+    HistoryRead,
+    PriorityName,
+    RatingCreate,
+    SourceName,
+    StatusChange,
+    StatusName,
+    TicketCreate,
+    TicketFlags,
+    TicketListItem,
+    TicketPage,
+    TicketRead,
+    TicketUpdate,
+    TypeName,
+)
+from hub.errors import BadRequest, HubError, PayloadTooLarge
+from hub.schemas import to_read, updates_of
+from hub.settings import Settings
+
+__all__ = ["ContactActivityController", "TicketController", "ticket_read"]
+
+FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
+Limit = Annotated[int, Parameter(ge=1, le=200)]
+# Slack for the multipart envelope around one file.
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _flags(ticket: Ticket) -> TicketFlags:
+    return TicketFlags(
+        needs_reply=ticket.needs_reply,
+        important=ticket.important,
+        sla_reaction_breached=ticket.sla_reaction_breached,
+        sla_resolution_breached=ticket.sla_resolution_breached,
+    )
+
+
+async def ticket_read(session: AsyncSession, ticket: Ticket) -> TicketRead:
+    executors, observers = (await service.people_of(session, [ticket.id]))[ticket.id]
+    return TicketRead(
+        id=ticket.id,
+        number=ticket.number,
+        title=ticket.title,
+        description=ticket.description,
+        type=ticket.type,
+        priority=ticket.priority,
+        status=ticket.status,
+        source=ticket.source,
+        company_id=ticket.company_id,
+        contact_id=ticket.contact_id,
+        object_id=ticket.object_id,
+        responsible_id=ticket.responsible_id,
+        executor_ids=executors,
+        observer_ids=observers,
+        reaction_due_at=ticket.reaction_due_at,
+        resolution_due_at=ticket.resolution_due_at,
+        repair_date=ticket.repair_date,
+        rating_score=ticket.rating_score,
+        rating_comment=ticket.rating_comment,
+        rated_by_kind=ticket.rated_by_kind,
+        rated_by_id=ticket.rated_by_id,
+        created_by_kind=ticket.created_by_kind,
+        created_by_id=ticket.created_by_id,
+        operator_name=ticket.operator_name,
+        flags=_flags(ticket),
+        ext_flags=dict(ticket.ext_flags or {}),
+        pending_until=ticket.pending_until,
+        status_before_pending=ticket.status_before_pending,
+        pending_seconds=ticket.pending_seconds,
+        reacted_at=ticket.reacted_at,
+        reaction_seconds=ticket.reaction_seconds,
+        resolution_seconds=ticket.resolution_seconds,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        resolved_at=ticket.resolved_at,
+        closed_at=ticket.closed_at,
+    )
+
+
+def _list_item(ticket: Ticket) -> TicketListItem:
+    return TicketListItem(
+        id=ticket.id,
+        number=ticket.number,
+        title=ticket.title,
+        type=ticket.type,
+        priority=ticket.priority,
+        status=ticket.status,
+        source=ticket.source,
+        company_id=ticket.company_id,
+        contact_id=ticket.contact_id,
+        object_id=ticket.object_id,
+        responsible_id=ticket.responsible_id,
+        repair_date=ticket.repair_date,
+        rating_score=ticket.rating_score,
+        flags=_flags(ticket),
+        ext_flags=dict(ticket.ext_flags or {}),
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+    )
+
+
+def _comment_read(comment: Comment, file_ids: list[int] | None = None) -> CommentRead:
+    return CommentRead(
+        id=comment.id,
+        ticket_id=comment.ticket_id,
+        body=comment.body,
+        public=comment.public,
+        important=comment.important,
+        author_kind=comment.author_kind,
+        author_id=comment.author_id,
+        author_name=comment.author_name,
+        created_at=comment.created_at,
+        file_ids=file_ids or [],
+    )
+
+
+def _history_read(event: TicketEvent) -> HistoryRead:
+    client = event.actor_kind == "contact"
+    return HistoryRead(
+        id=event.id,
+        kind=event.kind,
+        actor_kind=event.actor_kind,
+        actor_id=None if client else event.actor_id,
+        actor_name=None if client else event.actor_name,
+        data=dict(event.data or {}),
+        created_at=event.created_at,
+    )
+
+
+def _bool(raw: Any, name: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise BadRequest(f"Field {name!r} must be a boolean", code="validation_error")
+
+
+class TicketController(Controller):
+    path = "/api/tickets"
+    tags = ["desk"]
+    guards = [employees]
+
+    @post("/", summary="Create a ticket (DESK-3)")
+    async def create_ticket(
+        self, data: TicketCreate, db_session: AsyncSession, principal: Principal
+    ) -> TicketRead:
+        ticket = await service.create_ticket(
+            db_session, principal.account_id, Actor.from_principal(principal), data
+        )
+        return await ticket_read(db_session, ticket)
+
+    @get("/", summary="Ticket list with filters, the new view, text search and keyset paging (DESK-9)")
+    async def list_tickets(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        status: Annotated[list[StatusName] | None, Parameter(description="One or more statuses")] = None,
+        view: Annotated[Literal["all", "new"], Parameter(description="new = open + reopened")] = "all",
+        responsible_id: FilterId = None,
+        object_id: FilterId = None,
+        company_id: FilterId = None,
+        contact_id: FilterId = None,
+        source: list[SourceName] | None = None,
+        priority: list[PriorityName] | None = None,
+        type: list[TypeName] | None = None,
+        needs_reply: bool | None = None,
+        important: bool | None = None,
+        sla_breached: bool | None = None,
+        q: Annotated[
+            str | None, Parameter(max_length=200, description="Number, client, address, title, phone")
+        ] = None,
+        cursor: Annotated[
+            str | None, Parameter(max_length=32, description="next_cursor of the previous page")
+        ] = None,
+        limit: Limit = 50,
+    ) -> TicketPage:
+        filters = service.TicketFilters(
+            status=list(status) if status else None,
+            view=view,
+            responsible_id=responsible_id,
+            object_id=object_id,
+            company_id=company_id,
+            contact_id=contact_id,
+            source=list(source) if source else None,
+            priority=list(priority) if priority else None,
+            type=list(type) if type else None,
+            needs_reply=needs_reply,
+            important=important,
+            sla_breached=sla_breached,
+            q=q,
+        )
+        rows, next_cursor = await service.list_tickets(
+            db_session, principal.account_id, filters, cursor=cursor, limit=limit
+        )
+        return TicketPage(items=[_list_item(t) for t in rows], next_cursor=next_cursor)
+
+    @get("/{ticket_id:int}", summary="One ticket; opening it clears the important flag (DESK-6)")
+    async def get_ticket(self, ticket_id: int, db_session: AsyncSession, principal: Principal) -> TicketRead:
+        ticket = await service.get_ticket(db_session, principal.account_id, ticket_id)
+        # The opener still sees the flag; it is cleared for everyone after.
+        read = await ticket_read(db_session, ticket)
+        await service.mark_seen(db_session, ticket, Actor.from_principal(principal))
+        return read
+
+    @patch("/{ticket_id:int}", summary="Change ticket fields, assignment, deadlines (DESK-3, DESK-7)")
+    async def update_ticket(
+        self, ticket_id: int, data: TicketUpdate, db_session: AsyncSession, principal: Principal
+    ) -> TicketRead:
+        ticket = await service.update_ticket(
+            db_session, principal.account_id, ticket_id, Actor.from_principal(principal), updates_of(data)
+        )
+        return await ticket_read(db_session, ticket)
+
+    @post("/{ticket_id:int}/status", status_code=200, summary="Change the status (DESK-4)")
+    async def change_status(
+        self, ticket_id: int, data: StatusChange, db_session: AsyncSession, principal: Principal
+    ) -> TicketRead:
+        ticket = await service.change_status(
+            db_session,
+            principal.account_id,
+            ticket_id,
+            Actor.from_principal(principal),
+            data.status,
+            comment=data.comment,
+            until=data.until,
+        )
+        return await ticket_read(db_session, ticket)
+
+    @post("/{ticket_id:int}/comments", summary="Add a public or private comment (DESK-6)")
+    async def add_comment(
+        self, ticket_id: int, data: CommentCreate, db_session: AsyncSession, principal: Principal
+    ) -> CommentRead:
+        comment = await service.add_comment(
+            db_session,
+            principal.account_id,
+            ticket_id,
+            Actor.from_principal(principal),
+            data.body,
+            public=data.public,
+            important=data.important,
+            context={"pass_to_partner": data.pass_to_partner},
+        )
+        return _comment_read(comment)
+
+    @get("/{ticket_id:int}/comments", summary="Comments of a ticket, oldest first")
+    async def list_comments(
+        self, ticket_id: int, db_session: AsyncSession, principal: Principal
+    ) -> list[CommentRead]:
+        comments = await service.list_comments(db_session, principal.account_id, ticket_id)
+        files = await desk_files.list_files(db_session, principal.account_id, ticket_id)
+        by_comment: dict[int, list[int]] = {}
+        for f in files:
+            if f.comment_id is not None:
+                by_comment.setdefault(f.comment_id, []).append(f.id)
+        return [_comment_read(c, by_comment.get(c.id)) for c in comments]
+
+    @post(
+        "/{ticket_id:int}/files",
+        summary="Upload files (multipart field 'file', optional 'comment_id', 'public') (DESK-6)",
+        request_max_body_size=None,
+    )
+    async def upload_files(
+        self,
+        ticket_id: int,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        principal: Principal,
+        settings: Settings,
+    ) -> list[FileRead]:
+        actor = Actor.from_principal(principal)
+        await service.get_ticket(db_session, principal.account_id, ticket_id)
+        limit = settings.files.max_file_bytes * settings.files.max_files_per_ticket + _MULTIPART_OVERHEAD
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            raise HubError("Send the upload with a Content-Length", code="length_required")
+        if int(length) > min(limit, settings.files.max_file_bytes + _MULTIPART_OVERHEAD):
+            # One request carries one file's worth: anything bigger holds a file over the limit.
+            raise PayloadTooLarge(
+                f"A file may have at most {settings.files.max_file_bytes} bytes",
+                code="file_too_large",
+                max_file_bytes=settings.files.max_file_bytes,
+            )
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise HubError("Send files as multipart/form-data", code="multipart_required")
+        form = await request.form()
+        uploads = [v for v in form.getall("file") if isinstance(v, UploadFile)] if "file" in form else []
+        if not uploads:
+            raise BadRequest("No file in the 'file' field", code="file_missing")
+        comment_id = _comment_id(form.get("comment_id"))
+        public = _bool(form.get("public", "true"), "public")
+        stored = []
+        for upload in uploads:
+            data = await upload.read()
+            stored.append(
+                await desk_files.attach_file(
+                    db_session,
+                    settings,
+                    principal.account_id,
+                    ticket_id,
+                    actor,
+                    filename=upload.filename,
+                    content_type=upload.content_type,
+                    data=data,
+                    comment_id=comment_id,
+                    public=public,
+                )
+            )
+        return [to_read(FileRead, f) for f in stored]
+
+    @get("/{ticket_id:int}/files", summary="Files of a ticket")
+    async def list_files(
+        self, ticket_id: int, db_session: AsyncSession, principal: Principal
+    ) -> list[FileRead]:
+        rows = await desk_files.list_files(db_session, principal.account_id, ticket_id)
+        return [to_read(FileRead, f) for f in rows]
+
+    @get(
+        "/{ticket_id:int}/files/{file_id:int}",
+        summary="Download a file",
+        media_type="application/octet-stream",
+    )
+    async def download_file(
+        self, ticket_id: int, file_id: int, db_session: AsyncSession, principal: Principal, settings: Settings
+    ) -> File:
+        row: TicketFile = await desk_files.get_file(db_session, principal.account_id, ticket_id, file_id)
+        return File(
+            path=desk_files.file_path(settings, row),
+            filename=row.filename,
+            media_type=row.content_type,
+            content_disposition_type="attachment",
+        )
+
+    @get("/{ticket_id:int}/history", summary="History of a ticket, oldest first (DESK-7)")
+    async def history(
+        self, ticket_id: int, db_session: AsyncSession, principal: Principal
+    ) -> list[HistoryRead]:
+        rows = await service.list_history(db_session, principal.account_id, ticket_id)
+        return [_history_read(e) for e in rows]
+
+    @post("/{ticket_id:int}/rating", status_code=200, summary="Rate a resolved ticket; it closes (DESK-3)")
+    async def rate(
+        self, ticket_id: int, data: RatingCreate, db_session: AsyncSession, principal: Principal
+    ) -> TicketRead:
+        ticket = await service.rate_ticket(
+            db_session,
+            principal.account_id,
+            ticket_id,
+            Actor.from_principal(principal),
+            data.score,
+            data.comment,
+        )
+        return await ticket_read(db_session, ticket)
+
+
+def _comment_id(raw: Any) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise BadRequest("comment_id must be an integer", code="validation_error") from None
+    if not 1 <= value <= 2**62:
+        raise BadRequest("comment_id is out of range", code="validation_error")
+    return value
+
+
+class ContactActivityController(Controller):
+    path = "/api/contacts"
+    tags = ["desk"]
+
+    @get(
+        "/{contact_id:int}/activity",
+        guards=[employees],
+        summary="A contact's activity, newest first (DESK-8)",
+    )
+    async def activity(
+        self,
+        contact_id: int,
+        db_session: AsyncSession,
+        principal: Principal,
+        before_id: FilterId = None,
+        limit: Limit = 50,
+    ) -> list[ActivityRead]:
+        rows = await service.list_activity(
+            db_session, principal.account_id, contact_id, before_id=before_id, limit=limit
+        )
+        return [msgspec.convert(r, ActivityRead, from_attributes=True) for r in rows]

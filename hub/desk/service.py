@@ -1,0 +1,816 @@
+"""The desk's service functions (DESK-3..9). They take the session first and never commit.
+
+Other domains call these (the contract in TEAM.md) and react to the desk through
+``hub.desk.events``; they never change tickets behind the desk's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.accounts.models import Account, Employee
+from hub.db import utcnow
+from hub.desk import workflow
+from hub.desk.actors import Actor
+from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, emit
+from hub.desk.models import (
+    ActivityEntry,
+    Comment,
+    Ticket,
+    TicketEvent,
+    TicketExecutor,
+    TicketObserver,
+)
+from hub.desk.schemas import TicketCreate
+from hub.errors import BadRequest, Conflict, NotFound, Unprocessable
+from hub.people.models import Company, Contact, ServiceObject
+
+__all__ = [
+    "BASE_DATA",
+    "TicketFilters",
+    "add_activity",
+    "add_comment",
+    "change_status",
+    "create_ticket",
+    "get_ticket",
+    "list_activity",
+    "list_comments",
+    "list_history",
+    "list_tickets",
+    "mark_seen",
+    "people_of",
+    "rate_ticket",
+    "record_history",
+    "register_base_data_lock",
+    "set_ext_flag",
+    "update_ticket",
+]
+
+BASE_DATA = frozenset({"type", "object_id", "company_id", "contact_id"})
+MAX_EXECUTORS = 4
+# Whose public comments make a ticket "need a reply" (DESK-6): the client's side.
+CLIENT_SIDE = frozenset({"contact", "partner"})
+
+BaseDataLock = Callable[[AsyncSession, Ticket, dict[str, Any]], Awaitable[None]]
+_base_data_locks: list[BaseDataLock] = []
+
+
+def register_base_data_lock(check: BaseDataLock) -> None:
+    """Hook: ``await check(session, ticket, changes)`` runs before base data (type, object, company,
+    contact) changes and may raise to refuse it (payments, PAY-4)."""
+    if check not in _base_data_locks:
+        _base_data_locks.append(check)
+
+
+def set_ext_flag(ticket: Ticket, key: str, value: Any) -> None:
+    """Set (or with ``None`` remove) a list flag owned by another domain (PAY-8, EX-7)."""
+    flags = dict(ticket.ext_flags or {})
+    if value is None:
+        flags.pop(key, None)
+    else:
+        flags[key] = value
+    ticket.ext_flags = flags  # a new dict, so the JSON column is seen as changed
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# --- numbering, references, search text ------------------------------------------------------
+
+
+async def _next_number(session: AsyncSession, account_id: int) -> int:
+    """Concurrency-safe: the UPDATE takes the account row's lock until the transaction ends."""
+    new_next = await session.scalar(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(next_ticket_number=Account.next_ticket_number + 1)
+        .returning(Account.next_ticket_number)
+        .execution_options(synchronize_session=False)
+    )
+    if new_next is None:
+        raise NotFound("No such account", code="account_not_found")
+    return int(new_next) - 1
+
+
+async def _require(session: AsyncSession, model: Any, account_id: int, ref_id: int | None, code: str) -> Any:
+    if ref_id is None:
+        return None
+    row = await session.get(model, ref_id)
+    if row is None or row.account_id != account_id:
+        # The same answer for "not yours" and "does not exist" (DESK-1).
+        raise Unprocessable(f"No such {code.removesuffix('_not_found').replace('_', ' ')}", code=code)
+    return row
+
+
+async def _require_employees(session: AsyncSession, account_id: int, ids: Iterable[int]) -> list[int]:
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return []
+    found = set(
+        await session.scalars(
+            select(Employee.id).where(Employee.account_id == account_id, Employee.id.in_(wanted))
+        )
+    )
+    if len(found) != len(wanted):
+        raise Unprocessable(
+            "No such employee", code="employee_not_found", missing=sorted(set(wanted) - found)
+        )
+    return wanted
+
+
+async def _search_text(session: AsyncSession, ticket: Ticket) -> str:
+    parts: list[str] = [str(ticket.number), ticket.title]
+    if ticket.contact_id:
+        contact = await session.get(Contact, ticket.contact_id)
+        parts.append(contact.name if contact else "")
+    if ticket.company_id:
+        company = await session.get(Company, ticket.company_id)
+        parts.append(company.name if company else "")
+    if ticket.object_id:
+        obj = await session.get(ServiceObject, ticket.object_id)
+        if obj is not None:
+            parts += [obj.number, obj.name, obj.address or ""]
+    return " ".join(p for p in parts if p).lower()[:600]
+
+
+# --- tickets ---------------------------------------------------------------------------------
+
+
+async def create_ticket(
+    session: AsyncSession,
+    account_id: int,
+    actor: Actor,
+    data: TicketCreate,
+    *,
+    context: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Ticket:
+    """DESK-3: a new ticket with the account's next number. Emits TicketCreated (context has call_id)."""
+    now = now or utcnow()
+    if len(set(data.executor_ids)) > MAX_EXECUTORS:
+        raise Unprocessable("At most 4 executors", code="too_many_executors")
+    obj = await _require(session, ServiceObject, account_id, data.object_id, "object_not_found")
+    contact = await _require(session, Contact, account_id, data.contact_id, "contact_not_found")
+    await _require(session, Company, account_id, data.company_id, "company_not_found")
+    await _require(session, Employee, account_id, data.responsible_id, "employee_not_found")
+    executors = await _require_employees(session, account_id, data.executor_ids)
+    observers = await _require_employees(session, account_id, data.observer_ids)
+    for due in (data.reaction_due_at, data.resolution_due_at):
+        if due is not None and due.tzinfo is None:
+            raise Unprocessable("Deadlines need a time zone", code="naive_datetime")
+    company_id = (
+        data.company_id or (obj.company_id if obj else None) or (contact.company_id if contact else None)
+    )
+    ticket = Ticket(
+        account_id=account_id,
+        number=await _next_number(session, account_id),
+        title=data.title,
+        description=data.description,
+        type=data.type,
+        priority=data.priority,
+        status="open",
+        source=data.source,
+        company_id=company_id,
+        contact_id=data.contact_id,
+        object_id=data.object_id,
+        responsible_id=data.responsible_id,
+        reaction_due_at=data.reaction_due_at,
+        resolution_due_at=data.resolution_due_at,
+        repair_date=data.repair_date,
+        created_by_kind=actor.kind,
+        created_by_id=actor.id,
+        created_by_name=None if actor.is_client else actor.name,
+        operator_name=data.operator_name or (actor.name if actor.kind == "monitoring" else None),
+        needs_reply=False,
+        important=False,
+        sla_reaction_breached=False,
+        sla_resolution_breached=False,
+        ext_flags={},
+        pending_seconds=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    await session.flush()
+    ticket.search_text = await _search_text(session, ticket)
+    session.add_all(TicketExecutor(ticket_id=ticket.id, employee_id=e) for e in executors)
+    session.add_all(TicketObserver(ticket_id=ticket.id, employee_id=e) for e in observers)
+    await record_history(
+        session,
+        ticket,
+        actor,
+        "created",
+        {"number": ticket.number, "source": ticket.source, "responsible_id": ticket.responsible_id},
+        now=now,
+    )
+    if ticket.contact_id is not None:
+        await add_activity(
+            session,
+            account_id,
+            ticket.contact_id,
+            "ticket",
+            ticket.id,
+            f"Ticket #{ticket.number}: {ticket.title}"[:500],
+            {"number": ticket.number, "source": ticket.source, "type": ticket.type},
+            now=now,
+        )
+    full_context = dict(context or {})
+    if data.call_id is not None:
+        full_context.setdefault("call_id", data.call_id)
+    await session.flush()
+    await emit(session, TicketCreated(ticket, actor, context=full_context))
+    return ticket
+
+
+async def get_ticket(
+    session: AsyncSession, account_id: int, ticket_id: int, *, for_update: bool = False
+) -> Ticket:
+    """The account's ticket or NotFound ``ticket_not_found`` (also for another account's id)."""
+    query = select(Ticket).where(Ticket.id == ticket_id, Ticket.account_id == account_id)
+    if for_update:
+        # Serialises concurrent changes of one ticket (PostgreSQL; SQLite has one writer anyway).
+        query = query.with_for_update().execution_options(populate_existing=True)
+    ticket = await session.scalar(query)
+    if ticket is None:
+        raise NotFound("No such ticket", code="ticket_not_found")
+    return ticket
+
+
+async def people_of(
+    session: AsyncSession, ticket_ids: Sequence[int]
+) -> dict[int, tuple[list[int], list[int]]]:
+    """Executors and observers per ticket id."""
+    result: dict[int, tuple[list[int], list[int]]] = {tid: ([], []) for tid in ticket_ids}
+    if not ticket_ids:
+        return result
+    for tid, eid in await session.execute(
+        select(TicketExecutor.ticket_id, TicketExecutor.employee_id)
+        .where(TicketExecutor.ticket_id.in_(ticket_ids))
+        .order_by(TicketExecutor.employee_id)
+    ):
+        result[tid][0].append(eid)
+    for tid, eid in await session.execute(
+        select(TicketObserver.ticket_id, TicketObserver.employee_id)
+        .where(TicketObserver.ticket_id.in_(ticket_ids))
+        .order_by(TicketObserver.employee_id)
+    ):
+        result[tid][1].append(eid)
+    return result
+
+
+_SIMPLE_FIELDS = (
+    "title",
+    "description",
+    "type",
+    "priority",
+    "source",
+    "reaction_due_at",
+    "resolution_due_at",
+    "repair_date",
+)
+_REF_FIELDS = {
+    "company_id": (Company, "company_not_found"),
+    "contact_id": (Contact, "contact_not_found"),
+    "object_id": (ServiceObject, "object_not_found"),
+    "responsible_id": (Employee, "employee_not_found"),
+}
+_UPDATABLE = frozenset({*_SIMPLE_FIELDS, *_REF_FIELDS, "executor_ids", "observer_ids"})
+
+
+async def update_ticket(
+    session: AsyncSession,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    changes: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> Ticket:
+    """Change fields with history ("assignment" for people, "updated" for the rest).
+
+    Base data (type, object, company, contact) passes the registered locks first (PAY-4).
+    Emits TicketUpdated with ``{field: (old, new)}``.
+    """
+    now = now or utcnow()
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}", code="unknown_fields")
+    ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    if ticket.status in workflow.FINAL:
+        raise Conflict("A closed or cancelled ticket cannot change", code="ticket_final")
+    people = (await people_of(session, [ticket.id]))[ticket.id]
+    current: dict[str, Any] = {f: getattr(ticket, f) for f in (*_SIMPLE_FIELDS, *_REF_FIELDS)}
+    current["executor_ids"], current["observer_ids"] = people
+    diff = {k: (current[k], v) for k, v in changes.items() if current[k] != v}
+    if "executor_ids" in diff:
+        diff["executor_ids"] = (current["executor_ids"], sorted(set(changes["executor_ids"])))
+        if diff["executor_ids"][0] == diff["executor_ids"][1]:
+            del diff["executor_ids"]
+    if "observer_ids" in diff:
+        diff["observer_ids"] = (current["observer_ids"], sorted(set(changes["observer_ids"])))
+        if diff["observer_ids"][0] == diff["observer_ids"][1]:
+            del diff["observer_ids"]
+    if not diff:
+        return ticket
+    if set(diff) & BASE_DATA:
+        for lock in _base_data_locks:
+            await lock(session, ticket, {k: changes[k] for k in diff})
+    for name, (model, code) in _REF_FIELDS.items():
+        if name in diff:
+            await _require(session, model, account_id, diff[name][1], code)
+    for due in ("reaction_due_at", "resolution_due_at"):
+        if due in diff and diff[due][1] is not None and diff[due][1].tzinfo is None:
+            raise Unprocessable("Deadlines need a time zone", code="naive_datetime")
+    if "executor_ids" in diff:
+        new = await _require_employees(session, account_id, diff["executor_ids"][1])
+        if len(new) > MAX_EXECUTORS:
+            raise Unprocessable("At most 4 executors", code="too_many_executors")
+        await session.execute(delete(TicketExecutor).where(TicketExecutor.ticket_id == ticket.id))
+        session.add_all(TicketExecutor(ticket_id=ticket.id, employee_id=e) for e in new)
+    if "observer_ids" in diff:
+        new = await _require_employees(session, account_id, diff["observer_ids"][1])
+        await session.execute(delete(TicketObserver).where(TicketObserver.ticket_id == ticket.id))
+        session.add_all(TicketObserver(ticket_id=ticket.id, employee_id=e) for e in new)
+    for name in diff:
+        if name not in ("executor_ids", "observer_ids"):
+            setattr(ticket, name, diff[name][1])
+    ticket.updated_at = now
+    if set(diff) & {"title", "company_id", "contact_id", "object_id"}:
+        await session.flush()
+        ticket.search_text = await _search_text(session, ticket)
+    assignment = {
+        k: [_jsonable(a), _jsonable(b)]
+        for k, (a, b) in diff.items()
+        if k in ("responsible_id", "executor_ids", "observer_ids")
+    }
+    other = {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in diff.items() if k not in assignment}
+    if assignment:
+        await record_history(session, ticket, actor, "assignment", assignment, now=now)
+    if other:
+        await record_history(session, ticket, actor, "updated", other, now=now)
+    await session.flush()
+    await emit(session, TicketUpdated(ticket, actor, changes=diff))
+    return ticket
+
+
+# --- DESK-4 status workflow and DESK-5 clocks ------------------------------------------------
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(0, int(delta.total_seconds()))
+
+
+async def _sla(
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    clock: str,
+    breached: bool,
+    now: datetime,
+    seconds: int,
+) -> None:
+    """Flag and record the end of an SLA clock: met, or breached (once per clock)."""
+    flag = f"sla_{clock}_breached"
+    if breached:
+        if not getattr(ticket, flag):
+            setattr(ticket, flag, True)
+            await record_history(
+                session,
+                ticket,
+                Actor.system("sla"),
+                "sla_breached",
+                {"clock": clock, "seconds": seconds},
+                now=now,
+            )
+    else:
+        await record_history(
+            session, ticket, Actor.system("sla"), "sla_met", {"clock": clock, "seconds": seconds}, now=now
+        )
+
+
+async def _react(session: AsyncSession, ticket: Ticket, actor: Actor, now: datetime) -> None:
+    """DESK-5: the reaction clock stops at the first in_progress or public employee reply."""
+    if ticket.reacted_at is not None:
+        return
+    ticket.reacted_at = now
+    ticket.reaction_seconds = _seconds(now - ticket.created_at)
+    if ticket.reaction_due_at is not None:
+        await _sla(
+            session, ticket, actor, "reaction", now > ticket.reaction_due_at, now, ticket.reaction_seconds
+        )
+
+
+async def _resolve_clock(session: AsyncSession, ticket: Ticket, actor: Actor, now: datetime) -> None:
+    """DESK-5: the resolution clock stops at the first ``resolved``; pending time does not count."""
+    if ticket.resolution_seconds is not None:
+        return
+    ticket.resolution_seconds = _seconds(now - ticket.created_at) - ticket.pending_seconds
+    if ticket.resolution_due_at is not None:
+        # The planned deadline moves by the time spent waiting in pending.
+        late = now - timedelta(seconds=ticket.pending_seconds) > ticket.resolution_due_at
+        await _sla(session, ticket, actor, "resolution", late, now, ticket.resolution_seconds)
+
+
+async def _apply_transition(
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    to: str,
+    *,
+    comment: str | None,
+    until: datetime | None,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    old = ticket.status
+    workflow.check(
+        current=old,
+        to=to,
+        actor=actor,
+        responsible_id=ticket.responsible_id,
+        previous=ticket.status_before_pending,
+        comment=comment,
+        until=until,
+        now=now,
+    )
+    if old == "pending":
+        if ticket.pending_since is not None:
+            ticket.pending_seconds += _seconds(now - ticket.pending_since)
+        ticket.pending_since = ticket.pending_until = ticket.status_before_pending = None
+    if to == "pending":
+        ticket.status_before_pending = old
+        ticket.pending_until = until
+        ticket.pending_since = now
+    ticket.status = to
+    ticket.updated_at = now
+    if to == "in_progress":
+        await _react(session, ticket, actor, now)
+    elif to == "resolved":
+        ticket.resolved_at = now
+        await _resolve_clock(session, ticket, actor, now)
+    elif to == "closed":
+        ticket.closed_at = now
+    data: dict[str, Any] = {"from": old, "to": to}
+    if comment:
+        data["comment"] = comment
+    if until is not None:
+        data["until"] = until.isoformat()
+    if reason:
+        data["reason"] = reason
+    await record_history(session, ticket, actor, "status_changed", data, now=now)
+    await session.flush()
+    await emit(session, StatusChanged(ticket, actor, old_status=old, new_status=to, comment=comment))
+
+
+async def change_status(
+    session: AsyncSession,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    to_status: str,
+    *,
+    comment: str | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    reason: str | None = None,
+) -> Ticket:
+    """DESK-4: move a ticket through the ONE transition table (:mod:`hub.desk.workflow`).
+
+    Refusals: 409 ``transition_not_allowed``; 422 ``responsible_required``, ``comment_required``,
+    ``until_required``, ``until_in_past``, ``unknown_status``; 403 ``transition_not_allowed_for_client``.
+    """
+    ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    await _apply_transition(
+        session, ticket, actor, to_status, comment=comment, until=until, now=now or utcnow(), reason=reason
+    )
+    return ticket
+
+
+# --- comments --------------------------------------------------------------------------------
+
+
+async def add_comment(
+    session: AsyncSession,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    body: str,
+    *,
+    public: bool,
+    important: bool = False,
+    author_name: str | None = None,
+    context: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Comment:
+    """DESK-6: a public or private comment. A client's public comment flags *needs reply*; an
+    employee's public one clears it and stops the reaction clock (DESK-5). Emits CommentAdded."""
+    now = now or utcnow()
+    ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    if not body or not body.strip():
+        raise Unprocessable("A comment needs a body", code="comment_empty")
+    if actor.is_client and not public:
+        raise Unprocessable("Client comments are public", code="client_comment_private")
+    comment = Comment(
+        account_id=account_id,
+        ticket_id=ticket.id,
+        body=body,
+        public=public,
+        important=important,
+        author_kind=actor.kind,
+        author_id=actor.id,
+        author_name=author_name or actor.name,
+        created_at=now,
+    )
+    session.add(comment)
+    if public and actor.kind in CLIENT_SIDE:
+        ticket.needs_reply = True
+    elif public and actor.kind == "employee":
+        ticket.needs_reply = False
+        await _react(session, ticket, actor, now)
+    if important:
+        ticket.important = True
+    ticket.updated_at = now
+    await session.flush()
+    await emit(session, CommentAdded(ticket, actor, comment=comment, context=dict(context or {})))
+    return comment
+
+
+async def list_comments(
+    session: AsyncSession, account_id: int, ticket_id: int, *, public_only: bool = False
+) -> list[Comment]:
+    await get_ticket(session, account_id, ticket_id)
+    query = select(Comment).where(Comment.account_id == account_id, Comment.ticket_id == ticket_id)
+    if public_only:
+        query = query.where(Comment.public.is_(True))
+    return list(await session.scalars(query.order_by(Comment.id)))
+
+
+async def mark_seen(session: AsyncSession, ticket: Ticket, actor: Actor) -> None:
+    """DESK-6: the *important* flag clears when any employee opens the ticket."""
+    if actor.kind != "employee" or not ticket.important:
+        return
+    ticket.important = False
+    await session.execute(
+        update(Comment)
+        .where(Comment.ticket_id == ticket.id, Comment.important.is_(True))
+        .values(important=False)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- history and activity (DESK-7, DESK-8) ----------------------------------------------------
+
+
+async def record_history(
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    kind: str,
+    data: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> None:
+    """DESK-7: one history line. A client's name is not kept (and its id not shown)."""
+    session.add(
+        TicketEvent(
+            account_id=ticket.account_id,
+            ticket_id=ticket.id,
+            kind=kind,
+            actor_kind=actor.kind,
+            actor_id=actor.id,
+            actor_name=None if actor.is_client else actor.name,
+            data={k: _jsonable(v) for k, v in data.items()},
+            created_at=now or utcnow(),
+        )
+    )
+
+
+async def list_history(session: AsyncSession, account_id: int, ticket_id: int) -> list[TicketEvent]:
+    await get_ticket(session, account_id, ticket_id)
+    return list(
+        await session.scalars(
+            select(TicketEvent)
+            .where(TicketEvent.account_id == account_id, TicketEvent.ticket_id == ticket_id)
+            .order_by(TicketEvent.id)
+        )
+    )
+
+
+async def add_activity(
+    session: AsyncSession,
+    account_id: int,
+    contact_id: int,
+    kind: str,
+    ref_id: int,
+    summary: str,
+    data: dict[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """DESK-8: one line in a contact's activity feed (tickets, ratings, calls, payments, refunds)."""
+    session.add(
+        ActivityEntry(
+            account_id=account_id,
+            contact_id=contact_id,
+            kind=kind,
+            ref_id=ref_id,
+            summary=summary[:500],
+            data={k: _jsonable(v) for k, v in (data or {}).items()},
+            created_at=now or utcnow(),
+        )
+    )
+
+
+async def list_activity(
+    session: AsyncSession, account_id: int, contact_id: int, *, before_id: int | None = None, limit: int = 50
+) -> list[ActivityEntry]:
+    """Newest first. Entries are written as things happen, so the id order is the time order."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.account_id != account_id:
+        raise NotFound("No such contact", code="contact_not_found")
+    query = select(ActivityEntry).where(
+        ActivityEntry.account_id == account_id, ActivityEntry.contact_id == contact_id
+    )
+    if before_id is not None:
+        query = query.where(ActivityEntry.id < before_id)
+    return list(
+        await session.scalars(
+            query.order_by(ActivityEntry.created_at.desc(), ActivityEntry.id.desc()).limit(limit)
+        )
+    )
+
+
+# --- rating ----------------------------------------------------------------------------------
+
+
+async def rate_ticket(
+    session: AsyncSession,
+    account_id: int,
+    ticket_id: int,
+    actor: Actor,
+    score: int,
+    comment: str | None,
+    *,
+    now: datetime | None = None,
+) -> Ticket:
+    """A score 1..5 with an optional comment, once. Rating a resolved ticket closes it (DESK-4)."""
+    now = now or utcnow()
+    if not 1 <= score <= 5:
+        raise Unprocessable("The score is 1 to 5", code="invalid_score")
+    ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    if ticket.rating_score is not None:
+        raise Conflict("The ticket is already rated", code="already_rated")
+    if ticket.status not in ("resolved", "closed"):
+        raise Conflict("Only a resolved ticket can be rated", code="ticket_not_resolved")
+    ticket.rating_score = score
+    ticket.rating_comment = comment
+    ticket.rated_by_kind = actor.kind
+    ticket.rated_by_id = actor.id
+    ticket.rated_at = now
+    ticket.updated_at = now
+    await record_history(session, ticket, actor, "rated", {"score": score, "comment": comment}, now=now)
+    if ticket.contact_id is not None:
+        await add_activity(
+            session,
+            account_id,
+            ticket.contact_id,
+            "rating",
+            ticket.id,
+            f"Rated ticket #{ticket.number}: {score}/5",
+            {"number": ticket.number, "score": score, "comment": comment},
+            now=now,
+        )
+    await session.flush()
+    await emit(session, TicketUpdated(ticket, actor, changes={"rating": (None, score)}))
+    if ticket.status == "resolved":
+        await _apply_transition(
+            session, ticket, actor, "closed", comment=None, until=None, now=now, reason="rating"
+        )
+    return ticket
+
+
+# --- DESK-9 list -----------------------------------------------------------------------------
+
+
+@dataclass
+class TicketFilters:
+    status: list[str] | None = None
+    view: str | None = None  # "new": open + reopened
+    responsible_id: int | None = None
+    object_id: int | None = None
+    company_id: int | None = None
+    contact_id: int | None = None
+    source: list[str] | None = None
+    priority: list[str] | None = None
+    type: list[str] | None = None
+    needs_reply: bool | None = None
+    important: bool | None = None
+    sla_breached: bool | None = None
+    exclude_internal: bool = False
+    q: str | None = None
+
+
+async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
+    text = q.strip().lower()
+    conditions: list[Any] = [Ticket.search_text.contains(text, autoescape=True)]
+    bare = text.lstrip("#")
+    if bare.isdigit() and len(bare) <= 9:
+        conditions.append(Ticket.number == int(bare))
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) >= 5 and all(ch.isdigit() or ch in "+-() ." for ch in text):
+        from hub.people.phones import find_by_suffix
+
+        matches = await find_by_suffix(session, account_id, digits, len(digits), limit=200)
+        contact_ids = [m.owner_id for m in matches if m.owner_kind == "contact"]
+        company_ids = [m.owner_id for m in matches if m.owner_kind == "company"]
+        if contact_ids:
+            conditions.append(Ticket.contact_id.in_(contact_ids))
+        if company_ids:
+            conditions.append(Ticket.company_id.in_(company_ids))
+    return or_(*conditions)
+
+
+async def list_tickets(
+    session: AsyncSession,
+    account_id: int,
+    filters: TicketFilters,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Ticket], str | None]:
+    """DESK-9: filtered, newest first, keyset-paged by id. Returns (page, next cursor or None)."""
+    query = select(Ticket).where(Ticket.account_id == account_id)
+    statuses = list(filters.status or [])
+    if filters.view == "new":
+        statuses = (
+            [s for s in statuses if s in workflow.OPEN_LIKE] if statuses else sorted(workflow.OPEN_LIKE)
+        )
+        if not statuses:
+            return [], None
+    if statuses:
+        query = query.where(Ticket.status.in_(statuses))
+    for column, value in (
+        (Ticket.responsible_id, filters.responsible_id),
+        (Ticket.object_id, filters.object_id),
+        (Ticket.company_id, filters.company_id),
+        (Ticket.contact_id, filters.contact_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    multi: list[tuple[Any, list[str] | None]] = [
+        (Ticket.source, filters.source),
+        (Ticket.priority, filters.priority),
+        (Ticket.type, filters.type),
+    ]
+    for column, values in multi:
+        if values:
+            query = query.where(column.in_(values))
+    if filters.exclude_internal:
+        query = query.where(Ticket.type != "internal")
+    if filters.needs_reply is not None:
+        query = query.where(Ticket.needs_reply.is_(filters.needs_reply))
+    if filters.important is not None:
+        query = query.where(Ticket.important.is_(filters.important))
+    if filters.sla_breached is not None:
+        breached = or_(Ticket.sla_reaction_breached.is_(True), Ticket.sla_resolution_breached.is_(True))
+        query = query.where(
+            breached
+            if filters.sla_breached
+            else and_(~Ticket.sla_reaction_breached, ~Ticket.sla_resolution_breached)
+        )
+    if filters.q and filters.q.strip():
+        query = query.where(await _q_condition(session, account_id, filters.q))
+    if cursor is not None:
+        try:
+            after = int(cursor)
+        except ValueError:
+            raise BadRequest("Invalid cursor", code="invalid_cursor") from None
+        if not 0 < after < 2**62:
+            raise BadRequest("Invalid cursor", code="invalid_cursor")
+        query = query.where(Ticket.id < after)
+    rows = list(await session.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    next_cursor = str(page[-1].id) if len(rows) > limit else None
+    return page, next_cursor
+
+
+async def count_files(session: AsyncSession, ticket_id: int) -> int:
+    from hub.desk.models import TicketFile
+
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(TicketFile).where(TicketFile.ticket_id == ticket_id)
+        )
+        or 0
+    )
