@@ -28,7 +28,8 @@ async def _check_migrated(settings: Settings) -> None:
     from hub.db import Database
     from hub.migrate import alembic_config
 
-    heads = set(ScriptDirectory.from_config(alembic_config(settings.database.url)).get_heads())
+    script = ScriptDirectory.from_config(alembic_config(settings.database.url))
+    heads = set(script.get_heads())
     db = Database(settings.database.url)
     try:
         async with db.engine.connect() as connection:
@@ -37,7 +38,13 @@ async def _check_migrated(settings: Settings) -> None:
             )
     finally:
         await db.dispose()
-    if current != heads:
+    # A branch head another branch depends on (desk_0001 under monitoring_0001) is applied without
+    # being listed in alembic_version: compare what the current heads cover, not the lists.
+    try:
+        applied = {r.revision for r in script.revision_map.iterate_revisions(tuple(current), "base")}
+    except Exception:  # a revision this code does not know: the database is ahead of it
+        applied = set()
+    if not current or heads - applied:
         sys.exit(
             f"The database is not migrated (at {sorted(current)}, need {sorted(heads)}): run `hub migrate`."
         )
