@@ -122,12 +122,39 @@ async def test_two_hub_processes_full_exchange(tmp_path: Path) -> None:
             http, alpha, a.base_url, title="Lift noise", company_id=company.json()["id"]
         )
         await desk.transfer(http, alpha, plain["id"], a_conn, base=a.base_url)
-        await desk.transfer(http, alpha, with_client["id"], a_conn, include_client=True, base=a.base_url)
+        chosen = await desk.upload(
+            http, alpha, with_client["id"], "scheme.pdf", b"%PDF scheme", base=a.base_url
+        )
+        await desk.upload(http, alpha, with_client["id"], "contract.pdf", b"%PDF contract", base=a.base_url)
+        await desk.transfer(
+            http,
+            alpha,
+            with_client["id"],
+            a_conn,
+            include_client=True,
+            file_ids=[chosen["id"]],
+            base=a.base_url,
+        )
         copy = await _partner_ticket(http, b, beta, "Gate jammed")
         copy2 = await _partner_ticket(http, b, beta, "Lift noise")
         assert (await _tracking(http, b, beta, copy["id"]))["client"] is None
         assert (await _tracking(http, b, beta, copy2["id"]))["client"]["company"] == "Client Co"
         assert "Client Co" not in str(await desk.ticket(http, beta, copy["id"], b.base_url))
+        assert await desk.files(http, beta, copy["id"], b.base_url) == []
+        files_b = await desk.files(http, beta, copy2["id"], b.base_url)
+        assert [(f["filename"], f["public"]) for f in files_b] == [("scheme.pdf", True)]
+        assert await desk.download(http, beta, copy2["id"], files_b[0]["id"], b.base_url) == b"%PDF scheme"
+
+        # B's public file comes back to A as private; B's private file stays (EX-6).
+        await desk.upload(http, beta, copy2["id"], "act.pdf", b"%PDF act", base=b.base_url)
+        await desk.upload(http, beta, copy2["id"], "notes.txt", b"b only", public=False, base=b.base_url)
+
+        async def mirrored() -> list[dict[str, Any]] | None:
+            files = await desk.files(http, alpha, with_client["id"], a.base_url)
+            return files if any(f["filename"] == "act.pdf" for f in files) else None
+
+        at_a = {f["filename"]: f for f in await eventually(mirrored, "B's public file at A")}
+        assert at_a["act.pdf"]["public"] is False and "notes.txt" not in at_a
 
         async def numbered() -> dict[str, Any] | None:
             tracking = await _tracking(http, a, alpha, plain["id"])
