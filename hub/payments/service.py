@@ -84,7 +84,7 @@ def invoice_transition(invoice: Invoice, action: str) -> str:
         raise Conflict(
             f"An invoice that is {invoice.status} cannot {action.replace('_', ' ')}",
             code="invoice_transition_not_allowed",
-            status=invoice.status,
+            current=invoice.status,
             action=action,
         )
     invoice.status = target
@@ -97,7 +97,7 @@ def refund_transition(refund: Refund, action: str) -> str:
         raise Conflict(
             f"A refund that is {refund.status} cannot {action.replace('_', ' ')}",
             code="refund_transition_not_allowed",
-            status=refund.status,
+            current=refund.status,
             action=action,
         )
     refund.status = target

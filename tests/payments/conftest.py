@@ -118,9 +118,12 @@ class World:
         body = response.json()
         return (body.get("ext_flags") or body.get("flags", {}).get("ext") or {}).get("payment")  # type: ignore[no-any-return]
 
-    def history_kinds(self, ticket_id: int) -> list[str]:
-        assert self.fake is not None
-        return [kind for tid, kind, _ in self.fake.events if tid == ticket_id]
+    async def history_kinds(self, ticket_id: int) -> list[str]:
+        if self.fake is not None:
+            return [kind for tid, kind, _ in self.fake.events if tid == ticket_id]
+        events = await self.get(f"/api/tickets/{ticket_id}/history")
+        items = events["items"] if isinstance(events, dict) else events
+        return [event["kind"] for event in items]
 
     async def price(self, code: str, price: str, *, refundable: bool = True, **extra: Any) -> dict[str, Any]:
         body = {
