@@ -5,6 +5,7 @@ from hub.db import Base
 from hub.desk import models as desk_models
 from hub.exchange import models as exchange_models
 from hub.live import LiveEvent
+from hub.monitoring import models as monitoring_models
 from hub.notifications import models as notifications_models
 from hub.outbox import models as outbox_models
 from hub.payments import models as payments_models
@@ -17,6 +18,7 @@ __all__ = [
     "accounts_models",
     "desk_models",
     "exchange_models",
+    "monitoring_models",
     "notifications_models",
     "outbox_models",
     "payments_models",

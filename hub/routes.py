@@ -12,6 +12,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.auth.controllers import AuthController
     from hub.desk.controllers import ContactActivityController, TicketController
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
+    from hub.monitoring.controllers import MONITORING_CONTROLLERS
     from hub.notifications.controllers import AppDeviceController, NotificationController
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
@@ -41,4 +42,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *PAYMENT_CONTROLLERS,
         NotificationController,
         AppDeviceController,
+        *MONITORING_CONTROLLERS,
     ]

@@ -646,3 +646,61 @@ async def _payments_webhook(w: World) -> None:
 @excluded_check("/api/webhooks/payments/{provider}/{key}/{kind}")
 async def _payments_webhook_kind(w: World) -> None:
     await _payments_webhook_check(w, "refund")
+
+
+# --- notifications (DESK-10) -------------------------------------------------------------------
+
+
+@factory("point_id")
+async def _contact_point(w: World, t: Tenant) -> int:
+    contact_id = await w.id_of(t, "contact_id")
+    body = {"owner_kind": "contact", "owner_id": contact_id, "channel": "telegram", "address": w.secret(t)}
+    return int((await w.post(t, "/api/notifications/contact-points", body))["id"])
+
+
+async def _app_user_headers(w: World, t: Tenant) -> dict[str, str]:
+    """A signed-in client-app user of the tenant (one per world), attached to its object as admin."""
+    key = (t.id, "_app_user_headers")
+    if key not in w.made:
+        contact = await w.post(t, "/api/contacts", {"name": f"App client {w.secret(t)}"})
+        login = f"iso-app-{uuid.uuid4().hex[:8]}"
+        await w.post(t, f"/api/contacts/{contact['id']}/app-user", {"login": login, "password": PASSWORD})
+        tokens = await w.client.post(
+            "/api/auth/login", json={"account": t.slug, "login": login, "password": PASSWORD, "kind": "app_user"}
+        )
+        assert tokens.status_code == 200, tokens.text
+        object_id = await w.id_of(t, "object_id")
+        await w.post(t, f"/api/objects/{object_id}/users", {"contact_id": contact["id"], "role": "admin"})
+        w.made[(t.id, "_app_contact_id")] = contact["id"]
+        w.made[key] = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    return dict(w.made[key])
+
+
+@factory("device_id")
+async def _device(w: World, t: Tenant) -> int:
+    headers = await _app_user_headers(w, t)
+    token = f"iso-{t.slug}-{uuid.uuid4().hex}"
+    return int((await w.post(t, "/api/app/devices", {"token": token}, headers=headers))["id"])
+
+
+async def _channel_body(w: World, t: Tenant) -> dict[str, Any]:
+    return {"channel": "telegram", "config": {"bot_token": "123456:" + "A" * 30}}
+
+
+BODIES[("PUT", "/api/notifications/channels")] = _channel_body
+
+
+# --- monitoring centre and client app (MON) ----------------------------------------------------
+
+
+async def _app_ticket_body(w: World, t: Tenant) -> dict[str, Any]:
+    return {"description": f"App request {w.secret(t)}"}
+
+
+async def _rating_body(w: World, t: Tenant) -> dict[str, Any]:
+    return {"score": 5, "comment": "fine"}
+
+
+BODIES[("POST", "/api/app/objects/{object_id}/tickets")] = _app_ticket_body
+BODIES[("POST", "/api/app/tickets/{ticket_id}/rating")] = _rating_body
+STREAMING.add("/api/app/stream")

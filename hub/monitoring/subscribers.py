@@ -1,0 +1,92 @@
+"""The desk's events as the client app sees them: live updates (MON-5), the rating request
+push (MON-6), and the one-active-ticket slot (MON-3). All inside the desk's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.desk.events import StatusChanged, TicketUpdated, subscribe
+from hub.desk.models import Ticket
+from hub.live import channel_name, publish_after_commit
+from hub.monitoring import rules
+from hub.monitoring.service import release_slot, retake_slot, status_label
+from hub.notifications import notify
+from hub.notifications.models import NotificationChannel
+from hub.people.models import ObjectUser
+
+__all__ = ["app_channel", "rating_link"]
+
+_DONE = ("resolved", "closed", "cancelled")
+_LIVE_FIELDS = {"responsible_id", "repair_date", "rating", "executor_ids"}
+
+
+def app_channel(account_id: int, contact_id: int) -> str:
+    return channel_name(account_id, "app", contact_id)
+
+
+async def _publish(session: AsyncSession, ticket: Ticket, kind: str) -> None:
+    """Every user of the object sees every ticket of it (MON-4): tell each of them. The frame
+    carries no description; the app reloads the list for that (the rules apply there)."""
+    if ticket.object_id is None or ticket.type == "internal":
+        return
+    from hub.accounts.models import Employee
+
+    engineer = await session.get(Employee, ticket.responsible_id) if ticket.responsible_id else None
+    data: dict[str, Any] = {
+        "ticket_id": ticket.id,
+        "object_id": ticket.object_id,
+        "number": ticket.number,
+        "status": ticket.status,
+        "status_label": status_label(ticket.status),
+        "engineer": engineer.name if engineer else None,
+        "repair_date": ticket.repair_date.isoformat() if ticket.repair_date else None,
+        "rating_score": ticket.rating_score,
+    }
+    users = await session.scalars(
+        select(ObjectUser.contact_id).where(
+            ObjectUser.account_id == ticket.account_id, ObjectUser.object_id == ticket.object_id
+        )
+    )
+    for contact_id in users:
+        publish_after_commit(session, app_channel(ticket.account_id, contact_id), kind, data)
+
+
+async def rating_link(session: AsyncSession, ticket: Ticket) -> str:
+    """The deep link of the rating push: the object's list with this ticket first (MON-6)."""
+    config = await session.scalar(
+        select(NotificationChannel.config).where(
+            NotificationChannel.account_id == ticket.account_id, NotificationChannel.channel == "push"
+        )
+    )
+    scheme = (config or {}).get("link_scheme") or "hubapp"
+    return f"{scheme}://objects/{ticket.object_id}/tickets?first={ticket.id}"
+
+
+@subscribe(StatusChanged)
+async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None:
+    ticket = event.ticket
+    if event.new_status in _DONE:
+        await release_slot(session, ticket)
+    elif event.new_status == "reopened":
+        await retake_slot(session, ticket)
+    await _publish(session, ticket, "ticket_status")
+    if event.new_status == "resolved" and ticket.rating_score is None and ticket.type != "internal":
+        recipients = await rules.rating_push_recipients(session, ticket)
+        await notify(
+            session,
+            account_id=ticket.account_id,
+            event="rating_request",
+            ticket=ticket,
+            recipients=[("contact", c) for c in recipients],
+            data={"link": await rating_link(session, ticket) if ticket.object_id else None},
+            key=f"rating:{ticket.id}:{ticket.resolved_at.isoformat() if ticket.resolved_at else ''}",
+        )
+
+
+@subscribe(TicketUpdated)
+async def on_ticket_updated(session: AsyncSession, event: TicketUpdated) -> None:
+    if set(event.changes) & _LIVE_FIELDS:
+        await _publish(session, event.ticket, "ticket_updated")
