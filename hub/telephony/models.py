@@ -113,7 +113,9 @@ class CallTicket(Id, Base):
         PortableId, ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     call_id: Mapped[int] = mapped_column(PortableId, ForeignKey("calls.id", ondelete="CASCADE"))
-    ticket_id: Mapped[int] = mapped_column(PortableId, index=True)
+    ticket_id: Mapped[int] = mapped_column(
+        PortableId, ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
     bound_by_kind: Mapped[str] = mapped_column(String(10))
     bound_by_id: Mapped[int | None] = mapped_column(PortableId)
     automatic: Mapped[bool] = mapped_column(Boolean, default=False)
