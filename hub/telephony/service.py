@@ -488,39 +488,63 @@ def _brief(call: Call) -> dict[str, Any]:
     }
 
 
+_TICKET_LISTS: Any = None
+
+
+def _ticket_lists_statement() -> Any:
+    """Open tickets (10) and recent ones (5) of the matched clients, in one round trip."""
+    global _TICKET_LISTS
+    if _TICKET_LISTS is None:
+        from sqlalchemy import literal, union_all
+
+        from hub.desk.models import Ticket
+
+        whose = or_(
+            Ticket.contact_id.in_(bindparam("contact_ids", expanding=True)),
+            Ticket.company_id.in_(bindparam("company_ids", expanding=True)),
+        )
+        columns = (Ticket.id, Ticket.number, Ticket.title, Ticket.status, Ticket.priority, Ticket.created_at)
+        base = [Ticket.account_id == bindparam("account_id"), Ticket.type != "internal", whose]
+        open_ = (
+            select(literal("open").label("list"), *columns)
+            .where(*base, Ticket.status.in_(OPEN_STATUSES))
+            .order_by(Ticket.id.desc())
+            .limit(10)
+            .subquery()
+        )
+        recent = (
+            select(literal("recent").label("list"), *columns).where(*base).order_by(Ticket.id.desc()).limit(5)
+        )
+        _TICKET_LISTS = union_all(select(open_), select(recent.subquery()))
+    return _TICKET_LISTS
+
+
 async def _client_tickets(session: AsyncSession, call: Call) -> dict[str, list[dict[str, Any]]]:
     """The matched clients' open tickets and their most recent ones (any status)."""
-    try:
-        from hub.desk.models import Ticket
-    except ImportError:  # the desk is not installed in this build
-        return {"open": [], "recent": []}
+    lists: dict[str, list[dict[str, Any]]] = {"open": [], "recent": []}
     contact_ids = [m["id"] for m in call.matches or [] if m["kind"] == "contact"]
     company_ids = [m["company_id"] for m in call.matches or [] if m.get("company_id")]
     if not contact_ids and not company_ids:
-        return {"open": [], "recent": []}
-    whose = or_(Ticket.contact_id.in_(contact_ids), Ticket.company_id.in_(company_ids))
-    base = select(
-        Ticket.id, Ticket.number, Ticket.title, Ticket.status, Ticket.priority, Ticket.created_at
-    ).where(Ticket.account_id == call.account_id, Ticket.type != "internal", whose)
-    open_rows = await session.execute(
-        base.where(Ticket.status.in_(OPEN_STATUSES)).order_by(Ticket.id.desc()).limit(10)
-    )
-    recent_rows = await session.execute(base.order_by(Ticket.id.desc()).limit(5))
-
-    def brief(rows: Any) -> list[dict[str, Any]]:
-        return [
+        return lists
+    try:
+        statement = _ticket_lists_statement()
+    except ImportError:  # the desk is not installed in this build
+        return lists
+    params = {"account_id": call.account_id, "contact_ids": contact_ids, "company_ids": company_ids}
+    for row in await session.execute(statement, params):
+        lists[row.list].append(
             {
-                "id": r.id,
-                "number": r.number,
-                "title": r.title,
-                "status": r.status,
-                "priority": r.priority,
-                "created_at": jsonable(r.created_at),
+                "id": row.id,
+                "number": row.number,
+                "title": row.title,
+                "status": row.status,
+                "priority": row.priority,
+                "created_at": jsonable(row.created_at),
             }
-            for r in rows
-        ]
-
-    return {"open": brief(open_rows), "recent": brief(recent_rows)}
+        )
+    for rows in lists.values():
+        rows.sort(key=lambda t: -int(t["id"]))
+    return lists
 
 
 async def _publish(session: AsyncSession, call: Call, kind: str, effects: _Effects) -> None:
