@@ -64,8 +64,12 @@ async def _schema_diff(url: str) -> tuple[list[Any], set[str]]:
     return diff, heads
 
 
-def _code_heads(url: str) -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+def _at_heads(url: str, current: set[str]) -> bool:
+    """Whether the database's heads cover every head of the code (a branch head another branch
+    depends on is applied without being listed in alembic_version)."""
+    script = ScriptDirectory.from_config(alembic_config(url))
+    applied = {r.revision for r in script.revision_map.iterate_revisions(tuple(current), "base") if r}
+    return bool(current) and set(script.get_heads()) <= applied
 
 
 async def _recreate_database(url: str) -> None:
@@ -95,7 +99,7 @@ def test_migrated_sqlite_equals_the_models(tmp_path: Path) -> None:
     upgrade(url)
     diff, heads = asyncio.run(_schema_diff(url))
     assert diff == [], f"models and migrations differ on SQLite: {diff}"
-    assert heads == _code_heads(url)
+    assert _at_heads(url, heads)
 
 
 @needs_pg
@@ -104,7 +108,7 @@ def test_migrated_postgresql_equals_the_models(scratch_pg: str) -> None:
     upgrade(scratch_pg)
     diff, heads = asyncio.run(_schema_diff(scratch_pg))
     assert diff == [], f"models and migrations differ on PostgreSQL: {diff}"
-    assert heads == _code_heads(scratch_pg)
+    assert _at_heads(scratch_pg, heads)
     upgrade(scratch_pg)  # a second run is a no-op
 
 
@@ -118,7 +122,7 @@ def test_hub_migrate_command(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "database migrated" in done.stdout
     _, heads = asyncio.run(_schema_diff(url))
-    assert heads == _code_heads(url)
+    assert _at_heads(url, heads)
 
 
 @needs_pg
