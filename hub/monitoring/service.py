@@ -10,6 +10,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from contracts.monitoring import MonitoringTicketRequest, MonitoringTicketResult
 from hub.accounts.models import Account, Employee
@@ -72,10 +73,19 @@ async def membership(
     session: AsyncSession, principal: Principal, object_id: int
 ) -> tuple[ServiceObject, bool]:
     """The object and whether the user is its admin; 404 unless the user is one of its users."""
+    obj, is_admin, _header = await _membership(session, principal, object_id)
+    return obj, is_admin
+
+
+async def _membership(
+    session: AsyncSession, principal: Principal, object_id: int
+) -> tuple[ServiceObject, bool, ObjectHeader | None]:
+    # One round trip: the object, the user's role on it and the company's name and phone.
     row = (
         await session.execute(
-            select(ServiceObject, ObjectUser.role)
+            select(ServiceObject, ObjectUser.role, Account.name, Account.phone)
             .join(ObjectUser, ObjectUser.object_id == ServiceObject.id)
+            .join(Account, Account.id == ServiceObject.account_id)
             .where(
                 ServiceObject.id == object_id,
                 ServiceObject.account_id == principal.account_id,
@@ -85,28 +95,30 @@ async def membership(
     ).first()
     if row is None:
         raise NotFound("No such object", code="object_not_found")
-    return row[0], row[1] == ObjectUserRole.ADMIN
+    obj, role, name, phone = row
+    header = None
+    if (name or "").strip() and (phone or "").strip():
+        # MON-2: shown only when the security company has set its name and phone.
+        header = ObjectHeader(name, phone or "", obj.number)
+    return obj, role == ObjectUserRole.ADMIN, header
 
 
 # --- MON-2 list ----------------------------------------------------------------------------------
 
 
-async def _header(session: AsyncSession, account_id: int, obj: ServiceObject) -> ObjectHeader | None:
-    account = await session.get(Account, account_id)
-    if account is None or not (account.name or "").strip() or not (account.phone or "").strip():
-        return None
-    return ObjectHeader(account.name, account.phone or "", obj.number)
-
-
 async def app_ticket_views(
-    session: AsyncSession, tickets: Sequence[Ticket], contact_id: int, is_admin: bool
+    session: AsyncSession,
+    tickets: Sequence[Ticket],
+    contact_id: int,
+    is_admin: bool,
+    names: dict[int, str] | None = None,
 ) -> list[AppTicketRead]:
-    names: dict[int, str] = {}
-    staff = {t.responsible_id for t in tickets if t.responsible_id}
-    if staff:
-        names = dict(
-            (await session.execute(select(Employee.id, Employee.name).where(Employee.id.in_(staff)))).all()
-        )  # type: ignore[arg-type]
+    if names is None:
+        staff = {t.responsible_id for t in tickets if t.responsible_id}
+        names = {}
+        if staff:
+            rows = await session.execute(select(Employee.id, Employee.name).where(Employee.id.in_(staff)))
+            names = {employee_id: name for employee_id, name in rows}
     return [
         AppTicketRead(
             id=t.id,
@@ -127,9 +139,30 @@ async def app_ticket_views(
     ]
 
 
+# Only the columns the app shows and the rules read: the list is the app's hottest query.
+_APP_COLUMNS = load_only(
+    Ticket.id,
+    Ticket.number,
+    Ticket.title,
+    Ticket.status,
+    Ticket.source,
+    Ticket.type,
+    Ticket.created_at,
+    Ticket.responsible_id,
+    Ticket.repair_date,
+    Ticket.rating_score,
+    Ticket.description,
+    Ticket.created_by_kind,
+    Ticket.created_by_id,
+)
+
+
 def _object_tickets(account_id: int, object_id: int) -> Any:
-    return select(Ticket).where(
-        Ticket.account_id == account_id, Ticket.object_id == object_id, Ticket.type != "internal"
+    return (
+        select(Ticket, Employee.name)
+        .options(_APP_COLUMNS)
+        .outerjoin(Employee, Employee.id == Ticket.responsible_id)
+        .where(Ticket.account_id == account_id, Ticket.object_id == object_id, Ticket.type != "internal")
     )
 
 
@@ -138,22 +171,24 @@ async def list_app_tickets(
 ) -> AppTicketList:
     """The object's last 20 tickets from any source; ``first`` (the rating push's deep link,
     MON-6) puts that ticket on top."""
-    obj, is_admin = await membership(session, principal, object_id)
+    obj, is_admin, header = await _membership(session, principal, object_id)
     query = _object_tickets(principal.account_id, obj.id)
     # Newest first by the (account_id, object_id, created_at) index; id breaks ties.
-    tickets = list(
-        await session.scalars(query.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(LIST_SIZE))
+    rows = list(
+        (
+            await session.execute(query.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(LIST_SIZE))
+        ).all()
     )
-    if first is not None:
-        top = next((t for t in tickets if t.id == first), None)
-        if top is None:
-            top = await session.scalar(query.where(Ticket.id == first))
+    if first is not None and all(t.id != first for t, _ in rows):
+        top = (await session.execute(query.where(Ticket.id == first))).first()
         if top is not None:
-            tickets = [top, *[t for t in tickets if t.id != first]][:LIST_SIZE]
-    views = await app_ticket_views(session, tickets, _contact(principal), is_admin)
-    return AppTicketList(
-        object_id=obj.id, header=await _header(session, principal.account_id, obj), tickets=views
-    )
+            rows = [top, *rows][:LIST_SIZE]
+    if first is not None:
+        rows.sort(key=lambda row: row[0].id != first)  # stable: the rest keep their order
+    names = {t.responsible_id: name for t, name in rows if t.responsible_id and name}
+    tickets = [t for t, _ in rows]
+    views = await app_ticket_views(session, tickets, _contact(principal), is_admin, names)
+    return AppTicketList(object_id=obj.id, header=header, tickets=views)
 
 
 # --- MON-3 create --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ it, and only then talks to the far side (no session is held across network I/O).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -18,14 +19,39 @@ from hub.notifications.schemas import EmailConfig, PushConfig, SmsConfig, Telegr
 from hub.notifications.service import TOPIC_PREFIX, channel_config, remove_device_token
 from hub.outbox import DeliveryContext, MessageView, PermanentDeliveryError, outbox_handler
 
-__all__ = ["deliver_email", "deliver_push", "deliver_sms", "deliver_telegram", "deliver_webhook"]
+__all__ = [
+    "CONFIG_TTL_SECONDS",
+    "deliver_email",
+    "deliver_push",
+    "deliver_sms",
+    "deliver_telegram",
+    "deliver_webhook",
+    "forget_config",
+]
 
 log = structlog.get_logger("hub.notifications")
 
 
+# Channel settings per (database, account, channel), kept briefly: a burst of notifications reads
+# them once instead of once per message. A change made in this process clears it at once
+# (``forget_config``); other processes see it within CONFIG_TTL_SECONDS.
+CONFIG_TTL_SECONDS = 10.0
+_configs: dict[tuple[int, int | None, str], tuple[float, Any]] = {}
+
+
+def forget_config() -> None:
+    _configs.clear()
+
+
 async def _config(ctx: DeliveryContext, message: MessageView, channel: str) -> Any:
-    async with ctx.db.sessionmaker() as session:
-        config = await channel_config(session, message.account_id, channel)
+    key = (id(ctx.db), message.account_id, channel)
+    cached = _configs.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        config = cached[1]
+    else:
+        async with ctx.db.sessionmaker() as session:
+            config = await channel_config(session, message.account_id, channel)
+        _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, config)
     if config is None:
         raise PermanentDeliveryError(f"the {channel} channel is not configured or switched off")
     return config

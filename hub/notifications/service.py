@@ -10,10 +10,10 @@ from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db import utcnow
+from hub.db import after_commit, utcnow
 from hub.errors import BadRequest, NotFound, Unprocessable
 from hub.notifications.models import ContactPoint, DeviceToken, NotificationChannel, NotificationRule
 from hub.notifications.render import render
@@ -80,8 +80,9 @@ async def notify(
     message = render(event, ticket, safe_data)
     queued = 0
     unique: list[Recipient] = list(dict.fromkeys((str(k), int(i)) for k, i in recipients))
+    addresses = await _addresses(session, account_id, unique, channels)
     for kind, recipient_id in unique:
-        for channel, address in await _addresses(session, account_id, kind, recipient_id, channels):
+        for channel, address in addresses.get((kind, recipient_id), []):
             digest = hashlib.sha256(address.encode()).hexdigest()[:16]
             await enqueue(
                 session,
@@ -105,62 +106,82 @@ async def notify(
 
 
 async def active_channels(session: AsyncSession, account_id: int, event: str) -> set[str]:
-    """Channels configured, enabled, and not switched off for ``event``."""
-    rows = await session.execute(
-        select(NotificationChannel.channel).where(
-            NotificationChannel.account_id == account_id, NotificationChannel.enabled.is_(True)
-        )
-    )
-    configured = {row[0] for row in rows}
-    if not configured:
-        return set()
-    off = await session.scalars(
-        select(NotificationRule.channel).where(
+    """Channels configured, enabled, and not switched off for ``event`` (one query)."""
+    switched_off = (
+        select(NotificationRule.id)
+        .where(
             NotificationRule.account_id == account_id,
             NotificationRule.event == event,
+            NotificationRule.channel == NotificationChannel.channel,
             NotificationRule.enabled.is_(False),
         )
+        .exists()
     )
-    return configured - set(off)
+    rows = await session.scalars(
+        select(NotificationChannel.channel).where(
+            NotificationChannel.account_id == account_id, NotificationChannel.enabled.is_(True), ~switched_off
+        )
+    )
+    return set(rows)
 
 
 async def _addresses(
-    session: AsyncSession, account_id: int, kind: str, recipient_id: int, channels: set[str]
-) -> list[tuple[str, str]]:
-    """(channel, address) pairs of one recipient: profile fields, extra contact points, devices."""
+    session: AsyncSession, account_id: int, recipients: list[Recipient], channels: set[str]
+) -> dict[Recipient, list[tuple[str, str]]]:
+    """(channel, address) pairs per recipient: profile fields, extra contact points, devices.
+    A few queries for all recipients together, whatever their number."""
     from hub.accounts.models import Employee
     from hub.people.models import Contact
 
-    found: list[tuple[str, str]] = []
-    if kind == "employee":
-        employee = await session.get(Employee, recipient_id)
-        if employee is None or employee.account_id != account_id or not employee.active:
-            return []
-        found += [("email", employee.email), ("sms", employee.phone or "")]
-    elif kind == "contact":
-        contact = await session.get(Contact, recipient_id)
-        if contact is None or contact.account_id != account_id:
-            return []
-        found += [("email", contact.email or ""), ("sms", contact.mobile or contact.phone or "")]
-        if "push" in channels:
-            tokens = await session.scalars(
-                select(DeviceToken.token).where(
-                    DeviceToken.account_id == account_id, DeviceToken.contact_id == recipient_id
-                )
-            )
-            found += [("push", token) for token in tokens]
-    else:
-        raise ValueError(f"unknown recipient kind {kind!r}")
-    if channels & {"email", "sms", "telegram"}:
-        points = await session.execute(
-            select(ContactPoint.channel, ContactPoint.address).where(
-                ContactPoint.account_id == account_id,
-                ContactPoint.owner_kind == kind,
-                ContactPoint.owner_id == recipient_id,
+    found: dict[Recipient, list[tuple[str, str]]] = {r: [] for r in recipients}
+    employee_ids = [i for k, i in recipients if k == "employee"]
+    contact_ids = [i for k, i in recipients if k == "contact"]
+    unknown = {k for k, _ in recipients} - {"employee", "contact"}
+    if unknown:
+        raise ValueError(f"unknown recipient kind {unknown.pop()!r}")
+    if employee_ids:
+        rows = await session.execute(
+            select(Employee.id, Employee.email, Employee.phone).where(
+                Employee.account_id == account_id, Employee.id.in_(employee_ids), Employee.active.is_(True)
             )
         )
-        found += [(channel, address) for channel, address in points]
-    return list(dict.fromkeys((c, a.strip()) for c, a in found if a and a.strip() and c in channels))
+        for employee_id, work_email, work_phone in rows:
+            found[("employee", employee_id)] += [("email", work_email or ""), ("sms", work_phone or "")]
+    if contact_ids:
+        contacts = await session.execute(
+            select(Contact.id, Contact.email, Contact.mobile, Contact.phone).where(
+                Contact.account_id == account_id, Contact.id.in_(contact_ids)
+            )
+        )
+        for contact_id, email, mobile, phone in contacts:
+            found[("contact", contact_id)] += [("email", email or ""), ("sms", mobile or phone or "")]
+        if "push" in channels:
+            tokens = await session.execute(
+                select(DeviceToken.contact_id, DeviceToken.token)
+                .where(DeviceToken.account_id == account_id, DeviceToken.contact_id.in_(contact_ids))
+                .order_by(DeviceToken.id)
+            )
+            for contact_id, token in tokens:
+                found[("contact", contact_id)].append(("push", token))
+    if channels & {"email", "sms", "telegram"}:
+        points = await session.execute(
+            select(ContactPoint.owner_kind, ContactPoint.owner_id, ContactPoint.channel, ContactPoint.address)
+            .where(
+                ContactPoint.account_id == account_id,
+                or_(
+                    and_(ContactPoint.owner_kind == "employee", ContactPoint.owner_id.in_(employee_ids)),
+                    and_(ContactPoint.owner_kind == "contact", ContactPoint.owner_id.in_(contact_ids)),
+                ),
+            )
+            .order_by(ContactPoint.id)
+        )
+        for kind, owner_id, channel, address in points:
+            if (kind, owner_id) in found:
+                found[(kind, owner_id)].append((channel, address))
+    return {
+        r: list(dict.fromkeys((c, a.strip()) for c, a in pairs if a and a.strip() and c in channels))
+        for r, pairs in found.items()
+    }
 
 
 # --- channel settings and switches ---------------------------------------------------------------
@@ -212,6 +233,9 @@ async def put_channel(session: AsyncSession, account_id: int, data: ChannelWrite
     row.enabled = data.enabled
     row.updated_at = utcnow()
     await session.flush()
+    from hub.notifications.delivery import forget_config
+
+    after_commit(session, forget_config)
     return _read(channel, row)
 
 

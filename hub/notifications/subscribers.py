@@ -15,23 +15,19 @@ from hub.notifications.service import Recipient, notify
 __all__ = ["client_recipients", "staff_recipients"]
 
 
-def _ids(value: Any) -> list[int]:
-    if not value:
-        return []
-    return [int(getattr(v, "id", v)) for v in value]
-
-
 async def staff_recipients(
     session: AsyncSession, ticket: Any, *, exclude: int | None = None
 ) -> list[Recipient]:
     """The ticket's responsible and executors; with nobody assigned, the dispatchers and admins."""
     from hub.accounts.models import Employee, Role
+    from hub.desk.models import TicketExecutor
 
-    ids = [
-        i
-        for i in [getattr(ticket, "responsible_id", None), *_ids(getattr(ticket, "executor_ids", None))]
-        if i
-    ]
+    executors = await session.scalars(
+        select(TicketExecutor.employee_id)
+        .where(TicketExecutor.ticket_id == ticket.id)
+        .order_by(TicketExecutor.employee_id)
+    )
+    ids = [i for i in [ticket.responsible_id, *executors] if i]
     if not ids:
         ids = list(
             await session.scalars(
