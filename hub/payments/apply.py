@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,14 +120,6 @@ async def apply_event(
     session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback
 ) -> Outcome:
     insert_ = _insert(session)
-    if raw.replay_key is not None:
-        seen = await session.scalar(
-            select(CallbackAttempt.id).where(
-                CallbackAttempt.payment_account_id == pa.id, CallbackAttempt.replay_key == raw.replay_key
-            )
-        )
-        if seen is not None:
-            raise CallbackRejected(409, "replayed_callback", "This exact signed request was already received")
     if event.kind in ("ignored", "check") or event.state in ("ignored", "failed_attempt"):
         outcome = await _without_key(session, pa, event, raw)
         return outcome
@@ -140,12 +132,7 @@ async def apply_event(
         .returning(CallbackAttempt.id)
     )
     if inserted is None:
-        if raw.replay_key is not None and await session.scalar(
-            select(CallbackAttempt.id).where(
-                CallbackAttempt.payment_account_id == pa.id, CallbackAttempt.replay_key == raw.replay_key
-            )
-        ):
-            raise CallbackRejected(409, "replayed_callback", "This exact signed request was already received")
+        await _refuse_replay(session, pa, raw)
         await session.execute(
             insert_(CallbackAttempt)
             .values(**_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key))
@@ -156,12 +143,23 @@ async def apply_event(
         result = await _apply_payment(session, pa, event)
     else:
         result = await _apply_refund(session, pa, event)
-    attempt = await session.get(CallbackAttempt, inserted)
-    assert attempt is not None
-    attempt.outcome = result.outcome
-    attempt.invoice_id = result.invoice_id
-    attempt.refund_id = result.refund_id
+    await session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.id == inserted)
+        .values(outcome=result.outcome, invoice_id=result.invoice_id, refund_id=result.refund_id)
+    )
     return result
+
+
+async def _refuse_replay(session: AsyncSession, pa: PaymentAccount, raw: RawCallback) -> None:
+    """After a refused insert: was it this exact signed request again (a replay), or only the
+    same fact told again (a duplicate)? The unique replay key answers without a prior lookup."""
+    if raw.replay_key is not None and await session.scalar(
+        select(CallbackAttempt.id).where(
+            CallbackAttempt.payment_account_id == pa.id, CallbackAttempt.replay_key == raw.replay_key
+        )
+    ):
+        raise CallbackRejected(409, "replayed_callback", "This exact signed request was already received")
 
 
 async def _without_key(
@@ -187,11 +185,14 @@ async def _without_key(
                     "reason": str(event.raw.get("Reason") or "")[:200],
                 },
             )
-    await session.execute(
+    stored = await session.scalar(
         _insert(session)(CallbackAttempt)
         .values(**_row(pa, event, raw, outcome="ignored", replay_key=raw.replay_key, invoice_id=invoice_id))
         .on_conflict_do_nothing()
+        .returning(CallbackAttempt.id)
     )
+    if stored is None:
+        await _refuse_replay(session, pa, raw)
     return Outcome("ignored", invoice_id)
 
 

@@ -42,7 +42,16 @@ async def _read(request: Request[Any, Any, Any]) -> bytes:
     return b"".join(chunks)
 
 
+_ACCOUNTS: dict[tuple[str, str], tuple[float, PaymentAccount | None]] = {}
+ACCOUNT_TTL = 5.0  # seconds a looked-up endpoint is reused; credential changes apply after that
+
+
 async def _account(db: Database, provider: str, key: str) -> PaymentAccount | None:
+    """The endpoint's payment account (detached), cached briefly: a callback burst costs no lookup."""
+    now = time.monotonic()
+    cached = _ACCOUNTS.get((provider, key))
+    if cached is not None and now - cached[0] < ACCOUNT_TTL:
+        return cached[1]
     async with db.sessionmaker() as session:
         row = await session.scalar(
             select(PaymentAccount).where(
@@ -51,7 +60,10 @@ async def _account(db: Database, provider: str, key: str) -> PaymentAccount | No
         )
         if row is not None:
             session.expunge(row)
-        return row
+    if len(_ACCOUNTS) > 10_000:
+        _ACCOUNTS.clear()
+    _ACCOUNTS[(provider, key)] = (now, row)
+    return row
 
 
 def _unknown(provider: str) -> Response[Any]:
