@@ -75,9 +75,8 @@ class Bench:
     def __init__(self, a: HubProcess, b: HubProcess, http: httpx.AsyncClient) -> None:
         self.a, self.b, self.http = a, b, http
         self.alpha, self.beta = a.tenants[0], b.tenants[0]
-        self.copy_id = 0
 
-    async def setup(self) -> None:
+    async def setup(self, tickets: int) -> None:
         issued = await self.http.post(
             f"{self.a.base_url}/api/exchange/pairing-keys", json={}, headers=self.alpha.admin.headers
         )
@@ -90,25 +89,30 @@ class Bench:
         conns = await self.http.get(
             f"{self.a.base_url}/api/exchange/connections", headers=self.alpha.admin.headers
         )
-        ticket = await self.http.post(
-            f"{self.a.base_url}/api/tickets", json={"title": "Bench"}, headers=self.alpha.dispatcher.headers
-        )
-        self.original_id = ticket.json()["id"]
-        moved = await self.http.post(
-            f"{self.a.base_url}/api/exchange/tickets/{self.original_id}/transfer",
-            json={"connection_id": conns.json()[0]["id"]},
-            headers=self.alpha.dispatcher.headers,
-        )
-        assert moved.status_code == 201, moved.text
-        while not self.copy_id:
+        self.original_ids: list[int] = []
+        for n in range(tickets):
+            ticket = await self.http.post(
+                f"{self.a.base_url}/api/tickets",
+                json={"title": f"Bench {n}"},
+                headers=self.alpha.dispatcher.headers,
+            )
+            self.original_ids.append(ticket.json()["id"])
+            moved = await self.http.post(
+                f"{self.a.base_url}/api/exchange/tickets/{ticket.json()['id']}/transfer",
+                json={"connection_id": conns.json()[0]["id"]},
+                headers=self.alpha.dispatcher.headers,
+            )
+            assert moved.status_code == 201, moved.text
+        self.copy_ids: list[int] = []
+        while len(self.copy_ids) < tickets:
             page = await self.http.get(f"{self.b.base_url}/api/tickets", headers=self.beta.dispatcher.headers)
-            found = [t for t in page.json()["items"] if t["source"] == "partner"]
-            self.copy_id = found[0]["id"] if found else 0
+            self.copy_ids = sorted(t["id"] for t in page.json()["items"] if t["source"] == "partner")
             await asyncio.sleep(0.1)
 
-    async def comment(self, body: str) -> None:
+    async def comment(self, body: str, n: int) -> None:
+        ticket_id = self.copy_ids[n % len(self.copy_ids)]
         response = await self.http.post(
-            f"{self.b.base_url}/api/tickets/{self.copy_id}/comments",
+            f"{self.b.base_url}/api/tickets/{ticket_id}/comments",
             json={"body": body, "public": True},
             headers=self.beta.dispatcher.headers,
         )
@@ -121,7 +125,7 @@ class Bench:
             delay = start + n / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.comment(f"{prefix}{n:06}")))
+            tasks.append(asyncio.create_task(self.comment(f"{prefix}{n:06}", n)))
         await asyncio.gather(*tasks)
 
     async def flood(self, prefix: str, count: int, clients: int = 8) -> None:
@@ -129,7 +133,7 @@ class Bench:
 
         async def worker() -> None:
             for n in queue:
-                await self.comment(f"{prefix}{n:06}")
+                await self.comment(f"{prefix}{n:06}", n)
 
         await asyncio.gather(*(worker() for _ in range(clients)))
 
@@ -157,7 +161,7 @@ async def baseline(http: httpx.AsyncClient, url: str, count: int) -> list[float]
     return samples
 
 
-async def main(scale: float, rate: float, pg: bool) -> None:
+async def main(scale: float, rate: float, pg: bool, tickets: int) -> None:
     n = max(20, int(500 * scale))
     root = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
     urls: list[str | None] = [None, None]
@@ -177,7 +181,7 @@ async def main(scale: float, rate: float, pg: bool) -> None:
         await asyncio.gather(a.wait_ready(), b.wait_ready())
         async with httpx.AsyncClient(timeout=60) as http:
             bench = Bench(a, b, http)
-            await bench.setup()
+            await bench.setup(tickets)
             print(
                 f"exchange bench: {n} comments per phase, {'PostgreSQL' if pg else 'SQLite'}, two hub processes"
             )
@@ -218,18 +222,34 @@ async def main(scale: float, rate: float, pg: bool) -> None:
             await a.wait_ready()
             await paced
             await bench.arrived("r-", restart_count)
-            comments = await http.get(
-                f"{a.base_url}/api/tickets/{bench.original_id}/comments",
-                headers=bench.alpha.dispatcher.headers,
-            )
-            bodies = [c["body"] for c in comments.json() if c["body"].startswith("r-")]
-            sent = await http.get(
-                f"{b.base_url}/api/tickets/{bench.copy_id}/comments", headers=bench.beta.dispatcher.headers
-            )
-            sent_order = [c["body"] for c in sent.json() if c["body"].startswith("r-")]
+            bodies: list[str] = []
+            in_order = True
+            for original_id in bench.original_ids:
+                link = await http.get(
+                    f"{a.base_url}/api/exchange/tickets/{original_id}/partner-link",
+                    headers=bench.alpha.dispatcher.headers,
+                )
+                number = link.json()[0]["partner_number"]
+                page = await http.get(
+                    f"{b.base_url}/api/tickets",
+                    params={"q": str(number)},
+                    headers=bench.beta.dispatcher.headers,
+                )
+                copy_id = next(t["id"] for t in page.json()["items"] if t["number"] == number)
+                got = await http.get(
+                    f"{a.base_url}/api/tickets/{original_id}/comments", headers=bench.alpha.dispatcher.headers
+                )
+                sent = await http.get(
+                    f"{b.base_url}/api/tickets/{copy_id}/comments", headers=bench.beta.dispatcher.headers
+                )
+                arrived = [c["body"] for c in got.json() if c["body"].startswith("r-")]
+                bodies += arrived
+                # Per ticket, A has them in B's commit order.
+                in_order = in_order and arrived == [
+                    c["body"] for c in sent.json() if c["body"].startswith("r-")
+                ]
             lost = restart_count - len(set(bodies))
             duplicated = len(bodies) - len(set(bodies))
-            in_order = bodies == sent_order  # B's commit order
             print(
                 f"restart   A stopped 2 s during a {rate:.0f}/s run of {restart_count}: "
                 f"lost {lost}, duplicated {duplicated}, in order {in_order}"
@@ -250,6 +270,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of 500 comments per phase")
     parser.add_argument("--rate", type=float, default=50.0, help="comments per second in the paced phases")
+    parser.add_argument("--tickets", type=int, default=10, help="shared tickets the comments are spread over")
     parser.add_argument("--pg", action="store_true", help="each hub on its own local PostgreSQL database")
     args = parser.parse_args()
-    asyncio.run(main(args.scale, args.rate, args.pg))
+    asyncio.run(main(args.scale, args.rate, args.pg, args.tickets))

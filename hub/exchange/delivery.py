@@ -60,7 +60,7 @@ async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
     except ValueError as exc:
         raise TransientDeliveryError(str(exc)) from exc
     if answer.status in (200, 202) or answer.code in _ALREADY:
-        # One connection's messages go one per worker round (ordering key); start the next round
+        # One shared ticket's messages go one per worker round (ordering key); start the next round
         # now instead of after the poll interval, so a burst flows at network speed.
         wake_job(OUTBOX_JOB)
         return

@@ -72,8 +72,14 @@ class Connection(Id, Base):
         return "acceptor" if self.side == "issuer" else "issuer"
 
     @property
-    def ordering_key(self) -> str:
-        return f"exchange:conn:{self.id}"
+    def ordering_prefix(self) -> str:
+        """Prefix of this connection's outbox ordering keys (the per-connection delivery status)."""
+        return f"exchange:conn:{self.id}:"
+
+    def ordering_key(self, shared_uuid: str | None) -> str:
+        """Messages of one shared ticket are delivered one at a time, in order; different tickets of
+        a connection flow side by side (the receiver still orders per ticket by ``seq``)."""
+        return self.ordering_prefix + (shared_uuid or "connection")
 
 
 class SharedTicket(Id, Base):

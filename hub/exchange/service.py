@@ -328,7 +328,7 @@ async def list_connections(session: AsyncSession, account_id: int) -> list[Conne
 
 async def delivery_status(session: AsyncSession, connection: Connection) -> DeliveryStatus:
     """Per-connection view of the outbox (EX-10): last success, backlog, dead letters, last error."""
-    key = connection.ordering_key
+    mine = OutboxMessage.ordering_key.like(connection.ordering_prefix + "%")
     unfinished = (OutboxStatus.PENDING, OutboxStatus.DELIVERING)
     row = (
         await session.execute(
@@ -336,12 +336,12 @@ async def delivery_status(session: AsyncSession, connection: Connection) -> Deli
                 func.max(OutboxMessage.delivered_at),
                 func.count(case((OutboxMessage.status.in_(unfinished), 1))),
                 func.count(case((OutboxMessage.status == OutboxStatus.DEAD, 1))),
-            ).where(OutboxMessage.ordering_key == key)
+            ).where(mine)
         )
     ).one()
     last_error = await session.scalar(
         select(OutboxMessage.last_error)
-        .where(OutboxMessage.ordering_key == key, OutboxMessage.last_error.is_not(None))
+        .where(mine, OutboxMessage.last_error.is_not(None))
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     )
@@ -384,7 +384,7 @@ async def send(session: AsyncSession, connection: Connection, link: SharedTicket
     """Queue one message to the partner in the caller's transaction; returns its id.
 
     ``seq`` counts per shared ticket, so the receiver can apply in order; the ordering key keeps
-    one connection's messages in line in the outbox."""
+    one shared ticket's messages in line in the outbox, under the connection's key prefix."""
     message_id = str(uuid.uuid4())
     envelope: dict[str, Any] = {
         "v": 1,
@@ -402,7 +402,7 @@ async def send(session: AsyncSession, connection: Connection, link: SharedTicket
         topic=TOPIC,
         payload={"connection_id": connection.id, "envelope": envelope},
         idempotency_key=f"exchange:{message_id}",
-        ordering_key=connection.ordering_key,
+        ordering_key=connection.ordering_key(link.uuid if link is not None else None),
     )
     return message_id
 

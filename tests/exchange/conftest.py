@@ -85,9 +85,12 @@ async def _make_hub(
             path = tmp_path / f"{name}.db"
             shutil.copyfile(migrated_template, path)
             database_url = _sqlite_url(path)
+    # One PostgreSQL database holds both hubs' rows, so they share one file store too (as the
+    # processes of one hub would); with SQLite each hub has its own.
+    data_dir = tmp_path / ("data" if database_url == PG_URL else f"data-{name}")
     settings = make_settings(
         database_url,
-        tmp_path / f"data-{name}",
+        data_dir,
         public_url=f"http://{name}.test",
         allow_insecure_partners=True,
     )

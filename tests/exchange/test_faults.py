@@ -202,10 +202,14 @@ async def test_out_of_order_messages_wait_for_their_predecessor(
     await desk.comment(a.client, alpha, original["id"], "second", public=False, pass_to_partner=True)
     await desk.comment(a.client, alpha, original["id"], "third", public=False, pass_to_partner=True)
     async with a.db.sessionmaker() as session:
-        connection = (await session.scalars(select(Connection))).one()
+        connection = (
+            await session.scalars(select(Connection).where(Connection.account_id == alpha.id))
+        ).one()
         queued = (
             await session.scalars(
-                select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id)
+                select(OutboxMessage)
+                .where(OutboxMessage.status == "pending", OutboxMessage.account_id == alpha.id)
+                .order_by(OutboxMessage.id)
             )
         ).all()
     second, third = (m.payload["envelope"] for m in queued if m.topic == "exchange.message")

@@ -136,7 +136,10 @@ async def test_reused_expired_revoked_and_forged_keys_are_refused(two_hubs: tupl
     again = await b.client.post("/api/exchange/connections", json={"key": used}, headers=beta.admin.headers)
     assert again.status_code == 409 and again.json()["code"] == "pairing_key_used"
     async with b.db.sessionmaker() as session:
-        assert len((await session.scalars(select(Connection))).all()) == 1
+        assert (
+            len((await session.scalars(select(Connection).where(Connection.account_id == beta.id))).all())
+            == 1
+        )
 
 
 async def test_partner_address_must_be_https(two_hubs: tuple[Hub, Hub], router: Router) -> None:
