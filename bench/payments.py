@@ -348,7 +348,7 @@ async def main() -> None:
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     invoices = max(2000, int(40_000 * args.scale))
-    tickets = max(50, min(2000, invoices // 20))
+    tickets = max(50, min(2000, invoices // 4))
     url = private_pg_url(DB_NAME)
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-pay-"))
     print(

@@ -78,7 +78,7 @@ async def notify(
     await send(session, account_id=account_id, event=event, ticket=ticket, recipients=recipients, data=data)
 
 
-def _summary(invoices: list[Invoice], refunds: list[Refund]) -> dict[str, Any] | None:
+def _summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
     """PAY-8: what the ticket list shows: the latest invoice's state and amount, the refund state."""
     if not invoices:
         return None
@@ -103,17 +103,22 @@ def _summary(invoices: list[Invoice], refunds: list[Refund]) -> dict[str, Any] |
 async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
     from hub.desk.service import set_ext_flag
 
-    invoices = list(
-        await session.scalars(
-            select(Invoice).where(Invoice.account_id == ticket.account_id, Invoice.ticket_id == ticket.id)
+    # Plain column rows, not ORM entities: this runs on every payment event of the ticket.
+    invoices = (
+        await session.execute(
+            select(Invoice.id, Invoice.status, Invoice.total, Invoice.currency).where(
+                Invoice.account_id == ticket.account_id, Invoice.ticket_id == ticket.id
+            )
         )
-    )
-    refunds = list(
-        await session.scalars(
-            select(Refund).where(Refund.account_id == ticket.account_id, Refund.ticket_id == ticket.id)
+    ).all()
+    refunds = (
+        await session.execute(
+            select(Refund.id, Refund.status, Refund.amount).where(
+                Refund.account_id == ticket.account_id, Refund.ticket_id == ticket.id
+            )
         )
-    )
-    set_ext_flag(ticket, "payment", _summary(invoices, refunds))
+    ).all()
+    set_ext_flag(ticket, "payment", _summary(list(invoices), list(refunds)))
 
 
 async def check_base_data_lock(session: AsyncSession, ticket: Any, changes: Any) -> None:

@@ -134,6 +134,13 @@ async def test_invoice_lines_totals_and_states(world: World, far: Any) -> None:
     assert flags == {"invoice": "paid", "invoice_id": issued["id"], "amount": "333.33", "currency": "RUB"}
     kinds = await world.history_kinds(ticket_id)
     assert {"invoice_created", "invoice_issued", "invoice_paid"} <= set(kinds)
+    if world.fake is None:  # PAY-8 in the ticket list; DESK-8 the client's activity feed
+        listed = await world.get("/api/tickets")
+        items = listed["items"] if isinstance(listed, dict) else listed
+        row = next(t for t in items if t["id"] == ticket_id)
+        assert row["ext_flags"]["payment"]["invoice"] == "paid"
+        feed = await world.get(f"/api/contacts/{world.contact_id}/activity")
+        assert {"invoice_issued", "invoice_paid"} <= {entry["kind"] for entry in feed}
 
 
 async def test_base_data_lock(world: World, far: Any) -> None:
