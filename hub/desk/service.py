@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Account, Employee
@@ -44,6 +44,7 @@ __all__ = [
     "list_history",
     "list_tickets",
     "mark_seen",
+    "object_tickets",
     "people_of",
     "rate_ticket",
     "record_history",
@@ -722,11 +723,16 @@ class TicketFilters:
 
 
 async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
+    """A bare number is a ticket number (or a phone suffix from 5 digits); a phone-looking string
+    is a phone suffix; anything else is a substring of the search text."""
     text = q.strip().lower()
-    conditions: list[Any] = [Ticket.search_text.contains(text, autoescape=True)]
+    conditions: list[Any] = []
     bare = text.lstrip("#")
-    if bare.isdigit() and len(bare) <= 9:
-        conditions.append(Ticket.number == int(bare))
+    if bare.isdigit():
+        if len(bare) <= 9:
+            conditions.append(Ticket.number == int(bare))
+    else:
+        conditions.append(Ticket.search_text.contains(text, autoescape=True))
     digits = "".join(ch for ch in text if ch.isdigit())
     if len(digits) >= 5 and all(ch.isdigit() or ch in "+-() ." for ch in text):
         from hub.people.phones import find_by_suffix
@@ -738,7 +744,7 @@ async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
             conditions.append(Ticket.contact_id.in_(contact_ids))
         if company_ids:
             conditions.append(Ticket.company_id.in_(company_ids))
-    return or_(*conditions)
+    return or_(*conditions) if conditions else false()
 
 
 async def list_tickets(
@@ -803,6 +809,17 @@ async def list_tickets(
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
     return page, next_cursor
+
+
+async def object_tickets(
+    session: AsyncSession, account_id: int, object_id: int, *, limit: int = 20, client_view: bool = False
+) -> list[Ticket]:
+    """The last ``limit`` tickets of an object, any source (MON-2); one index range scan
+    (account_id, object_id, created_at). ``client_view`` leaves out internal tickets (DESK-3)."""
+    query = select(Ticket).where(Ticket.account_id == account_id, Ticket.object_id == object_id)
+    if client_view:
+        query = query.where(Ticket.type != "internal")
+    return list(await session.scalars(query.order_by(Ticket.created_at.desc()).limit(limit)))
 
 
 async def count_files(session: AsyncSession, ticket_id: int) -> int:

@@ -21,9 +21,9 @@ class Desk:
         assert response.status_code == status, response.text
         return response.json()
 
-    async def get(self, path: str, status: int = 200, **params: Any) -> Any:
+    async def get(self, path: str, expect: int = 200, **params: Any) -> Any:
         response = await self.client.get(path, params=params, headers=self.headers)
-        assert response.status_code == status, response.text
+        assert response.status_code == expect, response.text
         return response.json()
 
     async def company(self, name: str = "Acme Towers", phones: list[str] | None = None) -> dict[str, Any]:

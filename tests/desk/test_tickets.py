@@ -284,7 +284,7 @@ async def test_contact_activity_feed(db: Database, tenant: Tenant, other_tenant:
     page = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=2, before_id=feed[1]["id"])
     assert [e["id"] for e in page] == [feed[2]["id"], feed[3]["id"]]
     other = Desk(desk.client, other_tenant)
-    assert (await other.get(f"/api/contacts/{contact['id']}/activity", status=404))[
+    assert (await other.get(f"/api/contacts/{contact['id']}/activity", expect=404))[
         "code"
     ] == "contact_not_found"
 
@@ -294,7 +294,7 @@ async def test_foreign_ticket_is_not_found(desk: Desk, other_tenant: Tenant) -> 
     t = await desk.ticket()
     other = Desk(desk.client, other_tenant)
     for path in ("", "/comments", "/history", "/files"):
-        assert (await other.get(f"/api/tickets/{t['id']}{path}", status=404))["code"] == "ticket_not_found"
+        assert (await other.get(f"/api/tickets/{t['id']}{path}", expect=404))["code"] == "ticket_not_found"
     response = await desk.client.post(
         f"/api/tickets/{t['id']}/status", json={"status": "cancelled", "comment": "x"}, headers=other.headers
     )
