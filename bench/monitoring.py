@@ -23,7 +23,6 @@ import resource
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from sqlalchemy import insert, select, text
 
 from hub.auth.principal import Principal
 from hub.db import Database
-from hub.desk.models import Ticket
 from hub.jobs import JobContext
 from hub.monitoring.service import list_app_tickets
 from hub.notifications import notify
@@ -88,32 +86,37 @@ async def _load(db: Database, account_id: int, engineer_id: int, total: int) -> 
                 for o in object_ids
             ],
         )
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    chunk = 20_000
-    number = 0
-    statuses = ("open", "in_progress", "resolved", "closed")
-    sources = ("client_app", "monitoring", "incoming_call")
-    for offset in range(0, total, chunk):
-        rows = []
-        for i in range(offset, min(total, offset + chunk)):
-            number += 1
-            rows.append(
-                {
-                    "account_id": account_id,
-                    "number": number,
-                    "title": f"Ticket {number}",
-                    "description": "Something is broken",
-                    "status": statuses[i % 4],
-                    "source": sources[i % 3],
-                    "object_id": object_ids[i % len(object_ids)],
-                    "responsible_id": engineer_id if i % 2 else None,
-                    "created_by_kind": "employee",
-                    "created_at": start + timedelta(seconds=i),
-                    "updated_at": start + timedelta(seconds=i),
-                }
-            )
-        async with db.sessionmaker() as session, session.begin():
-            await session.execute(insert(Ticket), rows)
+    # Generated inside the database (a recursive CTE on SQLite, generate_series on PostgreSQL):
+    # a million rows load in seconds instead of minutes of Python round trips.
+    first_object = min(object_ids)
+    pg = not db.is_sqlite
+    series = "generate_series(0, CAST(:n AS INTEGER) - 1) AS s(i)" if pg else "seq"
+    created = (
+        "TIMESTAMPTZ '2025-01-01 00:00:00+00' + i * INTERVAL '1 second'"
+        if pg
+        else ("strftime('%Y-%m-%d %H:%M:%f000', '2025-01-01', '+' || i || ' seconds')")
+    )
+    select_rows = f"""
+        SELECT CAST(:a AS BIGINT), i + 1, 'Ticket ' || (i + 1), 'Something is broken', 'service', 'normal',
+               CASE i % 4 WHEN 0 THEN 'open' WHEN 1 THEN 'in_progress' WHEN 2 THEN 'resolved' ELSE 'closed' END,
+               CASE i % 3 WHEN 0 THEN 'client_app' WHEN 1 THEN 'monitoring' ELSE 'incoming_call' END,
+               CAST(:o AS BIGINT) + (i % CAST(:objects AS INTEGER)), CASE WHEN i % 2 = 1 THEN CAST(:e AS BIGINT) END, 'employee',
+               {"false, false, false, false" if pg else "0, 0, 0, 0"}, '{{}}', 0, '', {created}, {created}
+        FROM {series}"""
+    columns = (
+        "account_id, number, title, description, type, priority, status, source, object_id, responsible_id, "
+        "created_by_kind, needs_reply, important, sla_reaction_breached, sla_resolution_breached, ext_flags, "
+        "pending_seconds, search_text, created_at, updated_at"
+    )
+    cte = (
+        "" if pg else "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < :n - 1) "
+    )
+    statement = text(f"INSERT INTO tickets ({columns}) {cte}{select_rows}")
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            statement,
+            {"a": account_id, "n": total, "o": first_object, "objects": len(object_ids), "e": engineer_id},
+        )
     async with db.sessionmaker() as session, session.begin():
         await session.execute(text("ANALYZE"))
     return contact_id, object_ids

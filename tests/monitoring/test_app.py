@@ -411,3 +411,21 @@ async def test_dispatcher_assignment_and_repair_date_show_in_the_app_with_histor
             for e in await session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id))
         ]
     assert "assignment" in kinds and "updated" in kinds and "status_changed" in kinds
+
+
+async def test_reopened_app_ticket_is_active_again_and_cancelled_frees_the_user(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-3: a resolved ticket that is reopened counts as the user's active one again; a cancelled
+    one frees the user to send a new request."""
+    db: Database = app.state.db
+    site = await make_site(client, tenant)
+    first = await _app_ticket(client, site, site.user)
+    await resolve(db, tenant, first)
+    await set_status(db, tenant, first, "reopened")
+    refused = await client.post(
+        f"/api/app/objects/{site.object_id}/tickets", json={"description": "Again"}, headers=site.user.headers
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "active_ticket_exists"
+    await set_status(db, tenant, first, "cancelled", comment="Duplicate of a call")
+    assert (await _app_ticket(client, site, site.user, "Now it works")) > first
