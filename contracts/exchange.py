@@ -18,12 +18,12 @@ Wire forms (all JSON, UTF-8):
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from contracts._schema import SCHEMA_DIR, json_schema, write_schema_files
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 Uuid = Annotated[
     str,
@@ -240,19 +239,17 @@ class InboxResult(msgspec.Struct):
 def schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema files of this contract, by file name."""
     return {
-        "exchange.pairing_key.schema.json": msgspec.json.schema(PairingKey),
-        "exchange.signed_token.schema.json": msgspec.json.schema(SignedToken),
-        "exchange.connect_request.schema.json": msgspec.json.schema(ConnectRequest),
-        "exchange.connect_accepted.schema.json": msgspec.json.schema(ConnectAccepted),
-        "exchange.envelope.schema.json": msgspec.json.schema(Envelope),
-        "exchange.inbox_result.schema.json": msgspec.json.schema(InboxResult),
+        "exchange.pairing_key.schema.json": json_schema(PairingKey),
+        "exchange.signed_token.schema.json": json_schema(SignedToken),
+        "exchange.connect_request.schema.json": json_schema(ConnectRequest),
+        "exchange.connect_accepted.schema.json": json_schema(ConnectAccepted),
+        "exchange.envelope.schema.json": json_schema(Envelope),
+        "exchange.inbox_result.schema.json": json_schema(InboxResult),
     }
 
 
 def write_schemas() -> None:
-    SCHEMA_DIR.mkdir(exist_ok=True)
-    for name, schema in schemas().items():
-        (SCHEMA_DIR / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    write_schema_files(schemas())
 
 
 if __name__ == "__main__":

@@ -18,15 +18,13 @@ file and the code equal; regenerate with ``python -m contracts.monitoring``).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = ["SCHEMA_DIR", "MonitoringTicketRequest", "MonitoringTicketResult", "schemas", "write_schemas"]
+from contracts._schema import SCHEMA_DIR, json_schema, write_schema_files
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
+__all__ = ["SCHEMA_DIR", "MonitoringTicketRequest", "MonitoringTicketResult", "schemas", "write_schemas"]
 
 
 class MonitoringTicketRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,15 +54,13 @@ class MonitoringTicketResult(msgspec.Struct):
 def schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema files of this contract, by file name."""
     return {
-        "monitoring.ticket_request.schema.json": msgspec.json.schema(MonitoringTicketRequest),
-        "monitoring.ticket_result.schema.json": msgspec.json.schema(MonitoringTicketResult),
+        "monitoring.ticket_request.schema.json": json_schema(MonitoringTicketRequest),
+        "monitoring.ticket_result.schema.json": json_schema(MonitoringTicketResult),
     }
 
 
 def write_schemas() -> None:
-    SCHEMA_DIR.mkdir(exist_ok=True)
-    for name, schema in schemas().items():
-        (SCHEMA_DIR / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    write_schema_files(schemas())
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ equal; regenerate with ``python -m contracts.payments``).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+
+from contracts._schema import SCHEMA_DIR, json_schema, write_schema_files
 
 __all__ = [
     "SCHEMA_DIR",
@@ -39,8 +39,6 @@ __all__ = [
     "schemas",
     "write_schemas",
 ]
-
-SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
 class YooKassaAmount(msgspec.Struct):
@@ -141,18 +139,16 @@ class StandardPaymentEvent(msgspec.Struct):
 def schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema files of this contract, by file name."""
     return {
-        "payments.yookassa_notification.schema.json": msgspec.json.schema(YooKassaNotification),
-        "payments.tbank_notification.schema.json": msgspec.json.schema(TBankNotification),
-        "payments.cloudpayments_notification.schema.json": msgspec.json.schema(CloudPaymentsNotification),
-        "payments.stripe_event.schema.json": msgspec.json.schema(StripeEvent),
-        "payments.standard_event.schema.json": msgspec.json.schema(StandardPaymentEvent),
+        "payments.yookassa_notification.schema.json": json_schema(YooKassaNotification),
+        "payments.tbank_notification.schema.json": json_schema(TBankNotification),
+        "payments.cloudpayments_notification.schema.json": json_schema(CloudPaymentsNotification),
+        "payments.stripe_event.schema.json": json_schema(StripeEvent),
+        "payments.standard_event.schema.json": json_schema(StandardPaymentEvent),
     }
 
 
 def write_schemas() -> None:
-    SCHEMA_DIR.mkdir(exist_ok=True)
-    for name, schema in schemas().items():
-        (SCHEMA_DIR / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    write_schema_files(schemas())
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ file and the code equal; regenerate with ``python -m contracts.telephony``).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from contracts._schema import SCHEMA_DIR, json_schema, write_schema_files
 
 __all__ = [
     "CAUSES",
@@ -39,7 +39,6 @@ __all__ = [
     "write_schemas",
 ]
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 CallId = Annotated[str, msgspec.Meta(max_length=250, description="Unique per call; shared by its events")]
 Number = Annotated[str, msgspec.Meta(max_length=64, description="As the PBX writes it (+, spaces, dashes)")]
@@ -91,15 +90,13 @@ class PbxEventResult(msgspec.Struct):
 def schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema files of this contract, by file name."""
     return {
-        "telephony.pbx_event.schema.json": msgspec.json.schema(PbxEvent),
-        "telephony.pbx_event_result.schema.json": msgspec.json.schema(PbxEventResult),
+        "telephony.pbx_event.schema.json": json_schema(PbxEvent),
+        "telephony.pbx_event_result.schema.json": json_schema(PbxEventResult),
     }
 
 
 def write_schemas() -> None:
-    SCHEMA_DIR.mkdir(exist_ok=True)
-    for name, schema in schemas().items():
-        (SCHEMA_DIR / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    write_schema_files(schemas())
 
 
 if __name__ == "__main__":

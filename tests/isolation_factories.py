@@ -539,18 +539,37 @@ async def _invoice(w: World, t: Tenant) -> int:
     ticket_id = await w.id_of(t, "ticket_id") if "ticket_id" in FACTORIES else 1
     async with w.db.sessionmaker() as session, session.begin():
         invoice = Invoice(
-            account_id=t.id, ticket_id=ticket_id, status="paid", currency="RUB", total=Decimal("100"),
-            paid_amount=Decimal("100"), refunded_amount=Decimal(0), reserved_amount=Decimal(0),
-            payment_account_id=account["id"], provider="standard", payment_ref=f"iso-{uuid.uuid4().hex[:8]}",
+            account_id=t.id,
+            ticket_id=ticket_id,
+            status="paid",
+            currency="RUB",
+            total=Decimal("100"),
+            paid_amount=Decimal("100"),
+            refunded_amount=Decimal(0),
+            reserved_amount=Decimal(0),
+            payment_account_id=account["id"],
+            provider="standard",
+            payment_ref=f"iso-{uuid.uuid4().hex[:8]}",
             issue_count=1,
         )
         session.add(invoice)
         await session.flush()
-        session.add(InvoiceLine(
-            invoice_id=invoice.id, account_id=t.id, code="ISO", name=f"Line {w.secret(t)}", unit="pcs",
-            unit_price=Decimal("100"), quantity=Decimal(1), discount_percent=Decimal(0), refundable=True,
-            amount=Decimal("100"), refunded_amount=Decimal(0), position=0,
-        ))
+        session.add(
+            InvoiceLine(
+                invoice_id=invoice.id,
+                account_id=t.id,
+                code="ISO",
+                name=f"Line {w.secret(t)}",
+                unit="pcs",
+                unit_price=Decimal("100"),
+                quantity=Decimal(1),
+                discount_percent=Decimal(0),
+                refundable=True,
+                amount=Decimal("100"),
+                refunded_amount=Decimal(0),
+                position=0,
+            )
+        )
         return int(invoice.id)
 
 
@@ -573,8 +592,15 @@ async def _refund(w: World, t: Tenant) -> int:
     invoice_id = await w.id_of(t, "invoice_id")
     async with w.db.sessionmaker() as session, session.begin():
         refund = Refund(
-            account_id=t.id, invoice_id=invoice_id, ticket_id=1, status="requested", full=True,
-            amount=Decimal("10"), currency="RUB", lines=[], reason=f"Refund {w.secret(t)}",
+            account_id=t.id,
+            invoice_id=invoice_id,
+            ticket_id=1,
+            status="requested",
+            full=True,
+            amount=Decimal("10"),
+            currency="RUB",
+            lines=[],
+            reason=f"Refund {w.secret(t)}",
             requested_by_kind="employee",
         )
         session.add(refund)
@@ -615,16 +641,21 @@ async def _payments_webhook_check(w: World, kind: str | None) -> None:
         from hub.payments.models import PaymentAccount
 
         a_secret = (await session.get(PaymentAccount, a_account["id"])).credentials["webhook_secret"]  # type: ignore[union-attr]
-    body = json.dumps({
-        "type": "refund.succeeded", "timestamp": "2026-11-23T00:00:00Z",
-        "data": {"invoice_ref": b_ref, "amount": "10.00", "currency": "RUB", "refund_id": "x"},
-    }).encode()
+    body = json.dumps(
+        {
+            "type": "refund.succeeded",
+            "timestamp": "2026-11-23T00:00:00Z",
+            "data": {"invoice_ref": b_ref, "amount": "10.00", "currency": "RUB", "refund_id": "x"},
+        }
+    ).encode()
     suffix = f"/{kind}" if kind else ""
     for target, expected in ((a_account, 404), (b_account, 400)):
         msg_id, ts = f"msg_{uuid.uuid4().hex}", int(time.time())
         headers = {
-            "webhook-id": msg_id, "webhook-timestamp": str(ts),
-            "webhook-signature": standard.sign(a_secret, msg_id, ts, body), "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": standard.sign(a_secret, msg_id, ts, body),
+            "content-type": "application/json",
         }
         path = urlsplit(target["webhook_url"]).path + suffix
         response = await w.client.post(path, content=body, headers=headers)
@@ -666,7 +697,8 @@ async def _app_user_headers(w: World, t: Tenant) -> dict[str, str]:
         login = f"iso-app-{uuid.uuid4().hex[:8]}"
         await w.post(t, f"/api/contacts/{contact['id']}/app-user", {"login": login, "password": PASSWORD})
         tokens = await w.client.post(
-            "/api/auth/login", json={"account": t.slug, "login": login, "password": PASSWORD, "kind": "app_user"}
+            "/api/auth/login",
+            json={"account": t.slug, "login": login, "password": PASSWORD, "kind": "app_user"},
         )
         assert tokens.status_code == 200, tokens.text
         object_id = await w.id_of(t, "object_id")

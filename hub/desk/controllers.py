@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import UploadFile
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import Parameter
 from litestar.response import File
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +49,37 @@ FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
 Limit = Annotated[int, Parameter(ge=1, le=200)]
 # Slack for the multipart envelope around one file.
 _MULTIPART_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class _UploadOperation(Operation):
+    """Documents the multipart body of the upload, which the handler parses itself (so it can
+    refuse an oversized upload before reading it)."""
+
+    def __post_init__(self) -> None:
+        binary = Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+        self.request_body = RequestBody(
+            required=True,
+            content={
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={
+                            "file": Schema(
+                                type=OpenAPIType.ARRAY, items=binary, description="One or more files"
+                            ),
+                            "comment_id": Schema(
+                                type=OpenAPIType.INTEGER, minimum=1, description="Attach to this comment"
+                            ),
+                            "public": Schema(
+                                type=OpenAPIType.BOOLEAN, description="Visible to the client (default true)"
+                            ),
+                        },
+                        required=["file"],
+                    )
+                )
+            },
+        )
 
 
 def _flags(ticket: Ticket) -> TicketFlags:
@@ -284,6 +317,7 @@ class TicketController(Controller):
         "/{ticket_id:int}/files",
         summary="Upload files (multipart field 'file', optional 'comment_id', 'public') (DESK-6)",
         request_max_body_size=None,
+        operation_class=_UploadOperation,
     )
     async def upload_files(
         self,

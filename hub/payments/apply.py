@@ -123,10 +123,20 @@ async def apply_event(
     if event.kind in ("ignored", "check") or event.state in ("ignored", "failed_attempt"):
         outcome = await _without_key(session, pa, event, raw)
         return outcome
+    # Lock the invoice first: deliveries of one invoice's facts queue here, one at a time.
+    invoice = await _find_invoice(session, pa, event)
     inserted = await session.scalar(
         insert_(CallbackAttempt)
         .values(
-            **_row(pa, event, raw, apply_key=event.apply_key, replay_key=raw.replay_key, outcome="applied")
+            **_row(
+                pa,
+                event,
+                raw,
+                apply_key=event.apply_key,
+                replay_key=raw.replay_key,
+                outcome="applied",
+                invoice_id=invoice.id,
+            )
         )
         .on_conflict_do_nothing()
         .returning(CallbackAttempt.id)
@@ -135,19 +145,22 @@ async def apply_event(
         await _refuse_replay(session, pa, raw)
         await session.execute(
             insert_(CallbackAttempt)
-            .values(**_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key))
+            .values(
+                **_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key, invoice_id=invoice.id)
+            )
             .on_conflict_do_nothing()
         )
-        return Outcome("duplicate")
+        return Outcome("duplicate", invoice.id)
     if event.kind == "payment":
-        result = await _apply_payment(session, pa, event)
+        result = await _apply_payment(session, pa, invoice, event)
     else:
-        result = await _apply_refund(session, pa, event)
-    await session.execute(
-        update(CallbackAttempt)
-        .where(CallbackAttempt.id == inserted)
-        .values(outcome=result.outcome, invoice_id=result.invoice_id, refund_id=result.refund_id)
-    )
+        result = await _apply_refund(session, pa, invoice, event)
+    if result.outcome != "applied" or result.refund_id is not None:
+        await session.execute(
+            update(CallbackAttempt)
+            .where(CallbackAttempt.id == inserted)
+            .values(outcome=result.outcome, refund_id=result.refund_id)
+        )
     return result
 
 
@@ -235,8 +248,9 @@ def _check_amount(invoice: Invoice, event: ProviderEvent, expected: Any = None) 
         raise CallbackRejected(422, "amount_mismatch", f"Amount {event.amount} but expected {want:f}")
 
 
-async def _apply_payment(session: AsyncSession, pa: PaymentAccount, event: ProviderEvent) -> Outcome:
-    invoice = await _find_invoice(session, pa, event)
+async def _apply_payment(
+    session: AsyncSession, pa: PaymentAccount, invoice: Invoice, event: ProviderEvent
+) -> Outcome:
     if event.state in ("succeeded", "pending"):
         _check_amount(invoice, event)
     now = utcnow()
@@ -318,8 +332,9 @@ async def _find_refund(session: AsyncSession, invoice: Invoice, event: ProviderE
     return candidates[0] if len(candidates) == 1 else None
 
 
-async def _apply_refund(session: AsyncSession, pa: PaymentAccount, event: ProviderEvent) -> Outcome:
-    invoice = await _find_invoice(session, pa, event)
+async def _apply_refund(
+    session: AsyncSession, pa: PaymentAccount, invoice: Invoice, event: ProviderEvent
+) -> Outcome:
     if event.currency is not None and event.currency.upper() != invoice.currency:
         raise CallbackRejected(
             422, "currency_mismatch", f"Currency {event.currency} but the invoice is in {invoice.currency}"

@@ -3,10 +3,11 @@ notifications (DESK-10) and the base-data lock (PAY-4). Only the desk's public s
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.actors import Actor
@@ -103,22 +104,23 @@ def _summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
 async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
     from hub.desk.service import set_ext_flag
 
-    # Plain column rows, not ORM entities: this runs on every payment event of the ticket.
-    invoices = (
+    # One round trip, plain rows: this runs on every payment event of the ticket.
+    rows = (
         await session.execute(
-            select(Invoice.id, Invoice.status, Invoice.total, Invoice.currency).where(
-                Invoice.account_id == ticket.account_id, Invoice.ticket_id == ticket.id
+            select(literal("invoice"), Invoice.id, Invoice.status, Invoice.total, Invoice.currency)
+            .where(Invoice.account_id == ticket.account_id, Invoice.ticket_id == ticket.id)
+            .union_all(
+                select(literal("refund"), Refund.id, Refund.status, Refund.amount, Refund.currency).where(
+                    Refund.account_id == ticket.account_id, Refund.ticket_id == ticket.id
+                )
             )
         )
     ).all()
-    refunds = (
-        await session.execute(
-            select(Refund.id, Refund.status, Refund.amount).where(
-                Refund.account_id == ticket.account_id, Refund.ticket_id == ticket.id
-            )
-        )
-    ).all()
-    set_ext_flag(ticket, "payment", _summary(list(invoices), list(refunds)))
+    invoices = [
+        SimpleNamespace(id=r[1], status=r[2], total=r[3], currency=r[4]) for r in rows if r[0] == "invoice"
+    ]
+    refunds = [SimpleNamespace(id=r[1], status=r[2], amount=r[3]) for r in rows if r[0] == "refund"]
+    set_ext_flag(ticket, "payment", _summary(invoices, refunds))
 
 
 async def check_base_data_lock(session: AsyncSession, ticket: Any, changes: Any) -> None:
