@@ -12,6 +12,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import IntegrityError
 
 __all__ = [
     "BadRequest",
@@ -150,8 +151,8 @@ def reject_impossible_ids(request: Request[Any, Any, Any]) -> None:
             raise NotFound("No such resource", code="not_found")
 
 
-def _out_of_range(exc: BaseException) -> bool:
-    """A number the database cannot store (SQLite OverflowError, asyncpg int64 range, SQLSTATE 22003)."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (driver errors sit under SQLAlchemy's ``orig``)."""
     seen: list[BaseException] = []
     pending: list[BaseException | None] = [exc]
     while pending and len(seen) < 8:
@@ -159,21 +160,37 @@ def _out_of_range(exc: BaseException) -> bool:
         if current is None or current in seen:
             continue
         seen.append(current)
-        if isinstance(current, OverflowError) or getattr(current, "sqlstate", None) == "22003":
-            return True
         pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
-    return False
+    return seen
+
+
+def _out_of_range(exc: BaseException) -> bool:
+    """A number the database cannot store (SQLite OverflowError, asyncpg int64 range, SQLSTATE 22003)."""
+    return any(
+        isinstance(c, OverflowError) or getattr(c, "sqlstate", None) == "22003" for c in _causes(exc)
+    )
+
+
+def _too_long(exc: BaseException) -> bool:
+    """A text longer than its column (PostgreSQL SQLSTATE 22001; SQLite does not check lengths)."""
+    return any(getattr(c, "sqlstate", None) == "22001" for c in _causes(exc))
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    path = request.url.path
     if _out_of_range(exc):
+        return problem_response(400, "value_out_of_range", "A number is out of range", str(exc)[:200], path)
+    if _too_long(exc):
+        return problem_response(400, "value_too_long", "A text is longer than allowed", None, path)
+    if isinstance(exc, IntegrityError):
+        # A uniqueness or reference check lost a race with a concurrent request: the transaction was
+        # rolled back whole, so nothing is half-stored, and the same request may simply be retried.
+        log.warning("integrity_conflict", path=path, error=str(exc.orig)[:300])
         return problem_response(
-            400, "value_out_of_range", "A number is out of range", str(exc)[:200], request.url.path
+            409, "concurrent_conflict", "Conflicts with a concurrent change", "Retry the request", path
         )
-    log.exception("unhandled_error", path=request.url.path, error=repr(exc))
-    return problem_response(
-        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal error", None, request.url.path
-    )
+    log.exception("unhandled_error", path=path, error=repr(exc))
+    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal error", None, path)
 
 
 exception_handlers: dict[Any, Any] = {

@@ -141,3 +141,29 @@ def test_cli_account_create_then_sign_in(tmp_path: Path) -> None:
     )
     assert again.returncode != 0 and "already exists" in again.stderr
     assert (tmp_path / "hub.db").exists()
+
+
+async def test_a_lost_uniqueness_race_is_a_409_problem_not_a_500() -> None:
+    """Bad input never gets a 500: a unique check that loses a race with a concurrent request
+    (the database refuses the second insert) answers 409 problem JSON the client may retry."""
+    from litestar import Litestar, post
+    from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert
+
+    from hub.errors import exception_handlers
+
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True))
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+
+    @post("/twice", sync_to_thread=False)
+    def insert_twice() -> None:
+        with engine.begin() as connection:
+            connection.execute(insert(table).values(id=1))
+            connection.execute(insert(table).values(id=1))
+
+    app = Litestar([insert_twice], exception_handlers=exception_handlers)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/twice")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "concurrent_conflict"
