@@ -28,7 +28,8 @@ from hub.desk.models import (
     TicketObserver,
 )
 from hub.desk.schemas import TicketCreate
-from hub.errors import BadRequest, Conflict, NotFound, Unprocessable
+from hub.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from hub.monitoring import rules as app_rules
 from hub.people.models import Company, Contact, ServiceObject
 
 __all__ = [
@@ -670,6 +671,10 @@ async def rate_ticket(
     if not 1 <= score <= 5:
         raise Unprocessable("The score is 1 to 5", code="invalid_score")
     ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    if actor.kind == "employee" and await app_rules.app_raters(session, ticket):
+        # MON-7: the author of an app ticket, or the object's admins, rate it in the app; an
+        # employee's rating would lock them out.
+        raise Forbidden("The client rates this ticket in the app", code="rating_in_app_only")
     if ticket.rating_score is not None:
         raise Conflict("The ticket is already rated", code="already_rated")
     if ticket.status not in ("resolved", "closed"):

@@ -17,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.people.models import ObjectUser, ObjectUserRole
 
-__all__ = ["app_author", "can_rate", "description_visible", "object_admins", "rating_push_recipients"]
+__all__ = [
+    "app_author",
+    "app_raters",
+    "can_rate",
+    "description_visible",
+    "object_admins",
+    "rating_push_recipients",
+    "rating_requested",
+]
 
 RATEABLE = ("resolved", "closed")
 
@@ -56,10 +64,23 @@ async def object_admins(session: AsyncSession, account_id: int, object_id: int) 
     return list(rows)
 
 
-async def rating_push_recipients(session: AsyncSession, ticket: Any) -> list[int]:
+async def app_raters(session: AsyncSession, ticket: Any) -> list[int]:
+    """The app users whom the rating belongs to: the author of an app-created ticket, otherwise
+    the admins of its object. Empty when nobody in the app may rate it (staff may then record it)."""
     author = app_author(ticket)
     if author is not None:
         return [author]
     if ticket.object_id is not None:
         return await object_admins(session, ticket.account_id, ticket.object_id)
-    return [ticket.contact_id] if ticket.contact_id else []
+    return []
+
+
+def rating_requested(ticket: Any, new_status: str) -> bool:
+    """Whether this status change sends the rating request (MON-6)."""
+    return new_status == "resolved" and ticket.rating_score is None and ticket.type != "internal"
+
+
+async def rating_push_recipients(session: AsyncSession, ticket: Any) -> list[int]:
+    if app_author(ticket) is None and ticket.object_id is None:
+        return [ticket.contact_id] if ticket.contact_id else []
+    return await app_raters(session, ticket)

@@ -19,7 +19,7 @@ from hub.desk import service as desk
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
 from hub.desk.schemas import TicketCreate
-from hub.errors import Conflict, NotFound
+from hub.errors import Conflict, Forbidden, NotFound
 from hub.monitoring import rules
 from hub.monitoring.models import ActiveAppTicket, MonitoringRequest
 from hub.monitoring.schemas import AppObjectRead, AppTicketList, AppTicketRead, ObjectHeader
@@ -43,7 +43,6 @@ LIST_SIZE = 20
 # users of the object may not see (MON-4).
 APP_TITLE = "Service request from the client app"
 _LABELS = {"open": "processing", "reopened": "processing"}
-ACTIVE = ("open", "in_progress", "pending", "reopened")
 
 
 def status_label(status: str) -> str:
@@ -283,9 +282,9 @@ async def rate_app_ticket(
         raise NotFound("No such ticket", code="ticket_not_found") from None
     author = rules.app_author(ticket)
     if author is not None and author != contact_id:
-        raise Conflict("Only the author of this request may rate it", code="rating_author_only")
+        raise Forbidden("Only the author of this request may rate it", code="rating_author_only")
     if author is None and not is_admin:
-        raise Conflict("Only an administrator of the object may rate this ticket", code="rating_admin_only")
+        raise Forbidden("Only an administrator of the object may rate this ticket", code="rating_admin_only")
     # The desk locks the ticket row and refuses a second rating (first come, first served).
     ticket = await desk.rate_ticket(
         session, principal.account_id, ticket.id, Actor("contact", contact_id, principal.name), score, comment

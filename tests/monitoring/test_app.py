@@ -264,42 +264,66 @@ async def test_seed_app_ticket_rated_only_by_its_author_once(
     assert _row(await _list(client, site, site.user), ticket_id)["can_rate"] is True
     assert _row(await _list(client, site, site.admin), ticket_id)["can_rate"] is False
     by_admin = await _rate(client, site.admin, ticket_id)
-    assert by_admin.status_code == 409 and by_admin.json()["code"] == "rating_author_only"
+    assert by_admin.status_code == 403 and by_admin.json()["code"] == "rating_author_only"
     rated = await _rate(client, site.user, ticket_id, 4, "Quick and tidy")
     assert rated.status_code == 201 and rated.json()["rating_score"] == 4
     again = await _rate(client, site.user, ticket_id, 1)
     assert again.status_code == 409 and again.json()["code"] == "already_rated"
-    async with db.sessionmaker() as session:
-        ticket = await session.get(Ticket, ticket_id)
-        assert ticket is not None
-        assert (ticket.rating_score, ticket.rated_by_kind, ticket.rated_by_id) == (
-            4,
-            "contact",
-            site.user.contact_id,
-        )
-        assert ticket.status == "closed"  # a rating confirms the resolution (DESK-4)
-        history = list(await session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)))
-    assert any(e.kind == "rated" and e.data.get("comment") == "Quick and tidy" for e in history)
+    # The dispatcher's ticket card: the rating and who gave it; the comment in the history.
+    info = await client.get(f"/api/tickets/{ticket_id}", headers=tenant.dispatcher.headers)
+    assert info.status_code == 200, info.text
+    card = info.json()
+    assert (card["rating_score"], card["rated_by_kind"], card["rated_by_id"]) == (
+        4,
+        "contact",
+        site.user.contact_id,
+    )
+    assert card["status"] == "closed"  # a rating confirms the resolution (DESK-4)
+    history = await client.get(f"/api/tickets/{ticket_id}/history", headers=tenant.dispatcher.headers)
+    assert history.status_code == 200, history.text
+    rated = [e for e in history.json() if e["kind"] == "rated"]
+    assert [e["data"] for e in rated] == [{"score": 4, "comment": "Quick and tidy"}]
     assert _row(await _list(client, site, site.admin2), ticket_id)["rating_score"] == 4
+
+
+async def test_seed_staff_cannot_rate_in_place_of_the_app_users(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-7, seed 000 "only the author and only once": an employee's rating through the desk API
+    would lock the app's rater out, so it is refused (403 rating_in_app_only) on an app ticket and
+    on a dispatcher ticket of an object with admins; the author and an admin then rate as usual."""
+    db: Database = app.state.db
+    site = await make_site(client, tenant)
+    app_ticket = await _app_ticket(client, site, site.user)
+    office_ticket = await dispatcher_ticket(db, tenant, site)
+    for ticket_id in (app_ticket, office_ticket):
+        await resolve(db, tenant, ticket_id)
+        refused = await client.post(
+            f"/api/tickets/{ticket_id}/rating", json={"score": 1}, headers=tenant.dispatcher.headers
+        )
+        assert refused.status_code == 403 and refused.json()["code"] == "rating_in_app_only"
+    assert (await _rate(client, site.user, app_ticket, 5)).status_code == 201
+    assert (await _rate(client, site.admin, office_ticket, 4)).status_code == 201
 
 
 async def test_seed_dispatcher_ticket_rated_by_an_object_admin_first_come_first_served(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    """MON-7, seed 000 Q&A "Who may rate a ticket from the dispatcher?": only an object admin,
-    once; whoever is first."""
+    """MON-7, seed 000 Q&A "Who may rate a ticket from the dispatcher?": for a dispatcher's and a
+    monitoring-centre ticket alike, only an object admin, once; whoever is first."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    ticket_id = await dispatcher_ticket(db, tenant, site)
-    await resolve(db, tenant, ticket_id)
-    by_user = await _rate(client, site.user, ticket_id)
-    assert by_user.status_code == 409 and by_user.json()["code"] == "rating_admin_only"
-    assert (await _rate(client, site.admin2, ticket_id, 3)).status_code == 201
-    late = await _rate(client, site.admin, ticket_id, 5)
-    assert late.status_code == 409 and late.json()["code"] == "already_rated"
-    async with db.sessionmaker() as session:
-        ticket = await session.get(Ticket, ticket_id)
-        assert ticket is not None and (ticket.rating_score, ticket.rated_by_id) == (3, site.admin2.contact_id)
+    for ticket_id in (await dispatcher_ticket(db, tenant, site), await _monitoring_ticket(client, site)):
+        await resolve(db, tenant, ticket_id)
+        by_user = await _rate(client, site.user, ticket_id)
+        assert by_user.status_code == 403 and by_user.json()["code"] == "rating_admin_only"
+        assert (await _rate(client, site.admin2, ticket_id, 3)).status_code == 201
+        late = await _rate(client, site.admin, ticket_id, 5)
+        assert late.status_code == 409 and late.json()["code"] == "already_rated"
+        async with db.sessionmaker() as session:
+            ticket = await session.get(Ticket, ticket_id)
+            assert ticket is not None
+            assert (ticket.rating_score, ticket.rated_by_id) == (3, site.admin2.contact_id)
 
 
 async def test_two_admins_rating_at_once_yield_one_rating(
