@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
+
+import msgspec
 
 from hub.settings import Settings, get_settings
 
@@ -50,12 +53,22 @@ async def _check_migrated(settings: Settings) -> None:
         )
 
 
+def _serving_at(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """``--host``/``--port`` win over HUB_HOST/HUB_PORT, and the public URL (links in e-mails,
+    pairing keys, the docs line) follows them unless HUB_PUBLIC_URL names it explicitly."""
+    host = host or settings.server.host
+    port = port or settings.server.port
+    public_url = (os.environ.get("HUB_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+    server = msgspec.structs.replace(settings.server, host=host, port=port, public_url=public_url)
+    return msgspec.structs.replace(settings, server=server)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from hub.app import create_app
 
-    settings = get_settings()
+    settings = _serving_at(get_settings(), args.host, args.port)
     if settings.database.url.startswith("sqlite"):
         _migrate(settings)
     else:
@@ -64,8 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from hub.demo import print_demo, seed_demo
 
         print_demo(asyncio.run(seed_demo(settings)), settings)
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
+    host, port = settings.server.host, settings.server.port
     print(f"hub listening on http://{host}:{port}  (API docs: {settings.server.public_url}/docs)", flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
@@ -108,6 +120,7 @@ def cmd_account_create(args: argparse.Namespace) -> None:
     from hub.accounts.schemas import EmployeeCreate
     from hub.accounts.service import create_account, create_employee
     from hub.db import Database
+    from hub.errors import HubError
 
     settings = get_settings()
     if settings.database.url.startswith("sqlite"):
@@ -127,11 +140,15 @@ def cmd_account_create(args: argparse.Namespace) -> None:
                 await create_employee(
                     session,
                     account.id,
-                    EmployeeCreate(
-                        name=args.admin_name,
-                        email=args.admin_email,
-                        role="administrator",
-                        password=args.admin_password,
+                    # convert, not the constructor: it checks the e-mail and password rules.
+                    msgspec.convert(
+                        {
+                            "name": args.admin_name,
+                            "email": args.admin_email,
+                            "role": "administrator",
+                            "password": args.admin_password,
+                        },
+                        EmployeeCreate,
                     ),
                     log2_n=settings.security.password_log2_n,
                 )
@@ -139,7 +156,10 @@ def cmd_account_create(args: argparse.Namespace) -> None:
             await db.dispose()
         print(f"account {args.slug!r} created; administrator {args.admin_email} can sign in")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except (HubError, msgspec.ValidationError) as exc:  # an existing slug, a bad e-mail or password
+        sys.exit(f"hub account create: {exc}")
 
 
 def build_parser() -> argparse.ArgumentParser:

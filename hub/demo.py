@@ -6,7 +6,6 @@ when they are created, are then not shown again; the passwords are fixed and alw
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -18,6 +17,9 @@ from hub.accounts.models import Account
 from hub.accounts.schemas import ApiKeyCreate, EmployeeCreate
 from hub.accounts.service import create_account, create_api_key, create_employee
 from hub.db import Database, utcnow
+from hub.desk import service as desk
+from hub.desk.actors import Actor
+from hub.desk.schemas import TicketCreate
 from hub.people import service as people
 from hub.people.schemas import AppUserCreate, CompanyCreate, ContactCreate, ObjectCreate, ObjectUserCreate
 from hub.settings import Settings
@@ -250,19 +252,12 @@ async def _seed_tickets(
     objects: list[Any],
 ) -> int:
     """One ticket in every status of DESK-4, made through the desk's own service functions."""
-    try:
-        desk = importlib.import_module("hub.desk.service")
-        schemas = importlib.import_module("hub.desk.schemas")
-    except ModuleNotFoundError:  # the desk is not installed in this build: people only
-        return 0
-    from hub.desk.actors import Actor
-
     dispatcher = Actor("employee", staff["dispatcher"], "Dispatcher")
     made = 0
     for i, status in enumerate(TICKET_STATUSES):
         obj = objects[i % len(objects)]
         contact = contacts[i % len(contacts)]
-        data = schemas.TicketCreate(
+        data = TicketCreate(
             title=f"Demo ticket: {status.replace('_', ' ')}",
             description=f"A ticket left in status {status!r} by the demo seed.",
             priority=("low", "normal", "high", "critical")[i % 4],
@@ -273,8 +268,11 @@ async def _seed_tickets(
             responsible_id=staff["engineer"],
         )
         ticket = await desk.create_ticket(session, account_id, dispatcher, data)
+        client = Actor("contact", contact.id, contact.name)
         for step, kwargs in _path_to(status):
-            ticket = await desk.change_status(session, account_id, ticket.id, dispatcher, step, **kwargs)
+            # Closing a resolved ticket is the client's confirmation (DESK-4).
+            actor = client if step == "closed" else dispatcher
+            ticket = await desk.change_status(session, account_id, ticket.id, actor, step, **kwargs)
         made += 1
     return made
 

@@ -73,7 +73,6 @@ class Settings(msgspec.Struct, frozen=True):
     files: FileSettings
     security: SecuritySettings
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
-    sla_auto_close_hours: float = 72.0
 
     @property
     def files_dir(self) -> Path:
@@ -172,7 +171,6 @@ def load_settings() -> Settings:
             batch_size=_int("OUTBOX_BATCH_SIZE", 50),
             poll_seconds=_float("OUTBOX_POLL_SECONDS", 1.0),
         ),
-        sla_auto_close_hours=_float("AUTO_CLOSE_HOURS", 72.0),
     )
 
 

@@ -139,8 +139,27 @@ def test_cli_account_create_then_sign_in(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert again.returncode != 0 and "already exists" in again.stderr
+    # A clear one-line message, not a traceback.
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines()[-1].startswith("hub account create:")
     assert (tmp_path / "hub.db").exists()
+
+
+def test_serve_host_and_port_make_the_public_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`hub serve --host/--port`: the public URL (docs line, links, pairing keys) follows the
+    CLI address unless HUB_PUBLIC_URL is set."""
+    from hub.cli import _serving_at
+
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("HUB_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("HUB_HOST", raising=False)
+    monkeypatch.delenv("HUB_PORT", raising=False)
+    served = _serving_at(load_settings(), "0.0.0.0", 9123).server
+    assert (served.host, served.port, served.public_url) == ("0.0.0.0", 9123, "http://0.0.0.0:9123")
+    assert _serving_at(load_settings(), None, None).server.public_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("HUB_PUBLIC_URL", "https://hub.example/")
+    assert _serving_at(load_settings(), "0.0.0.0", 9123).server.public_url == "https://hub.example"
 
 
 async def test_a_lost_uniqueness_race_is_a_409_problem_not_a_500() -> None:

@@ -4,14 +4,19 @@ deadline are flagged (DESK-5), resolved tickets past the account's auto-close ti
 Safe with several hub processes: each ticket is changed under its row lock (FOR UPDATE SKIP
 LOCKED on PostgreSQL; SQLite has one writer), after re-checking the condition, and SLA flags are
 set with conditional UPDATEs, so a second sweeper finds nothing left to do.
+
+Each ticket is handled in its own savepoint: one ticket that cannot change (bad old data, a
+failing subscriber) is logged and skipped instead of undoing the whole round every round.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+import structlog
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Account
@@ -26,6 +31,8 @@ __all__ = ["SweepResult", "desk_sweeper", "sweep"]
 BATCH = 200
 RUNNING = ("open", "in_progress", "reopened", "pending")
 
+log = structlog.get_logger("hub.desk.jobs")
+
 
 @dataclass
 class SweepResult:
@@ -33,6 +40,21 @@ class SweepResult:
     reaction_breached: int = 0
     resolution_breached: int = 0
     closed: int = 0
+
+
+async def _each(
+    session: AsyncSession, tickets: Iterable[Ticket], work: Callable[[Ticket], Awaitable[bool]], job: str
+) -> int:
+    """Run ``work`` per ticket in a savepoint; count the tickets it changed, skip the ones that fail."""
+    done = 0
+    # Ids first: a failed savepoint expires what it touched, and an async session cannot lazy-load.
+    for ticket_id, ticket in [(t.id, t) for t in tickets]:
+        try:
+            async with session.begin_nested():
+                done += await work(ticket)
+        except Exception:
+            log.exception("desk sweeper skipped a ticket", job=job, ticket_id=ticket_id)
+    return done
 
 
 async def _locked(session: AsyncSession, ids: list[int]) -> list[Ticket]:
@@ -57,10 +79,10 @@ async def _return_pending(session: AsyncSession, now: datetime) -> int:
             .limit(BATCH)
         )
     )
-    done = 0
-    for ticket in await _locked(session, ids):
+
+    async def give_back(ticket: Ticket) -> bool:
         if ticket.status != "pending" or ticket.pending_until is None or ticket.pending_until > now:
-            continue  # another process got there first
+            return False  # another process got there first
         back = ticket.status_before_pending or "open"
         if back == "in_progress" and ticket.responsible_id is None:
             back = "open"
@@ -74,8 +96,9 @@ async def _return_pending(session: AsyncSession, now: datetime) -> int:
             now=now,
             reason="pending_until_passed",
         )
-        done += 1
-    return done
+        return True
+
+    return await _each(session, await _locked(session, ids), give_back, "pending")
 
 
 async def _flag(session: AsyncSession, ticket: Ticket, clock: str, now: datetime, seconds: int) -> bool:
@@ -106,37 +129,60 @@ async def _flag_reaction(session: AsyncSession, now: datetime) -> int:
                 Ticket.sla_reaction_breached.is_(False),
                 Ticket.reaction_due_at < now,
             )
+            .order_by(Ticket.reaction_due_at, Ticket.id)
             .limit(BATCH)
         )
     )
-    flagged = 0
-    for ticket in rows:
-        flagged += await _flag(session, ticket, "reaction", now, service._seconds(now - ticket.created_at))
-    return flagged
+
+    async def flag(ticket: Ticket) -> bool:
+        return await _flag(session, ticket, "reaction", now, service._seconds(now - ticket.created_at))
+
+    return await _each(session, rows, flag, "reaction")
+
+
+def _resolution_clock(ticket: Ticket, now: datetime) -> datetime:
+    """Where the resolution clock stands: pending time does not count (DESK-5)."""
+    clock_now = ticket.pending_since if ticket.status == "pending" and ticket.pending_since else now
+    return clock_now - timedelta(seconds=ticket.pending_seconds)
 
 
 async def _flag_resolution(session: AsyncSession, now: datetime) -> int:
-    # Pending time moves the deadline, so ``due < now`` only narrows the candidates.
-    rows = list(
-        await session.scalars(
-            select(Ticket)
-            .where(
-                Ticket.status.in_(RUNNING),
-                Ticket.resolution_seconds.is_(None),
-                Ticket.sla_resolution_breached.is_(False),
-                Ticket.resolution_due_at < now,
-            )
-            .limit(BATCH)
-        )
-    )
-    flagged = 0
-    for ticket in rows:
+    """Pending time moves the deadline, so ``due < now`` only narrows the candidates: walk them in
+    deadline order past the ones that are not late yet, so a real breach is never starved."""
+
+    async def flag(ticket: Ticket) -> bool:
         assert ticket.resolution_due_at is not None
-        clock_now = ticket.pending_since if ticket.status == "pending" and ticket.pending_since else now
-        effective = clock_now - timedelta(seconds=ticket.pending_seconds)
-        if effective > ticket.resolution_due_at:
-            seconds = service._seconds(effective - ticket.created_at)
-            flagged += await _flag(session, ticket, "resolution", now, seconds)
+        effective = _resolution_clock(ticket, now)
+        if effective <= ticket.resolution_due_at:
+            return False
+        seconds = service._seconds(effective - ticket.created_at)
+        return await _flag(session, ticket, "resolution", now, seconds)
+
+    flagged = 0
+    after: tuple[datetime, int] | None = None
+    while flagged < BATCH:
+        query = select(Ticket).where(
+            Ticket.status.in_(RUNNING),
+            Ticket.resolution_seconds.is_(None),
+            Ticket.sla_resolution_breached.is_(False),
+            Ticket.resolution_due_at < now,
+        )
+        if after is not None:
+            query = query.where(
+                or_(
+                    Ticket.resolution_due_at > after[0],
+                    (Ticket.resolution_due_at == after[0]) & (Ticket.id > after[1]),
+                )
+            )
+        rows = list(await session.scalars(query.order_by(Ticket.resolution_due_at, Ticket.id).limit(BATCH)))
+        if not rows:
+            break
+        last_due, last_id = rows[-1].resolution_due_at, rows[-1].id
+        assert last_due is not None
+        flagged += await _each(session, rows, flag, "resolution")
+        if len(rows) < BATCH:
+            break
+        after = (last_due, last_id)
     return flagged
 
 
@@ -157,11 +203,12 @@ async def _auto_close(session: AsyncSession, now: datetime) -> int:
                 .limit(BATCH)
             )
         )
-        for ticket in await _locked(session, ids):
+
+        async def close(ticket: Ticket, hours: float = hours) -> bool:
             if ticket.status != "resolved" or ticket.resolved_at is None:
-                continue
+                return False
             if ticket.resolved_at > now - timedelta(hours=hours):
-                continue
+                return False
             await service._apply_transition(
                 session,
                 ticket,
@@ -172,7 +219,9 @@ async def _auto_close(session: AsyncSession, now: datetime) -> int:
                 now=now,
                 reason="auto_close",
             )
-            done += 1
+            return True
+
+        done += await _each(session, await _locked(session, ids), close, "auto_close")
     return done
 
 

@@ -96,6 +96,9 @@ class Ticket(Id, Base):
         # The sweeper's scans: pending past until, resolved past auto-close, open SLA clocks.
         Index("ix_tickets_status_pending_until", "status", "pending_until"),
         Index("ix_tickets_status_resolved_at", "status", "resolved_at"),
+        # SLA flagging walks the running clocks in deadline order (desk_0002).
+        Index("ix_tickets_reaction_due_at", "reaction_due_at", "id"),
+        Index("ix_tickets_resolution_due_at", "resolution_due_at", "id"),
         # Text search: a trigram GIN index on PostgreSQL (see the desk migration), plain elsewhere.
         Index(
             "ix_tickets_search_text",

@@ -49,6 +49,7 @@ __all__ = [
     "people_of",
     "rate_ticket",
     "record_history",
+    "refresh_search_text",
     "register_base_data_lock",
     "set_ext_flag",
     "update_ticket",
@@ -146,7 +147,47 @@ async def _search_text(session: AsyncSession, ticket: Ticket) -> str:
     return " ".join(p for p in parts if p).lower()[:600]
 
 
+_SEARCH_REFS = {"contact": Ticket.contact_id, "company": Ticket.company_id, "object": Ticket.object_id}
+
+
+async def refresh_search_text(session: AsyncSession, account_id: int, ref: str, ref_id: int) -> None:
+    """DESK-9: after a contact or company is renamed or an object's number, name or address
+    changes, the tickets that show it are found by the new text (``ref``: contact|company|object)."""
+    column = _SEARCH_REFS[ref]
+    after = 0
+    while True:
+        batch = list(
+            await session.scalars(
+                select(Ticket)
+                .where(Ticket.account_id == account_id, column == ref_id, Ticket.id > after)
+                .order_by(Ticket.id)
+                .limit(500)
+            )
+        )
+        for ticket in batch:
+            ticket.search_text = await _search_text(session, ticket)
+        if len(batch) < 500:
+            return
+        after = batch[-1].id
+        await session.flush()
+
+
 # --- tickets ---------------------------------------------------------------------------------
+
+
+async def _ticket_activity(session: AsyncSession, ticket: Ticket, now: datetime) -> None:
+    """DESK-8: the ticket enters its contact's feed (on creation, or when the contact is set)."""
+    assert ticket.contact_id is not None
+    await add_activity(
+        session,
+        ticket.account_id,
+        ticket.contact_id,
+        "ticket",
+        ticket.id,
+        f"Ticket #{ticket.number}: {ticket.title}"[:500],
+        {"number": ticket.number, "source": ticket.source, "type": ticket.type},
+        now=now,
+    )
 
 
 async def create_ticket(
@@ -217,16 +258,7 @@ async def create_ticket(
         now=now,
     )
     if ticket.contact_id is not None:
-        await add_activity(
-            session,
-            account_id,
-            ticket.contact_id,
-            "ticket",
-            ticket.id,
-            f"Ticket #{ticket.number}: {ticket.title}"[:500],
-            {"number": ticket.number, "source": ticket.source, "type": ticket.type},
-            now=now,
-        )
+        await _ticket_activity(session, ticket, now)
     full_context = dict(context or {})
     if data.call_id is not None:
         full_context.setdefault("call_id", data.call_id)
@@ -290,6 +322,15 @@ _REF_FIELDS = {
 _UPDATABLE = frozenset({*_SIMPLE_FIELDS, *_REF_FIELDS, "executor_ids", "observer_ids"})
 
 
+def _check_keeps_responsible(ticket: Ticket) -> None:
+    """DESK-4: ``in_progress`` and ``resolved`` need a responsible employee, so one cannot be
+    removed there (a ``pending`` ticket without one returns to ``open``, see the sweeper)."""
+    if ticket.status in ("in_progress", "resolved"):
+        raise Unprocessable(
+            f"A ticket in {ticket.status!r} needs a responsible employee", code="responsible_required"
+        )
+
+
 async def update_ticket(
     session: AsyncSession,
     account_id: int,
@@ -331,6 +372,8 @@ async def update_ticket(
     for name, (model, code) in _REF_FIELDS.items():
         if name in diff:
             await _require(session, model, account_id, diff[name][1], code)
+    if "responsible_id" in diff and diff["responsible_id"][1] is None:
+        _check_keeps_responsible(ticket)
     for due in ("reaction_due_at", "resolution_due_at"):
         if due in diff and diff[due][1] is not None and diff[due][1].tzinfo is None:
             raise Unprocessable("Deadlines need a time zone", code="naive_datetime")
@@ -351,6 +394,8 @@ async def update_ticket(
     if set(diff) & {"title", "company_id", "contact_id", "object_id"}:
         await session.flush()
         ticket.search_text = await _search_text(session, ticket)
+    if "contact_id" in diff and ticket.contact_id is not None:
+        await _ticket_activity(session, ticket, now)
     assignment = {
         k: [_jsonable(a), _jsonable(b)]
         for k, (a, b) in diff.items()
@@ -445,6 +490,7 @@ async def _apply_transition(
         comment=comment,
         until=until,
         now=now,
+        by_rating=reason == "rating",
     )
     if old == "pending":
         if ticket.pending_since is not None:
@@ -637,15 +683,25 @@ async def add_activity(
 async def list_activity(
     session: AsyncSession, account_id: int, contact_id: int, *, before_id: int | None = None, limit: int = 50
 ) -> list[ActivityEntry]:
-    """Newest first. Entries are written as things happen, so the id order is the time order."""
+    """Newest first by time (entries may carry an earlier time than their id suggests, e.g. a call
+    logged when it ends), paged by the (created_at, id) keyset of the last entry seen."""
     contact = await session.get(Contact, contact_id)
     if contact is None or contact.account_id != account_id:
         raise NotFound("No such contact", code="contact_not_found")
-    query = select(ActivityEntry).where(
-        ActivityEntry.account_id == account_id, ActivityEntry.contact_id == contact_id
-    )
+    feed = (ActivityEntry.account_id == account_id, ActivityEntry.contact_id == contact_id)
+    query = select(ActivityEntry).where(*feed)
     if before_id is not None:
-        query = query.where(ActivityEntry.id < before_id)
+        last_time = await session.scalar(
+            select(ActivityEntry.created_at).where(*feed, ActivityEntry.id == before_id)
+        )
+        if last_time is None:
+            raise BadRequest("before_id is not an entry of this feed", code="invalid_cursor")
+        query = query.where(
+            or_(
+                ActivityEntry.created_at < last_time,
+                and_(ActivityEntry.created_at == last_time, ActivityEntry.id < before_id),
+            )
+        )
     return list(
         await session.scalars(
             query.order_by(ActivityEntry.created_at.desc(), ActivityEntry.id.desc()).limit(limit)
@@ -723,7 +779,6 @@ class TicketFilters:
     needs_reply: bool | None = None
     important: bool | None = None
     sla_breached: bool | None = None
-    exclude_internal: bool = False
     q: str | None = None
 
 
@@ -787,8 +842,6 @@ async def list_tickets(
     for column, values in multi:
         if values:
             query = query.where(column.in_(values))
-    if filters.exclude_internal:
-        query = query.where(Ticket.type != "internal")
     if filters.needs_reply is not None:
         query = query.where(Ticket.needs_reply.is_(filters.needs_reply))
     if filters.important is not None:

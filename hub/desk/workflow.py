@@ -12,12 +12,14 @@ from datetime import datetime
 from hub.desk.actors import Actor
 from hub.errors import Conflict, Forbidden, Unprocessable
 
-__all__ = ["FINAL", "OPEN_LIKE", "STATUSES", "TRANSITIONS", "Rule", "allowed_from", "check"]
+__all__ = ["FINAL", "OPEN_LIKE", "STAFF", "STATUSES", "TRANSITIONS", "Rule", "allowed_from", "check"]
 
 STATUSES = ("open", "in_progress", "pending", "resolved", "closed", "cancelled", "reopened")
 FINAL = frozenset({"closed", "cancelled"})
 # ``reopened`` behaves like ``open``.
 OPEN_LIKE = frozenset({"open", "reopened"})
+# Actors working for the account itself (not the client, a partner or the system).
+STAFF = frozenset({"employee", "monitoring"})
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,14 @@ class Rule:
 
     needs: ``responsible`` (a responsible employee is set), ``comment``, ``until`` (pending).
     clients: a client (contact) may make it (confirm or reopen a resolved ticket).
+    staff: an employee (or monitoring operator) may make it by hand; closing a resolved ticket is
+    not theirs but the client's confirmation, a rating or the auto-close timeout (DESK-4).
     previous_only: only back to the status the ticket had before ``pending``.
     """
 
     needs: frozenset[str] = frozenset()
     clients: bool = False
+    staff: bool = True
     previous_only: bool = False
 
 
@@ -59,7 +64,7 @@ TRANSITIONS: dict[tuple[str, str], Rule] = {
     # Back to where it was when ``until`` passes (or by hand) when that was ``reopened``.
     ("pending", "reopened"): Rule(previous_only=True),
     # Confirmed by the client, by a rating or by the auto-close timeout; or sent back.
-    ("resolved", "closed"): Rule(clients=True),
+    ("resolved", "closed"): Rule(clients=True, staff=False),
     ("resolved", "reopened"): Rule(clients=True),
 }
 
@@ -78,8 +83,12 @@ def check(
     comment: str | None,
     until: datetime | None,
     now: datetime,
+    by_rating: bool = False,
 ) -> Rule:
-    """Raise a problem with a stable code when the transition is not allowed; else its rule."""
+    """Raise a problem with a stable code when the transition is not allowed; else its rule.
+
+    ``by_rating``: the change follows a rating (which confirms a resolution whoever enters it).
+    """
     if to not in STATUSES:
         raise Unprocessable(f"Unknown status {to!r}", code="unknown_status")
     rule = TRANSITIONS.get((current, to))
@@ -98,6 +107,11 @@ def check(
     if actor.is_client and not rule.clients:
         raise Forbidden(
             "A client may only confirm or reopen a resolved ticket", code="transition_not_allowed_for_client"
+        )
+    if actor.kind in STAFF and not rule.staff and not by_rating:
+        raise Forbidden(
+            "A resolved ticket closes when the client confirms or rates it, or after the auto-close timeout",
+            code="confirmation_required",
         )
     if "responsible" in rule.needs and responsible_id is None:
         raise Unprocessable(f"Status {to!r} needs a responsible employee", code="responsible_required")

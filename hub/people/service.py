@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Account, AppUser, Employee
 from hub.auth.passwords import hash_password
+from hub.desk.models import Ticket
+from hub.desk.service import refresh_search_text
 from hub.errors import Conflict, NotFound, Unprocessable
 from hub.people.models import Company, Contact, ObjectUser, ServiceObject
 from hub.people.phones import find_by_suffix, normalise, reindex_owner
@@ -106,6 +108,13 @@ def _page(query: Select[Any], id_column: Any, after_id: int | None, limit: int) 
     return query.order_by(id_column).limit(limit)
 
 
+async def _refuse_if_ticketed(session: AsyncSession, column: Any, row_id: int, code: str, what: str) -> None:
+    """A company, contact or object with tickets stays: deleting it would detach the tickets (the
+    FKs are SET NULL) and take the contact's activity feed (DESK-8) with it."""
+    if await session.scalar(select(Ticket.id).where(column == row_id).limit(1)) is not None:
+        raise Conflict(f"The {what} has tickets and cannot be deleted", code=code)
+
+
 async def _check_manager(session: AsyncSession, account_id: int, manager_id: int | None) -> None:
     if manager_id is None:
         return
@@ -172,11 +181,14 @@ async def update_company(
     if "phones" in changes:
         await _index_company(session, company, region)
     await session.flush()
+    if "name" in changes:
+        await refresh_search_text(session, account_id, "company", company.id)
     return company
 
 
 async def delete_company(session: AsyncSession, account_id: int, company_id: int) -> None:
     company = await get_company(session, account_id, company_id)
+    await _refuse_if_ticketed(session, Ticket.company_id, company.id, "company_in_use", "company")
     await reindex_owner(session, account_id, "company", company.id, [], "RU")
     await session.delete(company)
     try:
@@ -260,11 +272,14 @@ async def update_contact(
     if "phone" in changes or "mobile" in changes:
         await _index_contact(session, contact, region)
     await session.flush()
+    if "name" in changes:
+        await refresh_search_text(session, account_id, "contact", contact.id)
     return contact
 
 
 async def delete_contact(session: AsyncSession, account_id: int, contact_id: int) -> None:
     contact = await get_contact(session, account_id, contact_id)
+    await _refuse_if_ticketed(session, Ticket.contact_id, contact.id, "contact_in_use", "contact")
     await reindex_owner(session, account_id, "contact", contact.id, [], "RU")
     # Explicit rather than relying on ON DELETE CASCADE alone, so the ORM's view stays consistent.
     await session.execute(delete(ObjectUser).where(ObjectUser.contact_id == contact.id))
@@ -352,11 +367,14 @@ async def update_object(
     for field, value in changes.items():
         setattr(row, field, value)
     await _flush_object(session, row.number)
+    if changes.keys() & {"number", "name", "address"}:
+        await refresh_search_text(session, account_id, "object", row.id)
     return row
 
 
 async def delete_object(session: AsyncSession, account_id: int, object_id: int) -> None:
     row = await get_object(session, account_id, object_id)
+    await _refuse_if_ticketed(session, Ticket.object_id, row.id, "object_in_use", "object")
     await session.execute(delete(ObjectUser).where(ObjectUser.object_id == row.id))
     await session.delete(row)
     try:

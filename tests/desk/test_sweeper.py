@@ -197,3 +197,66 @@ async def test_registered_job_runs_a_round(
         await service.change_status(session, tenant.id, tid, employee(tenant), "resolved", now=t0)
     await desk_sweeper(app.state.jobs)  # type: ignore[attr-defined]
     assert (await state(db, tenant, tid)).status == "closed"
+
+
+async def test_one_poisoned_ticket_does_not_stop_the_round(
+    db: Database, tenant: Tenant, client: httpx.AsyncClient
+) -> None:
+    """DESK-4: a pending ticket that cannot go back (bad old data: its previous status is final)
+    is skipped in its own savepoint; the other pending ticket still returns in the same round."""
+    t0 = utcnow()
+    poisoned, good = await make(db, tenant, t0), await make(db, tenant, t0)
+    async with db.sessionmaker() as session, session.begin():
+        for tid in (poisoned, good):
+            await service.change_status(
+                session,
+                tenant.id,
+                tid,
+                employee(tenant),
+                "pending",
+                comment="wait",
+                until=t0 + timedelta(hours=1),
+                now=t0,
+            )
+        await session.execute(
+            update(Ticket).where(Ticket.id == poisoned).values(status_before_pending="closed")
+        )
+    async with db.sessionmaker() as session, session.begin():
+        assert (await sweep(session, t0 + timedelta(hours=2))).returned == 1
+    assert (await state(db, tenant, good)).status == "open"
+    assert (await state(db, tenant, poisoned)).status == "pending"
+
+
+async def test_real_breach_behind_a_backlog_of_paused_tickets_is_flagged(
+    db: Database, tenant: Tenant, client: httpx.AsyncClient
+) -> None:
+    """DESK-5: more than one batch of tickets past their nominal deadline but not late (pending
+    time moved it) must not hide a ticket that really is late: it is flagged in the same round."""
+    t0 = utcnow()
+    async with db.sessionmaker() as session, session.begin():
+        actor = employee(tenant)
+        decoys = [
+            (
+                await service.create_ticket(
+                    session,
+                    tenant.id,
+                    actor,
+                    TicketCreate(title="Paused", resolution_due_at=t0 + timedelta(minutes=1)),
+                    now=t0,
+                )
+            ).id
+            for _ in range(210)
+        ]
+        late = await service.create_ticket(
+            session,
+            tenant.id,
+            actor,
+            TicketCreate(title="Late", resolution_due_at=t0 + timedelta(hours=1)),
+            now=t0,
+        )
+        # The decoys spent a day in pending: their clock stands far before the deadline.
+        await session.execute(update(Ticket).where(Ticket.id.in_(decoys)).values(pending_seconds=86400))
+    async with db.sessionmaker() as session, session.begin():
+        assert (await sweep(session, t0 + timedelta(hours=2))).resolution_breached == 1
+    assert (await state(db, tenant, late.id)).sla_resolution_breached
+    assert not (await state(db, tenant, decoys[0])).sla_resolution_breached

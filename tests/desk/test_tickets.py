@@ -82,7 +82,8 @@ async def test_concurrent_creation_gives_distinct_numbers(
 
 async def test_workflow_refusals_are_problem_json(desk: Desk, tenant: Tenant) -> None:
     """DESK-4: in_progress needs a responsible, pending needs until and a comment, cancelled a
-    comment; other transitions are refused with transition_not_allowed; closed is final."""
+    comment; other transitions are refused with transition_not_allowed; an employee cannot close a
+    resolved ticket by hand (a rating confirms it); closed is final."""
     t = await desk.ticket()
     tid = t["id"]
     assert (await desk.status(tid, "in_progress", 422))["code"] == "responsible_required"
@@ -107,8 +108,10 @@ async def test_workflow_refusals_are_problem_json(desk: Desk, tenant: Tenant) ->
     await desk.status(tid, "resolved")
     await desk.status(tid, "reopened")
     await desk.status(tid, "resolved")
-    closed = await desk.status(tid, "closed")
-    assert closed["closed_at"]
+    # Closing is the client's confirmation, a rating or the auto-close timeout, not an employee's click.
+    assert (await desk.status(tid, "closed", 403))["code"] == "confirmation_required"
+    closed = await desk.post(f"/api/tickets/{tid}/rating", {"score": 5}, status=200)
+    assert closed["status"] == "closed" and closed["closed_at"]
     assert (await desk.status(tid, "reopened", 409))["code"] == "transition_not_allowed"
     history = await desk.get(f"/api/tickets/{tid}/history")
     changes = [(h["data"]["from"], h["data"]["to"]) for h in history if h["kind"] == "status_changed"]
@@ -299,3 +302,48 @@ async def test_foreign_ticket_is_not_found(desk: Desk, other_tenant: Tenant) -> 
         f"/api/tickets/{t['id']}/status", json={"status": "cancelled", "comment": "x"}, headers=other.headers
     )
     assert response.status_code == 404
+
+
+async def test_responsible_cannot_be_removed_in_progress_or_resolved(desk: Desk, tenant: Tenant) -> None:
+    """DESK-4: in_progress and resolved need a responsible employee, so removing it there is
+    refused with 422 responsible_required (and the ticket keeps it); while open it may go."""
+    t = await desk.ticket(responsible_id=tenant.engineer.id)
+    tid = t["id"]
+    path = f"/api/tickets/{tid}"
+    for status in ("in_progress", "resolved"):
+        await desk.status(tid, status)
+        response = await desk.client.patch(path, json={"responsible_id": None}, headers=desk.headers)
+        assert response.status_code == 422 and response.json()["code"] == "responsible_required"
+        assert (await desk.get(path))["responsible_id"] == tenant.engineer.id
+    await desk.status(tid, "reopened")
+    response = await desk.client.patch(path, json={"responsible_id": None}, headers=desk.headers)
+    assert response.status_code == 200 and response.json()["responsible_id"] is None
+
+
+async def test_feed_gets_tickets_linked_later_and_pages_by_time(
+    db: Database, tenant: Tenant, desk: Desk
+) -> None:
+    """DESK-8: a ticket whose contact is set (or changed) later enters that contact's feed; the
+    feed is newest first by time even when an entry is written late (a call logged when it
+    ended), and paging follows that order without skipping or repeating entries."""
+    contact = await desk.contact()
+    t = await desk.ticket(title="Linked later")
+    response = await desk.client.patch(
+        f"/api/tickets/{t['id']}", json={"contact_id": contact["id"]}, headers=desk.headers
+    )
+    assert response.status_code == 200, response.text
+    feed = await desk.get(f"/api/contacts/{contact['id']}/activity")
+    assert [(e["kind"], e["ref_id"]) for e in feed] == [("ticket", t["id"])]
+    newer = await desk.ticket(title="Newer", contact_id=contact["id"])
+    async with db.sessionmaker() as session, session.begin():
+        # Written last, but the call happened before both tickets.
+        await service.add_activity(
+            session, tenant.id, contact["id"], "call", 7, "Earlier call", now=utcnow() - timedelta(days=1)
+        )
+    feed = await desk.get(f"/api/contacts/{contact['id']}/activity")
+    assert [e["ref_id"] for e in feed] == [newer["id"], t["id"], 7]
+    first = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=1)
+    rest = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=5, before_id=first[0]["id"])
+    assert [e["ref_id"] for e in first + rest] == [newer["id"], t["id"], 7]
+    second = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=5, before_id=rest[0]["id"])
+    assert [e["ref_id"] for e in second] == [7]

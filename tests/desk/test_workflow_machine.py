@@ -50,6 +50,8 @@ def expected_refusal(
         return "transition_not_allowed"
     if client and not (m.status == "resolved"):
         return "transition_not_allowed_for_client"
+    if to == "closed" and not client:
+        return "confirmation_required"  # closing is the client's confirmation (or a rating, a timeout)
     if to in ("in_progress", "resolved") and not m.responsible:
         return "responsible_required"
     if to == "pending":
@@ -153,9 +155,15 @@ class WorkflowMachine(RuleBasedStateMachine):
         try:
             self.run(go())
         except HubError as exc:
-            assert exc.code == "ticket_final" and self.status in ("closed", "cancelled")
+            if self.status in ("closed", "cancelled"):
+                assert exc.code == "ticket_final"
+            else:
+                # DESK-4: in_progress and resolved keep their responsible employee.
+                assert exc.code == "responsible_required"
+                assert not assign and self.responsible and self.status in ("in_progress", "resolved")
         else:
             assert self.status not in ("closed", "cancelled")
+            assert assign or not self.responsible or self.status not in ("in_progress", "resolved")
             self.responsible = assign
 
     @rule(
