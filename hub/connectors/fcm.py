@@ -6,10 +6,13 @@ OAuth2 access token (grant ``urn:ietf:params:oauth:grant-type:jwt-bearer``, scop
 shortly before it expires. Send: ``POST {base}/v1/projects/{project}/messages:send`` with
 ``{"message": {"token", "notification": {"title", "body"}, "data": {str: str}}}``.
 
-Errors (https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode): ``UNREGISTERED``
-(404) means the app was uninstalled or the token expired: :class:`TokenGone`, the caller drops
-the token. 401 drops the cached access token and retries; 429/5xx are transient; other 4xx
-(``INVALID_ARGUMENT``, ``SENDER_ID_MISMATCH``) are permanent.
+Errors (https://firebase.google.com/docs/cloud-messaging/error-codes): only FCM's own verdict on
+the token raises :class:`TokenGone` (the caller drops the token): an ``FcmError`` detail with
+``errorCode`` ``UNREGISTERED`` (app uninstalled, token expired), or ``INVALID_ARGUMENT`` whose
+message is about the registration token (a malformed token). A bare 404 (a wrong project id, a
+proxy) or an ``INVALID_ARGUMENT`` about the payload is a permanent failure that keeps every
+token. 401 drops the cached access token and retries; 429/5xx are transient; other 4xx are
+permanent.
 """
 
 from __future__ import annotations
@@ -99,15 +102,23 @@ async def access_token(http: httpx.AsyncClient, account: FcmAccount) -> str:
         return token
 
 
-def _error_code(response: httpx.Response) -> str:
+def _error(response: httpx.Response) -> tuple[str, str, str]:
+    """(FCM errorCode, gRPC status, message) of an error answer; empty strings where absent."""
     try:
         error = response.json().get("error") or {}
     except ValueError:
-        return ""
-    for detail in error.get("details") or []:
-        if detail.get("errorCode"):
-            return str(detail["errorCode"])
-    return str(error.get("status") or "")
+        return "", "", ""
+    if not isinstance(error, dict):
+        return "", "", ""
+    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
+    fcm_code = next((str(d["errorCode"]) for d in details if d.get("errorCode")), "")
+    return fcm_code, str(error.get("status") or ""), str(error.get("message") or "")
+
+
+def _token_gone(fcm_code: str, message: str) -> bool:
+    if fcm_code == "UNREGISTERED":
+        return True
+    return fcm_code == "INVALID_ARGUMENT" and "registration token" in message.lower()
 
 
 async def send_push(
@@ -138,9 +149,10 @@ async def send_push(
         raise transport_error("FCM", exc) from exc
     if response.status_code < 400:
         return str(response.json().get("name", ""))
-    code = _error_code(response)
-    if code == "UNREGISTERED" or response.status_code == 404:
-        raise TokenGone(device_token)
+    fcm_code, status, message = _error(response)
+    if _token_gone(fcm_code, message):
+        raise TokenGone(f"{fcm_code}: {message}")
+    code = fcm_code or status
     if response.status_code == 401:
         _cache.pop((account.token_uri, account.client_email, account.private_key_id or ""), None)
         raise TransientDeliveryError("FCM refused the access token; a new one is fetched next time")

@@ -138,11 +138,13 @@ async def deliver_push(ctx: DeliveryContext, message: MessageView) -> None:
             body=payload["text"],
             data=data,
         )
-    except TokenGone:
-        # The app is gone from that phone: forget the token; nothing more to deliver.
+    except TokenGone as gone:
+        # The app is gone from that phone: forget the token. The push never arrived, so the
+        # message ends dead-lettered with the reason, not "delivered".
         async with ctx.db.sessionmaker() as session, session.begin():
             removed = await remove_device_token(session, message.account_id, payload["to"])
         log.info("push_token_removed", message_id=message.id, removed=removed)
+        raise PermanentDeliveryError(f"device token removed, FCM says it is gone ({gone})") from gone
 
 
 @outbox_handler(TOPIC_PREFIX + "webhook")

@@ -370,7 +370,7 @@ async def unregister_device(session: AsyncSession, account_id: int, contact_id: 
 
 
 async def remove_device_token(session: AsyncSession, account_id: int | None, token: str) -> int:
-    """FCM said the token is gone (UNREGISTERED / 404): forget it."""
+    """FCM said the token is gone (UNREGISTERED, or a malformed token): forget it."""
     result = await session.execute(
         delete(DeviceToken).where(DeviceToken.account_id == account_id, DeviceToken.token == token)
     )

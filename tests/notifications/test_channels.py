@@ -428,11 +428,66 @@ async def test_push_via_fcm_v1_with_cached_service_account_token(
     assert await _status(app.state.db, "notify.push") == [("delivered", 1), ("delivered", 1)]
 
 
+def _oauth_tokens(far: respx.MockRouter, *tokens: str, expires_in: int = 3599) -> respx.Route:
+    return far.post(TOKEN_URI).mock(
+        side_effect=[
+            httpx.Response(200, json={"access_token": t, "expires_in": expires_in, "token_type": "Bearer"})
+            for t in tokens
+        ]
+    )
+
+
+async def test_push_access_token_fetched_again_once_it_is_about_to_expire(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: the cached OAuth token is used only while it has more than a minute left; a token
+    that expires sooner (expires_in below the margin) is fetched again for the next send."""
+    jobs: JobContext = app.state.jobs
+    contact_id = await _push_setup(client, tenant, ["device-token-aaaa"])
+    with respx.mock(assert_all_called=True) as far:
+        oauth = _oauth_tokens(far, "ya29.short", "ya29.next", expires_in=30)
+        send = far.post(FCM_SEND).mock(return_value=httpx.Response(200, json={"name": "m/1"}))
+        for _ in range(2):
+            await _notify(jobs.db, tenant, [("contact", contact_id)])
+            await drain_outbox(jobs)
+    assert oauth.call_count == 2
+    assert [c.request.headers["Authorization"] for c in send.calls] == [
+        "Bearer ya29.short",
+        "Bearer ya29.next",
+    ]
+    assert await _status(jobs.db, "notify.push") == [("delivered", 1), ("delivered", 1)]
+
+
+async def test_push_401_drops_the_cached_access_token(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: FCM answering 401 (a revoked access token) drops the cached token: the retry fetches
+    a new one and succeeds with it."""
+    jobs: JobContext = app.state.jobs
+    contact_id = await _push_setup(client, tenant, ["device-token-aaaa"])
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    with respx.mock(assert_all_called=True) as far:
+        oauth = _oauth_tokens(far, "ya29.revoked", "ya29.fresh")
+        send = far.post(FCM_SEND).mock(
+            side_effect=[httpx.Response(401), httpx.Response(200, json={"name": "m/1"})]
+        )
+        await deliver_due(jobs)
+        assert await _status(jobs.db, "notify.push") == [("pending", 1)]
+        await drain_outbox(jobs, now=_later())
+    assert oauth.call_count == 2
+    assert [c.request.headers["Authorization"] for c in send.calls] == [
+        "Bearer ya29.revoked",
+        "Bearer ya29.fresh",
+    ]
+    assert await _status(jobs.db, "notify.push") == [("delivered", 2)]
+
+
 async def test_push_retried_dead_lettered_and_unregistered_token_removed(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     """DESK-10: FCM 503 is retried; FCM down for good is dead-lettered after the bound; a token FCM
-    calls UNREGISTERED (404) is removed from the user's devices and not retried."""
+    calls UNREGISTERED (404) is removed from the user's devices and not retried, and its message is
+    dead-lettered with that reason rather than reported delivered."""
     jobs: JobContext = app.state.jobs
     contact_id = await _push_setup(client, tenant, ["device-token-gone"])
     await _notify(jobs.db, tenant, [("contact", contact_id)])
@@ -451,26 +506,78 @@ async def test_push_retried_dead_lettered_and_unregistered_token_removed(
     assert (await _status(jobs.db, "notify.push"))[1] == ("dead", jobs.settings.outbox.max_attempts)
 
     await _notify(jobs.db, tenant, [("contact", contact_id)])
-    gone = {
-        "error": {
-            "code": 404,
-            "message": "Requested entity was not found.",
-            "status": "NOT_FOUND",
-            "details": [
-                {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}
-            ],
-        }
-    }
     with respx.mock(assert_all_called=False) as far:
         _oauth(far)
-        send = far.post(FCM_SEND).mock(return_value=httpx.Response(404, json=gone))
+        send = far.post(FCM_SEND).mock(return_value=httpx.Response(404, json=_fcm_error(404, "UNREGISTERED")))
         await drain_outbox(jobs, now=_later())
     assert send.call_count == 1
-    assert (await _status(jobs.db, "notify.push"))[2] == ("delivered", 1)
-    async with jobs.db.sessionmaker() as session:
-        assert list(await session.scalars(select(DeviceToken.token))) == []
+    removed = (await messages(jobs.db, "notify.push"))[2]
+    # Not "delivered": the push never arrived; the dead letter says why.
+    assert (removed.status, removed.attempts) == ("dead", 1)
+    assert "token removed" in (removed.last_error or "") and "UNREGISTERED" in (removed.last_error or "")
+    assert await _tokens(jobs.db) == []
     # With the token gone, the next notification queues no push at all.
     assert await _notify(jobs.db, tenant, [("contact", contact_id)]) == 0
+
+
+def _fcm_error(
+    http_status: int, fcm_code: str | None, message: str = "Requested entity was not found."
+) -> Any:
+    status = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}[http_status]
+    details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcm_code}]
+    return {
+        "error": {
+            "code": http_status,
+            "message": message,
+            "status": status,
+            "details": details if fcm_code else [],
+        }
+    }
+
+
+async def _tokens(db: Database) -> list[str]:
+    async with db.sessionmaker() as session:
+        return list(await session.scalars(select(DeviceToken.token).order_by(DeviceToken.token)))
+
+
+async def test_push_keeps_tokens_unless_fcm_says_the_token_itself_is_gone(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: a bare 404 (e.g. a wrong project id) and an INVALID_ARGUMENT about the payload are
+    permanent failures that keep every device token; INVALID_ARGUMENT about the registration token
+    (malformed) removes that token only."""
+    jobs: JobContext = app.state.jobs
+    contact_id = await _push_setup(client, tenant, ["device-token-aaaa", "device-token-bbbb"])
+    answers = [
+        httpx.Response(404, text="<html>Not Found</html>"),
+        httpx.Response(404, json=_fcm_error(404, None)),
+        httpx.Response(400, json=_fcm_error(400, None, "Invalid value at 'message.data[0].value'")),
+    ]
+    for answer in answers:
+        await _notify(jobs.db, tenant, [("contact", contact_id)])
+        with respx.mock(assert_all_called=False) as far:
+            _oauth(far)
+            far.post(FCM_SEND).mock(return_value=answer)
+            await drain_outbox(jobs, now=_later())
+        assert await _tokens(jobs.db) == ["device-token-aaaa", "device-token-bbbb"]
+    assert await _status(jobs.db, "notify.push") == [("dead", 1)] * 6
+
+    malformed = _fcm_error(
+        400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["message"]["token"] == "device-token-aaaa":
+            return httpx.Response(400, json=malformed)
+        return httpx.Response(200, json={"name": "projects/hub-test/messages/9"})
+
+    await _notify(jobs.db, tenant, [("contact", contact_id)])
+    with respx.mock(assert_all_called=False) as far:
+        _oauth(far)
+        far.post(FCM_SEND).mock(side_effect=answer)
+        await drain_outbox(jobs, now=_later())
+    assert await _tokens(jobs.db) == ["device-token-bbbb"]
+    assert sorted((await _status(jobs.db, "notify.push"))[6:]) == [("dead", 1), ("delivered", 1)]
 
 
 async def test_device_registration_belongs_to_the_signed_in_app_user(
