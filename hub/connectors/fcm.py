@@ -149,9 +149,9 @@ async def send_push(
         raise transport_error("FCM", exc) from exc
     if response.status_code < 400:
         return str(response.json().get("name", ""))
-    fcm_code, status, message = _error(response)
-    if _token_gone(fcm_code, message):
-        raise TokenGone(f"{fcm_code}: {message}")
+    fcm_code, status, explanation = _error(response)
+    if _token_gone(fcm_code, explanation):
+        raise TokenGone(f"{fcm_code}: {explanation}")
     code = fcm_code or status
     if response.status_code == 401:
         _cache.pop((account.token_uri, account.client_email, account.private_key_id or ""), None)
