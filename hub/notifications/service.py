@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import structlog
 from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import after_commit, utcnow
@@ -187,6 +188,12 @@ async def _addresses(
 # --- channel settings and switches ---------------------------------------------------------------
 
 
+def _insert(session: AsyncSession, model: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
+    bind = session.get_bind()
+    return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(model)
+
+
 def _read(channel: str, row: NotificationChannel | None) -> ChannelRead:
     config = row.config if row else {}
     return ChannelRead(
@@ -225,14 +232,12 @@ async def put_channel(session: AsyncSession, account_id: int, data: ChannelWrite
         config = msgspec.convert(merged, CHANNEL_CONFIGS[channel])
     except msgspec.ValidationError as exc:
         raise Unprocessable(f"Invalid {channel} settings: {exc}", code="invalid_channel_config") from exc
-    stored = msgspec.to_builtins(config)
-    if row is None:
-        row = NotificationChannel(account_id=account_id, channel=channel)
-        session.add(row)
-    row.config = stored
-    row.enabled = data.enabled
-    row.updated_at = utcnow()
-    await session.flush()
+    values = {"config": msgspec.to_builtins(config), "enabled": data.enabled, "updated_at": utcnow()}
+    # An upsert: two administrators saving the same channel at once both succeed (last one wins).
+    statement = _insert(session, NotificationChannel).values(account_id=account_id, channel=channel, **values)
+    statement = statement.on_conflict_do_update(index_elements=["account_id", "channel"], set_=values)
+    channel_id = (await session.execute(statement.returning(NotificationChannel.id))).scalar_one()
+    row = await session.get(NotificationChannel, channel_id, populate_existing=True)
     from hub.notifications.delivery import forget_config
 
     after_commit(session, forget_config)
@@ -272,20 +277,15 @@ async def set_rules(
                 raise BadRequest(f"Unknown channel {channel!r}", code="unknown_channel")
     for event, per_channel in changes.items():
         for channel, enabled in per_channel.items():
-            row = await session.scalar(
-                select(NotificationRule).where(
-                    NotificationRule.account_id == account_id,
-                    NotificationRule.event == event,
-                    NotificationRule.channel == channel,
+            # An upsert, so concurrent saves of the same switch both succeed.
+            statement = _insert(session, NotificationRule).values(
+                account_id=account_id, event=event, channel=channel, enabled=enabled
+            )
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["account_id", "event", "channel"], set_={"enabled": enabled}
                 )
             )
-            if row is None:
-                session.add(
-                    NotificationRule(account_id=account_id, event=event, channel=channel, enabled=enabled)
-                )
-            else:
-                row.enabled = enabled
-    await session.flush()
     return await read_rules(session, account_id)
 
 
@@ -303,26 +303,18 @@ async def add_contact_point(session: AsyncSession, account_id: int, data: Contac
         owner = await session.get(Contact, data.owner_id)
     if owner is None or owner.account_id != account_id:
         raise NotFound(f"No such {data.owner_kind}", code=f"{data.owner_kind}_not_found")
-    existing = await session.scalar(
-        select(ContactPoint).where(
-            ContactPoint.account_id == account_id,
-            ContactPoint.owner_kind == data.owner_kind,
-            ContactPoint.owner_id == data.owner_id,
-            ContactPoint.channel == data.channel,
-            ContactPoint.address == data.address.strip(),
-        )
-    )
-    if existing is not None:
-        return existing
-    point = ContactPoint(
-        account_id=account_id,
-        owner_kind=data.owner_kind,
-        owner_id=data.owner_id,
-        channel=data.channel,
-        address=data.address.strip(),
-    )
-    session.add(point)
-    await session.flush()
+    key = {
+        "account_id": account_id,
+        "owner_kind": data.owner_kind,
+        "owner_id": data.owner_id,
+        "channel": data.channel,
+        "address": data.address.strip(),
+    }
+    # Adding a known address (also twice at once) answers with the one already there.
+    statement = _insert(session, ContactPoint).values(**key, created_at=utcnow())
+    await session.execute(statement.on_conflict_do_nothing(index_elements=list(key)))
+    point = await session.scalar(select(ContactPoint).filter_by(**key))
+    assert point is not None  # inserted just now or by the concurrent call it collided with
     return point
 
 
@@ -347,18 +339,17 @@ async def delete_contact_point(session: AsyncSession, account_id: int, point_id:
 async def register_device(
     session: AsyncSession, account_id: int, contact_id: int, token: str, platform: str
 ) -> DeviceToken:
-    """Register (or move to this user) an app installation's FCM token."""
-    row = await session.scalar(select(DeviceToken).where(DeviceToken.token == token))
-    if row is not None and row.account_id != account_id:
-        # The same phone now signs in to another company's app account: the token follows it.
-        await session.delete(row)
-        await session.flush()
-        row = None
-    if row is None:
-        row = DeviceToken(account_id=account_id, contact_id=contact_id, token=token, platform=platform)
-        session.add(row)
-    row.contact_id, row.platform, row.last_seen_at = contact_id, platform, utcnow()
-    await session.flush()
+    """Register (or move to this user) an app installation's FCM token.
+
+    One upsert on the token: the same phone signing in again, as another user or to another
+    company's app account, moves the token there; concurrent registrations both succeed."""
+    now = utcnow()
+    owner = {"account_id": account_id, "contact_id": contact_id, "platform": platform, "last_seen_at": now}
+    statement = _insert(session, DeviceToken).values(token=token, created_at=now, **owner)
+    statement = statement.on_conflict_do_update(index_elements=["token"], set_=owner)
+    device_id = (await session.execute(statement.returning(DeviceToken.id))).scalar_one()
+    row = await session.get(DeviceToken, device_id, populate_existing=True)
+    assert row is not None
     return row
 
 

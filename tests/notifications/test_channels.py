@@ -3,6 +3,7 @@ respx or a local SMTP server): delivered, retried after a failure, dead-lettered
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -595,3 +596,51 @@ async def test_device_registration_belongs_to_the_signed_in_app_user(
         "/api/app/devices", json={"token": "tok-1234567890"}, headers=tenant.admin.headers
     )
     assert staff.status_code == 403
+
+
+async def test_concurrent_registrations_of_one_device_token_all_succeed(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: the app registering its token several times at once (start-up plus token refresh),
+    also from two users of one phone, never fails: every call succeeds and one row remains, owned
+    by one of them."""
+    first = await make_app_user(client, tenant, "First")
+    second = await make_app_user(client, tenant, "Second")
+    answers = await asyncio.gather(
+        *(
+            client.post("/api/app/devices", json={"token": "tok-shared-phone"}, headers=who.headers)
+            for who in (first, second, first, second, first, second)
+        )
+    )
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    async with app.state.db.sessionmaker() as session:
+        rows = list(await session.scalars(select(DeviceToken)))
+    assert len(rows) == 1 and rows[0].contact_id in {first.contact_id, second.contact_id}
+
+
+async def test_concurrent_channel_rule_and_contact_point_saves_all_succeed(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: two administrators saving the same channel, the same switch or the same extra
+    address at the same moment both get 200/201, not a conflict; one row of each remains."""
+    channel = {"channel": "telegram", "config": {"bot_token": TG_TOKEN, "base_url": TG_BASE}}
+    rules = {"rules": {"status_changed": {"sms": False}}}
+    point = {
+        "owner_kind": "employee",
+        "owner_id": tenant.engineer.id,
+        "channel": "telegram",
+        "address": "-1007",
+    }
+    headers = tenant.admin.headers
+    answers = await asyncio.gather(
+        *(client.put("/api/notifications/channels", json=channel, headers=headers) for _ in range(3)),
+        *(client.put("/api/notifications/rules", json=rules, headers=headers) for _ in range(3)),
+        *(client.post("/api/notifications/contact-points", json=point, headers=headers) for _ in range(3)),
+    )
+    assert [a.status_code for a in answers] == [200] * 6 + [201] * 3, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers[6:]}) == 1
+    listed = await client.get("/api/notifications/channels", headers=headers)
+    assert next(c for c in listed.json() if c["channel"] == "telegram")["configured"] is True
+    rules_now = await client.get("/api/notifications/rules", headers=headers)
+    assert rules_now.json()["rules"]["status_changed"]["sms"] is False
