@@ -73,7 +73,7 @@ async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None
     elif event.new_status == "reopened":
         await retake_slot(session, ticket)
     await _publish(session, ticket, "ticket_status")
-    if event.new_status == "resolved" and ticket.rating_score is None and ticket.type != "internal":
+    if rules.rating_requested(ticket, event.new_status):
         recipients = await rules.rating_push_recipients(session, ticket)
         await notify(
             session,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscribe
+from hub.monitoring import rules
 from hub.notifications.service import Recipient, notify
 
 __all__ = ["client_recipients", "staff_recipients"]
@@ -69,6 +70,11 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
 async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None:
     ticket, actor = event.ticket, event.actor
     recipients = client_recipients(ticket, exclude=actor.id if actor.kind == "contact" else None)
+    if rules.rating_requested(ticket, event.new_status):
+        # The rating request (hub/monitoring/subscribers.py) already tells them it is resolved:
+        # one push, not two.
+        asked = {("contact", c) for c in await rules.rating_push_recipients(session, ticket)}
+        recipients = [r for r in recipients if r not in asked]
     responsible = getattr(ticket, "responsible_id", None)
     if responsible and not (actor.kind == "employee" and actor.id == responsible):
         recipients.append(("employee", responsible))

@@ -364,17 +364,22 @@ async def _with_devices(client: httpx.AsyncClient, tenant: Tenant, site: Site) -
     return tokens
 
 
-async def _rating_pushes(db: Database) -> list[OutboxMessage]:
+async def _pushes(db: Database) -> list[OutboxMessage]:
     async with db.sessionmaker() as session:
-        rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "notify.push"))
-        return [m for m in rows if m.payload["event"] == "rating_request"]
+        query = select(OutboxMessage).where(OutboxMessage.topic == "notify.push").order_by(OutboxMessage.id)
+        return list(await session.scalars(query))
+
+
+async def _rating_pushes(db: Database) -> list[OutboxMessage]:
+    return [m for m in await _pushes(db) if m.payload["event"] == "rating_request"]
 
 
 async def test_seed_rating_push_to_author_of_app_ticket_only(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     """MON-6, seed 000 Q&A "Who gets the rating push?": for a ticket created in the app, only its
-    author; the push opens the list with that ticket first."""
+    author, and on resolve only that push (no second "resolved" push); it opens the list with that
+    ticket first."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
     tokens = await _with_devices(client, tenant, site)
@@ -384,6 +389,12 @@ async def test_seed_rating_push_to_author_of_app_ticket_only(
     await resolve(db, tenant, ticket_id)
     pushes = await _rating_pushes(db)
     assert [m.payload["to"] for m in pushes] == [tokens[site.user.contact_id]]
+    # One push on resolve: the rating request, not also "your ticket is resolved".
+    to_author = [m.payload for m in await _pushes(db) if m.payload["to"] == tokens[site.user.contact_id]]
+    assert [(p["event"], p["data"].get("status")) for p in to_author] == [
+        ("status_changed", "in_progress"),
+        ("rating_request", None),
+    ]
     link = pushes[0].payload["data"]["link"]
     assert link == f"alarmapp://objects/{site.object_id}/tickets?first={ticket_id}"
     first = int(link.rsplit("=", 1)[1])
