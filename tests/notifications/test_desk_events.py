@@ -1,19 +1,20 @@
-"""DESK-10: the desk's events (new ticket, status change, public comment) and the exchange and
-payments hooks become notifications; a failing channel never blocks or undoes the ticket action."""
+"""DESK-10: the desk's events (new ticket, status change, public comment, rating request), driven
+through the desk's API, become notifications; the exchange and payments events render their own
+words; a failing channel never blocks or undoes the ticket action."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from datetime import timedelta
+from typing import Any
 
 import httpx
 from litestar import Litestar
-from sqlalchemy import select
 
-from hub.db import Database
+from hub.db import Database, utcnow
 from hub.desk import service as desk
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
-from hub.desk.schemas import TicketCreate
+from hub.jobs import JobContext
 from hub.notifications import notify
 from hub.outbox.worker import drain_outbox
 from tests.conftest import Tenant
@@ -33,46 +34,53 @@ def _to(db_messages: list, event: str) -> set[str]:
     return {m.payload["to"] for m in db_messages if m.payload["event"] == event}
 
 
-async def test_new_ticket_status_change_and_public_comment_notify_the_right_people(
+async def _call(client: httpx.AsyncClient, tenant: Tenant, method: str, path: str, body: Any) -> Any:
+    response = await client.request(method, path, json=body, headers=tenant.dispatcher.headers)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+async def test_desk_api_actions_notify_the_right_people(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    """DESK-10: a new unassigned ticket tells the dispatchers and administrators (not its creator);
-    a status change and an employee's public reply tell the client; a private comment tells nobody;
-    the client's public reply tells the responsible."""
+    """DESK-10: through the desk's API, a new unassigned ticket tells the dispatchers and
+    administrators (not its creator); a status change and an employee's public reply tell the
+    client; a private comment tells nobody; the client's public reply tells the responsible; on
+    resolve the client gets the rating request (MON-6) instead of a second "resolved" message."""
     db: Database = app.state.db
     sink = SmtpSink()
     controller = sink.start()
     try:
         await _email(client, tenant, sink.port)
         client_user = await make_app_user(client, tenant, "Client", email="client@example.com")
-        dispatcher = Actor("employee", tenant.dispatcher.id, tenant.dispatcher.name)
-        async with db.sessionmaker() as session, session.begin():
-            ticket = await desk.create_ticket(
-                session,
-                tenant.id,
-                dispatcher,
-                TicketCreate(title="Gate broken", contact_id=client_user.contact_id),
-            )
-            ticket_id = ticket.id
+        made = await _call(
+            client,
+            tenant,
+            "POST",
+            "/api/tickets",
+            {"title": "Gate broken", "contact_id": client_user.contact_id},
+        )
+        ticket_id = made["id"]
         assert _to(await messages(db), "new_ticket") == {tenant.admin.email}
-        async with db.sessionmaker() as session, session.begin():
-            await desk.update_ticket(
-                session, tenant.id, ticket_id, dispatcher, {"responsible_id": tenant.engineer.id}
-            )
-            await desk.change_status(session, tenant.id, ticket_id, dispatcher, "in_progress")
+        await _call(
+            client, tenant, "PATCH", f"/api/tickets/{ticket_id}", {"responsible_id": tenant.engineer.id}
+        )
+        await _call(client, tenant, "POST", f"/api/tickets/{ticket_id}/status", {"status": "in_progress"})
         assert _to(await messages(db), "status_changed") == {"client@example.com", tenant.engineer.email}
-        async with db.sessionmaker() as session, session.begin():
-            await desk.add_comment(session, tenant.id, ticket_id, dispatcher, "Internal note", public=False)
+        comments = f"/api/tickets/{ticket_id}/comments"
+        await _call(client, tenant, "POST", comments, {"body": "Internal note", "public": False})
         assert _to(await messages(db), "public_comment") == set()
-        async with db.sessionmaker() as session, session.begin():
-            await desk.add_comment(
-                session, tenant.id, ticket_id, dispatcher, "We are on our way", public=True
-            )
+        await _call(client, tenant, "POST", comments, {"body": "We are on our way", "public": True})
         assert _to(await messages(db), "public_comment") == {"client@example.com"}
-        client_actor = Actor("contact", client_user.contact_id, "Client")
+        # The client answers (the app has no comment endpoint: the desk service, as a contact).
         async with db.sessionmaker() as session, session.begin():
+            client_actor = Actor("contact", client_user.contact_id, "Client")
             await desk.add_comment(session, tenant.id, ticket_id, client_actor, "Thanks!", public=True)
         assert _to(await messages(db), "public_comment") == {"client@example.com", tenant.engineer.email}
+        await _call(client, tenant, "POST", f"/api/tickets/{ticket_id}/status", {"status": "resolved"})
+        resolved = [m for m in await messages(db) if m.payload["data"].get("status") == "resolved"]
+        assert {m.payload["to"] for m in resolved} == {tenant.engineer.email}
+        assert _to(await messages(db), "rating_request") == {"client@example.com"}
         await drain_outbox(app.state.jobs)
     finally:
         controller.stop()
@@ -88,8 +96,8 @@ async def test_failing_channel_never_blocks_or_undoes_the_ticket_action(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     """DESK-10: with the SMTP server down, the ticket is created and changed all the same; the
-    notifications wait in the outbox and are retried, then dead-lettered visibly."""
-    db: Database = app.state.db
+    notifications wait in the outbox, are retried up to the bound, then show as dead letters."""
+    jobs: JobContext = app.state.jobs
     sink = SmtpSink()
     controller = sink.start()
     controller.stop()  # nothing listens on that port any more
@@ -97,32 +105,45 @@ async def test_failing_channel_never_blocks_or_undoes_the_ticket_action(
     made = await client.post(
         "/api/contacts", json={"name": "C", "email": "c@example.com"}, headers=tenant.admin.headers
     )
-    dispatcher = Actor("employee", tenant.dispatcher.id, tenant.dispatcher.name)
-    async with db.sessionmaker() as session, session.begin():
-        ticket = await desk.create_ticket(
-            session, tenant.id, dispatcher, TicketCreate(title="Lift stuck", contact_id=made.json()["id"])
-        )
-        await desk.change_status(session, tenant.id, ticket.id, dispatcher, "cancelled", comment="Duplicate")
-    await drain_outbox(app.state.jobs)
-    async with db.sessionmaker() as session:
-        stored = await session.scalar(select(Ticket).where(Ticket.id == ticket.id))
-    assert stored is not None and stored.status == "cancelled"
-    queued = await messages(db)
+    ticket = await _call(
+        client, tenant, "POST", "/api/tickets", {"title": "Lift stuck", "contact_id": made.json()["id"]}
+    )
+    changed = await _call(
+        client,
+        tenant,
+        "POST",
+        f"/api/tickets/{ticket['id']}/status",
+        {"status": "cancelled", "comment": "Duplicate"},
+    )
+    assert changed["status"] == "cancelled"
+    await drain_outbox(jobs)
+    queued = await messages(jobs.db)
     assert queued and all(m.status == "pending" and m.attempts == 1 for m in queued)
     assert all("SMTP unreachable" in (m.last_error or "") for m in queued)
-    dead = await client.get("/api/outbox", params={"status": "pending"}, headers=tenant.admin.headers)
+    # Time passes: every retry fails until the bound, then the messages are dead letters.
+    await drain_outbox(jobs, now=utcnow() + timedelta(days=1))
+    bound = jobs.settings.outbox.max_attempts
+    assert all((m.status, m.attempts) == ("dead", bound) for m in await messages(jobs.db))
+    dead = await client.get("/api/outbox", params={"status": "dead"}, headers=tenant.admin.headers)
     assert dead.status_code == 200
+    assert {m["id"] for m in dead.json()} == {m.id for m in queued}
+    assert all("gave up after" in m["last_error"] for m in dead.json())
+    # The ticket stays as the dispatcher left it.
+    again = await client.get(f"/api/tickets/{ticket['id']}", headers=tenant.dispatcher.headers)
+    assert again.json()["status"] == "cancelled"
 
 
-async def test_exchange_and_payments_hooks_queue_their_events(
+async def test_exchange_and_payments_events_render_their_own_words(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    """DESK-10 / EX-9 / PAY-7: partner_decision, refund_requested and refund_changed go out on the
-    configured channels with their own words; an unknown event is a programming error."""
+    """DESK-10 / EX-9 / PAY-7: partner_decision, refund_requested and refund_changed on a real
+    ticket go out on the configured channels with their own words; an unknown event is a
+    programming error. (The exchange and payments tests drive these events end to end.)"""
     db: Database = app.state.db
     await _email(client, tenant, 2525)
-    ticket = SimpleNamespace(id=1, number=5, status="resolved", object_id=None)
+    made = await _call(client, tenant, "POST", "/api/tickets", {"title": "Boiler"})
     async with db.sessionmaker() as session, session.begin():
+        ticket = await session.get(Ticket, made["id"])
         for event, data in (
             ("partner_decision", {"partner": "Beta Lifts", "status": "resolved"}),
             ("refund_requested", {"amount": "150.00"}),
@@ -141,9 +162,13 @@ async def test_exchange_and_payments_hooks_queue_their_events(
             raise AssertionError("unknown event accepted")
         except ValueError:
             pass
-    texts = {m.payload["event"]: m.payload["text"] for m in await messages(db)}
+    texts = {
+        m.payload["event"]: (m.payload["ticket_id"], m.payload["text"])
+        for m in await messages(db)
+        if m.payload["event"] != "new_ticket"
+    }
     assert texts == {
-        "partner_decision": "Beta Lifts set its ticket to resolved.",
-        "refund_requested": "A refund of 150.00 was requested.",
-        "refund_changed": "Your refund is approved.",
+        "partner_decision": (made["id"], "Beta Lifts set its ticket to resolved."),
+        "refund_requested": (made["id"], "A refund of 150.00 was requested."),
+        "refund_changed": (made["id"], "Your refund is approved."),
     }
