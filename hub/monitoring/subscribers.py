@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.desk.events import StatusChanged, TicketUpdated, subscribe
+from hub.desk.events import StatusChanged, TicketCreated, TicketUpdated, subscribe
 from hub.desk.models import Ticket
 from hub.live import channel_name, publish_after_commit
 from hub.monitoring import rules
@@ -84,6 +84,13 @@ async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None
             data={"link": await rating_link(session, ticket) if ticket.object_id else None},
             key=f"rating:{ticket.id}:{ticket.resolved_at.isoformat() if ticket.resolved_at else ''}",
         )
+
+
+@subscribe(TicketCreated)
+async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
+    # A new ticket of the object (from the app, a dispatcher or the monitoring centre) shows up
+    # in every user's open list at once (MON-2, MON-5).
+    await _publish(session, event.ticket, "ticket_created")
 
 
 @subscribe(TicketUpdated)

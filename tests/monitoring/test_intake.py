@@ -65,6 +65,16 @@ async def test_monitoring_key_opens_ticket_for_object_number_with_operator_and_s
     created = next(e for e in history if e.kind == "created")
     assert created.actor_kind == "monitoring" and created.actor_name == "Operator Ivanova"
     assert any(e.kind == "monitoring_ref" and e.data == {"external_ref": "CO-card-7781"} for e in history)
+    listed = await client.get(
+        "/api/tickets", params={"source": "monitoring"}, headers=tenant.dispatcher.headers
+    )
+    assert listed.status_code == 200, listed.text
+    row = next(t for t in listed.json()["items"] if t["id"] == result["ticket_id"])
+    assert (row["source"], row["object_id"], row["status"]) == ("monitoring", site.object_id, "open")
+    others = await client.get(
+        "/api/tickets", params={"source": "client_app"}, headers=tenant.dispatcher.headers
+    )
+    assert all(t["id"] != result["ticket_id"] for t in others.json()["items"])
 
 
 async def test_unknown_object_number_is_404_and_creates_nothing(

@@ -6,7 +6,7 @@ import httpx
 from litestar import Litestar
 
 from tests.conftest import Tenant
-from tests.monitoring.helpers import dispatcher_ticket, make_site, set_status, update
+from tests.monitoring.helpers import Site, dispatcher_ticket, make_site, set_status, update
 from tests.telephony.server import SseReader, serve
 
 
@@ -52,3 +52,53 @@ async def test_status_changes_reach_every_object_user_live_and_nobody_else(
         async with http.stream("GET", "/api/app/stream", headers=headers) as again:
             frame = await SseReader(again).next()
             assert (frame.event, frame.data["status"]) == ("ticket_status", "resolved")
+
+
+async def _monitoring_ticket(client: httpx.AsyncClient, site: Site) -> int:
+    made = await client.post(
+        "/api/monitoring/tickets",
+        json={"object_number": site.number, "operator_name": "Op", "description": "Zone 3 tamper, code 77"},
+        headers=site.monitoring,
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["ticket_id"])
+
+
+async def test_new_tickets_and_changes_reach_the_admins_stream_too(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-5 (and MON-2): an object admin's stream, like a plain user's, gets a ticket the
+    monitoring centre or another user has just created (no description in the frame) and then its
+    status changes."""
+    db = app.state.db
+    site = await make_site(client, tenant)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async with (
+            http.stream("GET", "/api/app/stream", headers=site.admin.headers) as admin_stream,
+            http.stream("GET", "/api/app/stream", headers=site.user.headers) as user_stream,
+        ):
+            admin, user = SseReader(admin_stream), SseReader(user_stream)
+            await admin.connected()
+            await user.connected()
+            ticket_id = await _monitoring_ticket(client, site)
+            for reader in (admin, user):
+                frame = await reader.next()
+                assert (frame.event, frame.data["ticket_id"]) == ("ticket_created", ticket_id)
+                assert frame.data["status_label"] == "processing" and "description" not in frame.data
+            made = await client.post(
+                f"/api/app/objects/{site.object_id}/tickets",
+                json={"description": "Keypad dead"},
+                headers=site.user.headers,
+            )
+            assert made.status_code == 201, made.text
+            frame = await admin.next()
+            assert (frame.event, frame.data["ticket_id"]) == ("ticket_created", made.json()["id"])
+            await update(db, tenant, ticket_id, {"responsible_id": tenant.engineer.id})
+            await set_status(db, tenant, ticket_id, "in_progress")
+            assert (await admin.next()).event == "ticket_updated"
+            frame = await admin.next()
+            assert (frame.event, frame.data["ticket_id"], frame.data["status"]) == (
+                "ticket_status",
+                ticket_id,
+                "in_progress",
+            )
