@@ -2,7 +2,8 @@
 
 ``POST https://sms.ru/sms/send`` (form: ``api_id``, ``to``, ``msg``, ``json=1``, optional
 ``from`` and ``test=1``). The JSON answer has a request-level ``status``/``status_code`` (100 =
-accepted) and one entry per number under ``sms`` with its own ``status_code`` and ``sms_id``.
+accepted) and one entry per number under ``sms`` with its own ``status_code`` and ``sms_id``; an
+accepted request without an entry for the number counts as accepted.
 Codes 220 (service temporarily unavailable) and 500 are worth retrying; the others (200 bad
 api_id, 201 no funds, 202 bad number, 204 sender not approved, 207 number not allowed, ...) are
 not: the message is dead-lettered so an administrator sees why.
@@ -65,6 +66,20 @@ async def send_sms(
     classify("SMS.ru", response)
     body = response.json()
     _check(body.get("status_code"), body.get("status_text"))
-    entry = (body.get("sms") or {}).get(number) or {}
+    entry = _entry(body.get("sms"), number)
+    if entry is None:
+        # The request was accepted (100) and the answer names no verdict for this number: the
+        # message is with SMS.ru; dead-lettering it would only hide a sent SMS.
+        return None
     _check(entry.get("status_code"), entry.get("status_text"))
     return entry.get("sms_id")
+
+
+def _entry(per_number: Any, number: str) -> dict[str, Any] | None:
+    """SMS.ru's verdict for our one number: keyed by it, or the only entry if it spelt it otherwise."""
+    if not isinstance(per_number, dict) or not per_number:
+        return None
+    entry = per_number.get(number)
+    if entry is None and len(per_number) == 1:
+        entry = next(iter(per_number.values()))
+    return entry if isinstance(entry, dict) else None

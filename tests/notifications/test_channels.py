@@ -253,6 +253,33 @@ async def test_sms_delivered_through_smsru_api(
     assert await _status(app.state.db, "notify.sms") == [("delivered", 1)]
 
 
+async def test_sms_accepted_request_without_a_per_number_entry_is_delivered(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: SMS.ru answering status 100 for the request but with no entry for the number (or
+    one under another spelling of it) has taken the SMS: delivered, not dead-lettered; a refusal in
+    the number's own entry is still dead."""
+    contact_id = await _sms_setup(client, tenant)
+    answers = [
+        httpx.Response(200, json={"status": "OK", "status_code": 100, "balance": 10.5}),
+        _smsru_ok("+7 916 123-45-67"),
+        httpx.Response(
+            200,
+            json={
+                "status": "OK",
+                "status_code": 100,
+                "sms": {"79161234567": {"status": "ERROR", "status_code": 207, "status_text": "not allowed"}},
+            },
+        ),
+    ]
+    with respx.mock() as far:
+        far.post(SMS_SEND).mock(side_effect=answers)
+        for _ in answers:
+            await _notify(app.state.db, tenant, [("contact", contact_id)])
+            await drain_outbox(app.state.jobs)
+    assert await _status(app.state.db, "notify.sms") == [("delivered", 1), ("delivered", 1), ("dead", 1)]
+
+
 async def test_sms_retried_after_gateway_failure_dead_after_bound_and_on_refusal(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
