@@ -61,7 +61,7 @@ def app_users(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandle
 
 
 def integration(*kinds: str) -> Guard:
-    """Integration keys of the given kinds (and administrators, who may act for any integration)."""
+    """Integration API keys of the given kinds only; no employee passes, administrators included."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = principal_of(connection)
