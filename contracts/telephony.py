@@ -71,7 +71,8 @@ class PbxEvent(msgspec.Struct, kw_only=True):
     cause: HangupCause | None = None
     duration: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)] | None = None
     recording_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
-    occurred_at: datetime | None = None
+    # With a zone (``Z`` or ``+03:00``): a bare local time is ambiguous and is refused.
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     queue: Annotated[str, msgspec.Meta(max_length=100)] | None = None
 
 

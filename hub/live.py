@@ -37,8 +37,13 @@ How to use it (telephony pop-ups and the client app's live updates both go throu
   from the log.
 
 * **Replay log**: ``live_events`` keeps every event for ``RETENTION`` (the ``live.prune`` job
-  deletes older rows); a catch-up sends at most ``REPLAY_LIMIT`` events per stream. The log is in
-  the database, so it survives process restarts and is shared by every process.
+  deletes older rows); a catch-up reads it in pages of ``REPLAY_PAGE`` until it has sent all of
+  it. The log is in the database, so it survives process restarts and is shared by every process.
+  On PostgreSQL ids come from a sequence and transactions may commit out of order: an event with
+  a lower id than the client's last one can become visible after the client saw the higher one.
+  A stream therefore passes on every live event it has not replayed itself, whatever its id. (One
+  gap remains: such an event committed while the client was disconnected is not replayed; ids are
+  taken at the final flush, right before the commit, so that window is milliseconds wide.)
 
 * Tests that build the app without running its lifespan get the channels started lazily on the
   first publish or stream; ``hub.app.shutdown`` stops them.
@@ -74,7 +79,7 @@ from hub.settings import Settings
 
 __all__ = [
     "HEARTBEAT_SECONDS",
-    "REPLAY_LIMIT",
+    "REPLAY_PAGE",
     "RETENTION",
     "LiveEvent",
     "LiveHub",
@@ -90,7 +95,7 @@ __all__ = [
 log = structlog.get_logger("hub.live")
 
 RETENTION = timedelta(hours=2)
-REPLAY_LIMIT = 500
+REPLAY_PAGE = 500
 HEARTBEAT_SECONDS = 15.0
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more; larger events travel by reference.
 _NOTIFY_LIMIT = 7000
@@ -321,15 +326,28 @@ async def publish(
     return event.id
 
 
-async def _replay(db: Database, channels: list[str], after_id: int) -> list[LiveEvent]:
+async def _replay_page(db: Database, channels: list[str], after_id: int) -> list[LiveEvent]:
     async with db.sessionmaker() as session, session.begin():
         rows = await session.scalars(
             select(LiveEvent)
             .where(LiveEvent.channel.in_(channels), LiveEvent.id > after_id)
             .order_by(LiveEvent.id)
-            .limit(REPLAY_LIMIT)
+            .limit(REPLAY_PAGE)
         )
         return list(rows)
+
+
+async def _replay(db: Database, channels: list[str], last_event_id: int) -> AsyncGenerator[LiveEvent, None]:
+    """Everything the log holds for ``channels`` after ``last_event_id``, page by page until caught
+    up (a client away for long gets all of it, not just the first page)."""
+    cursor = last_event_id
+    while True:
+        page = await _replay_page(db, channels, cursor)
+        for event in page:
+            yield event
+        if len(page) < REPLAY_PAGE:
+            return
+        cursor = page[-1].id
 
 
 async def _load_data(db: Database, event_id: int) -> Any:
@@ -363,7 +381,7 @@ async def stream_events(
             replayed: set[int] = set()
             yield ServerSentEventMessage(data=None, comment="connected", retry=3000)
             if last_event_id:
-                for event in await _replay(live.db, channels, last_event_id):
+                async for event in _replay(live.db, channels, last_event_id):
                     replayed.add(event.id)
                     yield _frame(event.id, event.event_type, event.data)
             while True:
@@ -373,8 +391,9 @@ async def stream_events(
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
                     continue
                 envelope = _decoder.decode(raw)
-                if envelope.id <= last_event_id or envelope.id in replayed:
-                    continue  # already seen by the client, or just sent by the replay
+                if envelope.id in replayed:
+                    continue  # just sent by the replay (an id at or below the client's last one
+                    # can still arrive here: a transaction that committed late)
                 data = await _load_data(live.db, envelope.id) if envelope.ref else envelope.data
                 yield _frame(envelope.id, envelope.type, data)
     finally:

@@ -12,9 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.people.models import PhoneIndex
 
-__all__ = ["PhoneMatch", "digits_of", "find_by_suffix", "normalise", "reindex_owner", "suffix_bounds"]
+__all__ = [
+    "MIN_CALLER_DIGITS",
+    "PhoneMatch",
+    "digits_of",
+    "find_by_suffix",
+    "normalise",
+    "reindex_owner",
+    "suffix_bounds",
+]
 
 _NON_DIGITS = re.compile(r"\D")
+# A number shorter than this (and than the account's match length) is not matched at all.
+MIN_CALLER_DIGITS = 7
 
 
 def digits_of(raw: str) -> str:
@@ -65,6 +75,10 @@ async def find_by_suffix(
     if bounds is None:
         return []
     low, high = bounds
+    if len(low) < min(match_digits, MIN_CALLER_DIGITS):
+        # An internal extension (101) or a short service number would match the tail of
+        # unrelated clients' numbers; too few digits identify nobody.
+        return []
     digits_needed = min(match_digits, len(low))
     rows = await session.execute(
         select(

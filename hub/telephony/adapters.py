@@ -69,8 +69,10 @@ def from_hub_json(body: bytes) -> CanonicalEvent:
     except msgspec.ValidationError as exc:
         raise Unprocessable(str(exc), code="invalid_pbx_event") from exc
     direction = event.direction or ("out" if event.event == "outgoing" else "in")
+    starts = event.event in ("ringing", "outgoing")
     parties = list(event.extensions)
-    if event.event == "outgoing" and event.extension and event.extension not in parties:
+    # A ringing on one extension may name it in ``extension`` rather than ``extensions``.
+    if starts and event.extension and event.extension not in parties:
         parties.insert(0, event.extension)
     return CanonicalEvent(
         kind=event.event,
@@ -81,7 +83,7 @@ def from_hub_json(body: bytes) -> CanonicalEvent:
         from_number=event.from_number,
         to_number=event.to_number,
         parties=parties,
-        answered_by=event.extension if event.event != "outgoing" else None,
+        answered_by=None if starts else event.extension,
         cause=event.cause,
         duration=event.duration,
         recording_url=event.recording_url,
@@ -102,9 +104,11 @@ def _cti_fields(body: bytes, content_type: str) -> tuple[dict[str, Any], list[st
             raise BadRequest("The body is not JSON", code="invalid_json") from exc
         if not isinstance(raw, dict):
             raise Unprocessable("The event must be a JSON object", code="invalid_pbx_event")
+        read = {key: _scalar(key, raw[key]) for key in _CTI_FIELDS if key in raw}
         users_raw = raw.get("user[]", raw.get("user", []))
         listed = users_raw if isinstance(users_raw, list) else [users_raw]
-        return raw, [str(u) for u in listed if u not in (None, "")]
+        named = [_scalar("user[]", u) for u in listed]
+        return {**raw, **read}, [u for u in named if u]
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -119,6 +123,38 @@ def _cti_fields(body: bytes, content_type: str) -> tuple[dict[str, Any], list[st
             fields.setdefault(key, value)
     fields["user[]"] = users
     return fields, users
+
+
+# The CTI fields the hub reads; in JSON each must be text or a number (extra fields are kept as
+# they are, for the event log).
+_CTI_FIELDS = (
+    "event",
+    "from",
+    "to",
+    "direction",
+    "callId",
+    "call_id",
+    "answeringNumber",
+    "cause",
+    "queue",
+    "duration",
+    "recordingUrl",
+    "recording_url",
+    "recording",
+)
+
+
+def _scalar(key: str, value: Any) -> str | None:
+    """A JSON field as text: numbers are taken as written, objects, lists and booleans refused."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if key == "event":
+        raise Unprocessable(
+            "event must be newCall, answer or hangup", code="invalid_event", error="Invalid event!"
+        )
+    raise Unprocessable(f"{key} must be text or a number", code="invalid_pbx_event", field=key)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -158,13 +194,16 @@ def from_cti(body: bytes, content_type: str) -> CanonicalEvent:
     answered_by = _text(fields.get("answeringNumber"), 200)
     if kind == "answered" and answered_by is None and direction == "in" and users:
         answered_by = users[0]
+    from_number = _text(fields.get("from"), 64)
+    if kind == "outgoing" and not users and from_number:
+        users = [from_number]  # an outgoing call is placed from the employee's extension
     return CanonicalEvent(
         kind=kind,
         call_id=call_id,
         direction=direction,
         dialect="cti",
         raw=fields,
-        from_number=_text(fields.get("from"), 64),
+        from_number=from_number,
         to_number=_text(fields.get("to"), 64),
         parties=[u[:200] for u in users][:50],
         answered_by=answered_by,

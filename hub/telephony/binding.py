@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.events import TicketCreated, subscribe
-from hub.errors import BadRequest
+from hub.errors import BadRequest, NotFound
 from hub.telephony import service
 from hub.telephony.models import Call
 
@@ -28,7 +28,5 @@ async def bind_created_ticket(session: AsyncSession, event: TicketCreated) -> No
         select(Call.id).where(Call.account_id == ticket.account_id, Call.id == call_id)
     )
     if exists is None:
-        from hub.errors import NotFound
-
         raise NotFound("No such call", code="call_not_found")
     await service.bind_ticket(session, ticket.account_id, call_id, ticket.id, event.actor, automatic=True)

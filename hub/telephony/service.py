@@ -25,14 +25,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telephony import PbxEventResult
 from hub.accounts.models import Account, Employee
 from hub.db import utcnow
 from hub.desk.actors import Actor
-from hub.errors import BadRequest, Conflict, NotFound, Unauthorized
+from hub.desk.models import Ticket
+from hub.desk.service import add_activity, get_ticket, record_history
+from hub.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from hub.live import channel_name, publish_after_commit
 from hub.people.models import Company, Contact
 from hub.people.phones import digits_of, find_by_suffix, normalise
@@ -69,6 +85,10 @@ __all__ = [
 ORIGINATE_TOPIC = "telephony.originate"
 OPEN_STATUSES = ("open", "in_progress", "pending", "reopened")
 MAX_MATCHES = 20
+OPEN_CALL_STATUSES = ("requested", "ringing", "answered")
+DEFAULT_STALE_MINUTES = 240
+# Hangup causes by which the PBX says the call was never picked up.
+UNANSWERED_CAUSES = frozenset({"busy", "cancel", "noAnswer", "congestion", "notFound", "failed"})
 _STATUS_ORDER = {"requested": 0, "ringing": 1, "answered": 2, "ended": 3}
 
 
@@ -99,7 +119,7 @@ async def get_or_create_settings(session: AsyncSession, account_id: int) -> Tele
             originate_auth="none",
             match_digits=account.phone_match_digits,
             region=account.default_region,
-            stale_call_minutes=240,
+            stale_call_minutes=DEFAULT_STALE_MINUTES,
         )
         session.add(row)
         await session.flush()
@@ -283,7 +303,9 @@ async def _insert_call(session: AsyncSession, call: Call) -> int | None:
     return await session.scalar(_INSERT_CALL[session.get_bind().dialect.name], values)
 
 
-async def _log_event(session: AsyncSession, call_id: int, account_id: int, ev: CanonicalEvent) -> bool:
+async def _log_event(
+    session: AsyncSession, call_id: int, account_id: int, ev: CanonicalEvent, outcome: str
+) -> bool:
     """Record the event once; False when this (call id, event) was seen before."""
     values = {
         "account_id": account_id,
@@ -292,7 +314,7 @@ async def _log_event(session: AsyncSession, call_id: int, account_id: int, ev: C
         "event": ev.kind,
         "dialect": ev.dialect,
         "payload": jsonable(ev.raw),
-        "outcome": "applied",
+        "outcome": outcome,
         "received_at": utcnow(),
     }
     return await session.scalar(_INSERT_EVENT[session.get_bind().dialect.name], values) is not None
@@ -360,16 +382,18 @@ async def apply_event(
         optimistic = _retry and ev.kind in ("ringing", "outgoing")
         call = None if optimistic else await _lock_call(session, settings.account_id, ev.call_id)
         created = call is None
+        # An event for an ended call only fills in what is missing.
+        late = call is not None and call.status == "ended"
+        outcome = "late" if late else "applied"
         if call is None:
             call = _new_call(settings, ev)
-        elif not await _log_event(session, call.id, call.account_id, ev):
+        elif not await _log_event(session, call.id, call.account_id, ev, outcome):
             return PbxEventResult(ev.call_id, ev.kind, "duplicate", call.id, call.status)  # type: ignore[arg-type]
         staff = await _employees_for(
             session,
             settings.account_id,
             [*ev.parties, ev.answered_by or "", *(call.ringing_extensions or [])],
         )
-        late = call.status == "ended"
         now = ev.occurred_at or utcnow()
         call.from_number = call.from_number or ev.from_number
         call.to_number = call.to_number or ev.to_number
@@ -393,11 +417,10 @@ async def apply_event(
                 # Another process created this call a moment ago: apply to its record instead.
                 return await apply_event(session, settings, ev, _retry=False)
             call.id = new_id
-            await _log_event(session, new_id, call.account_id, ev)
+            await _log_event(session, new_id, call.account_id, ev, outcome)
         await _publish(session, call, ev.kind, effects)
         if effects.ended_now:
             await _record_activity(session, call)
-    outcome = "late" if late else "applied"
     return PbxEventResult(ev.call_id, ev.kind, outcome, call.id, call.status)  # type: ignore[arg-type]
 
 
@@ -427,6 +450,8 @@ def _on_answered(
     staff: list[Employee],
     effects: _Effects,
 ) -> None:
+    if call.cause in UNANSWERED_CAUSES:
+        return  # the PBX already said nobody picked up; a stray answer after it changes nothing
     if not call.answered:
         call.answered = True
         call.answered_at = now
@@ -488,35 +513,29 @@ def _brief(call: Call) -> dict[str, Any]:
     }
 
 
-_TICKET_LISTS: Any = None
-
-
 def _ticket_lists_statement() -> Any:
     """Open tickets (10) and recent ones (5) of the matched clients, in one round trip."""
-    global _TICKET_LISTS
-    if _TICKET_LISTS is None:
-        from sqlalchemy import literal, union_all
+    whose = or_(
+        Ticket.contact_id.in_(bindparam("contact_ids", expanding=True)),
+        Ticket.company_id.in_(bindparam("company_ids", expanding=True)),
+    )
+    columns = (Ticket.id, Ticket.number, Ticket.title, Ticket.status, Ticket.priority, Ticket.created_at)
+    base = [Ticket.account_id == bindparam("account_id"), Ticket.type != "internal", whose]
+    open_ = (
+        select(literal("open").label("list"), *columns)
+        .where(*base, Ticket.status.in_(OPEN_STATUSES))
+        .order_by(Ticket.id.desc())
+        .limit(10)
+        .subquery()
+    )
+    recent = (
+        select(literal("recent").label("list"), *columns).where(*base).order_by(Ticket.id.desc()).limit(5)
+    )
+    return union_all(select(open_), select(recent.subquery()))
 
-        from hub.desk.models import Ticket
 
-        whose = or_(
-            Ticket.contact_id.in_(bindparam("contact_ids", expanding=True)),
-            Ticket.company_id.in_(bindparam("company_ids", expanding=True)),
-        )
-        columns = (Ticket.id, Ticket.number, Ticket.title, Ticket.status, Ticket.priority, Ticket.created_at)
-        base = [Ticket.account_id == bindparam("account_id"), Ticket.type != "internal", whose]
-        open_ = (
-            select(literal("open").label("list"), *columns)
-            .where(*base, Ticket.status.in_(OPEN_STATUSES))
-            .order_by(Ticket.id.desc())
-            .limit(10)
-            .subquery()
-        )
-        recent = (
-            select(literal("recent").label("list"), *columns).where(*base).order_by(Ticket.id.desc()).limit(5)
-        )
-        _TICKET_LISTS = union_all(select(open_), select(recent.subquery()))
-    return _TICKET_LISTS
+# Built once: constructing it per pop-up costs more CPU than running it.
+_TICKET_LISTS = _ticket_lists_statement()
 
 
 async def _client_tickets(session: AsyncSession, call: Call) -> dict[str, list[dict[str, Any]]]:
@@ -526,12 +545,8 @@ async def _client_tickets(session: AsyncSession, call: Call) -> dict[str, list[d
     company_ids = [m["company_id"] for m in call.matches or [] if m.get("company_id")]
     if not contact_ids and not company_ids:
         return lists
-    try:
-        statement = _ticket_lists_statement()
-    except ImportError:  # the desk is not installed in this build
-        return lists
     params = {"account_id": call.account_id, "contact_ids": contact_ids, "company_ids": company_ids}
-    for row in await session.execute(statement, params):
+    for row in await session.execute(_TICKET_LISTS, params):
         lists[row.list].append(
             {
                 "id": row.id,
@@ -579,11 +594,6 @@ def _summary(call: Call) -> str:
 
 async def _record_activity(session: AsyncSession, call: Call) -> None:
     """The ended call goes into the activity feed of every contact it matched (DESK-8)."""
-    try:
-        from hub.desk.service import add_activity
-    except ImportError:  # the desk is not installed in this build
-        return
-
     contact_ids = [m["id"] for m in call.matches or [] if m["kind"] == "contact"][:5]
     for contact_id in contact_ids:
         await add_activity(
@@ -610,26 +620,34 @@ async def close_stale_calls(session: AsyncSession, now: datetime | None = None, 
     """Close calls whose hangup never came (per account's ``stale_call_minutes``). Safe in several
     processes: each call is closed by a conditional update that only one of them wins."""
     now = now or utcnow()
+    minutes = func.coalesce(TelephonySettings.stale_call_minutes, DEFAULT_STALE_MINUTES)
+    # Each account's own cutoff is in the WHERE clause, so accounts that keep calls open for long
+    # cannot fill the batch and starve the others. Datetime arithmetic differs per database: one
+    # condition per distinct setting (there are few) keeps it portable.
+    settings_used = set(await session.scalars(select(TelephonySettings.stale_call_minutes).distinct()))
+    overdue = or_(
+        *(
+            and_(minutes == value, Call.started_at < now - timedelta(minutes=value))
+            for value in sorted(settings_used | {DEFAULT_STALE_MINUTES})
+        )
+    )
     candidates = (
         await session.execute(
-            select(Call.id, TelephonySettings.stale_call_minutes)
+            select(Call.id, minutes)
             .join(TelephonySettings, TelephonySettings.account_id == Call.account_id, isouter=True)
-            .where(
-                Call.status.in_(("requested", "ringing", "answered")),
-                Call.started_at < now - timedelta(minutes=5),
-            )
+            .where(Call.status.in_(OPEN_CALL_STATUSES), overdue)
             .order_by(Call.started_at)
             .limit(limit)
         )
     ).all()
     closed = 0
-    for call_id, minutes in candidates:
-        cutoff = now - timedelta(minutes=minutes or 240)
+    for call_id, stale_minutes in candidates:
+        cutoff = now - timedelta(minutes=stale_minutes)
         result = await session.execute(
             update(Call)
             .where(
                 Call.id == call_id,
-                Call.status.in_(("requested", "ringing", "answered")),
+                Call.status.in_(OPEN_CALL_STATUSES),
                 Call.started_at < cutoff,
             )
             .values(
@@ -666,20 +684,40 @@ class CallFilters:
     ticket_id: int | None = None
 
 
-def _filtered(account_id: int, f: CallFilters) -> Select[Any]:
+# Missed: an incoming call that ended unanswered. An outgoing call nobody picked up (or a
+# click-to-call the PBX refused) is not a call the team missed.
+_MISSED = and_(Call.direction == "in", Call.status == "ended", Call.answered.is_(False))
+
+
+def is_missed(call: Call) -> bool:
+    return call.direction == "in" and call.status == "ended" and not call.answered
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise Unprocessable(f"{name} needs a time zone (Z or +hh:mm)", code="naive_datetime", field=name)
+    return value
+
+
+def _rang_on(extension: str) -> Any:
+    """Calls whose ringing extensions include ``extension`` (the JSON list, read as its text)."""
+    return cast(Call.ringing_extensions, Text).contains(f'"{extension}"', autoescape=True)
+
+
+async def _filtered(session: AsyncSession, account_id: int, f: CallFilters) -> Select[Any]:
     query = select(Call).where(Call.account_id == account_id)
-    if f.date_from:
+    if _aware("date_from", f.date_from):
         query = query.where(Call.started_at >= f.date_from)
-    if f.date_to:
+    if _aware("date_to", f.date_to):
         query = query.where(Call.started_at < f.date_to)
     if f.direction:
         query = query.where(Call.direction == f.direction)
     if f.employee_id:
-        query = query.where(Call.employee_id == f.employee_id)
+        query = query.where(await _employee_condition(session, account_id, f.employee_id))
     if f.missed is True:
-        query = query.where(Call.status == "ended", Call.answered.is_(False))
+        query = query.where(_MISSED)
     elif f.missed is False:
-        query = query.where(or_(Call.answered.is_(True), Call.status != "ended"))
+        query = query.where(~_MISSED)
     if f.contact_id:
         query = query.where(Call.contact_id == f.contact_id)
     if f.company_id:
@@ -695,11 +733,22 @@ def _filtered(account_id: int, f: CallFilters) -> Select[Any]:
     return query
 
 
+async def _employee_condition(session: AsyncSession, account_id: int, employee_id: int) -> Any:
+    """An employee's calls: those they answered or placed, and the unanswered ones that rang on
+    their extension (so "mine and missed" lists the calls they missed)."""
+    extension = await session.scalar(
+        select(Employee.extension).where(Employee.account_id == account_id, Employee.id == employee_id)
+    )
+    if not extension:
+        return Call.employee_id == employee_id
+    return or_(Call.employee_id == employee_id, and_(Call.answered.is_(False), _rang_on(extension)))
+
+
 async def list_calls(
     session: AsyncSession, account_id: int, filters: CallFilters, *, before_id: int | None, limit: int
 ) -> Sequence[Call]:
     """Newest first; keyset paging with ``before_id``."""
-    query = _filtered(account_id, filters)
+    query = await _filtered(session, account_id, filters)
     if before_id:
         query = query.where(Call.id < before_id)
     return list(await session.scalars(query.order_by(Call.id.desc()).limit(limit)))
@@ -726,17 +775,12 @@ async def _ticket_refs(
     )
     info: dict[int, Any] = {}
     if bindings:
-        try:
-            from hub.desk.models import Ticket
-
-            rows = await session.execute(
-                select(Ticket.id, Ticket.number, Ticket.title, Ticket.status).where(
-                    Ticket.account_id == account_id, Ticket.id.in_({b.ticket_id for b in bindings})
-                )
+        rows = await session.execute(
+            select(Ticket.id, Ticket.number, Ticket.title, Ticket.status).where(
+                Ticket.account_id == account_id, Ticket.id.in_({b.ticket_id for b in bindings})
             )
-            info = {r.id: r for r in rows}
-        except ImportError:
-            info = {}
+        )
+        info = {r.id: r for r in rows}
     refs: dict[int, list[TicketRef]] = {}
     for b in bindings:
         row = info.get(b.ticket_id)
@@ -780,7 +824,7 @@ async def read_calls(session: AsyncSession, account_id: int, calls: Sequence[Cal
                 employee_id=c.employee_id,
                 employee_name=names.get(c.employee_id) if c.employee_id else None,
                 answered=c.answered,
-                missed=c.status == "ended" and not c.answered,
+                missed=is_missed(c),
                 started_at=c.started_at,
                 answered_at=c.answered_at,
                 ended_at=c.ended_at,
@@ -797,19 +841,9 @@ async def read_calls(session: AsyncSession, account_id: int, calls: Sequence[Cal
     return result
 
 
-async def _get_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> Any:
-    try:
-        from hub.desk.service import get_ticket
-    except ImportError as exc:  # a build without the desk has no tickets
-        raise NotFound("No such ticket", code="ticket_not_found") from exc
-    return await get_ticket(session, account_id, ticket_id)
-
-
 async def _history(
     session: AsyncSession, ticket: Any, actor: Actor, kind: str, call: Call, **extra: Any
 ) -> None:
-    from hub.desk.service import record_history
-
     await record_history(
         session,
         ticket,
@@ -836,7 +870,7 @@ async def bind_ticket(
 ) -> CallTicket:
     """Bind a call to a ticket (TEL-5); both must be in the account. History records it."""
     call = await get_call(session, account_id, call_id)
-    ticket = await _get_ticket(session, account_id, ticket_id)
+    ticket = await get_ticket(session, account_id, ticket_id)
     existing = await session.scalar(
         select(CallTicket).where(CallTicket.call_id == call.id, CallTicket.ticket_id == ticket.id)
     )
@@ -851,8 +885,13 @@ async def bind_ticket(
         automatic=automatic,
         created_at=utcnow(),
     )
-    session.add(binding)
-    await session.flush()
+    try:
+        # A savepoint: when two requests bind the same pair at once, the loser gets a clear 409
+        # and the rest of its transaction stays usable.
+        async with session.begin_nested():
+            session.add(binding)
+    except IntegrityError as exc:
+        raise Conflict("The call is already bound to this ticket", code="call_already_bound") from exc
     await _history(session, ticket, actor, "call_bound", call, automatic=automatic)
     publish_after_commit(session, calls_channel(account_id), "call.updated", {"call": _brief(call)})
     return binding
@@ -862,7 +901,7 @@ async def unbind_ticket(
     session: AsyncSession, account_id: int, call_id: int, ticket_id: int, actor: Actor
 ) -> None:
     call = await get_call(session, account_id, call_id)
-    ticket = await _get_ticket(session, account_id, ticket_id)
+    ticket = await get_ticket(session, account_id, ticket_id)
     result = await session.execute(
         delete(CallTicket).where(
             CallTicket.account_id == account_id,
@@ -877,7 +916,7 @@ async def unbind_ticket(
 
 
 async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> list[CallRead]:
-    ticket = await _get_ticket(session, account_id, ticket_id)
+    ticket = await get_ticket(session, account_id, ticket_id)
     calls = list(
         await session.scalars(
             select(Call)

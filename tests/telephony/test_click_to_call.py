@@ -111,7 +111,8 @@ async def test_click_to_call_survives_a_failing_pbx(
 async def test_click_to_call_refused_by_pbx_fails_visibly(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    """TEL-7: a PBX that refuses (401: wrong credentials) is not retried; the call shows failed."""
+    """TEL-7, TEL-6: a PBX that refuses (401: wrong credentials) is not retried; the call shows
+    failed, and it is no missed call (nobody called the team)."""
     await _configure(client, tenant)
     await client.post(
         "/api/telephony/originate", json={"number": "84951234567"}, headers=tenant.dispatcher.headers
@@ -122,7 +123,9 @@ async def test_click_to_call_refused_by_pbx_fails_visibly(
         await drain_outbox(app.state.jobs, now=utcnow() + timedelta(hours=1))
     assert route.call_count == 1
     [call] = await calls(client, tenant)
-    assert (call["originate_state"], call["status"]) == ("failed", "ended")
+    assert (call["originate_state"], call["status"], call["missed"]) == ("failed", "ended", False)
+    assert await calls(client, tenant, missed="true") == []
+    assert [c["id"] for c in await calls(client, tenant, missed="false")] == [call["id"]]
     dead = await client.get("/api/outbox", params={"status": "dead"}, headers=tenant.admin.headers)
     assert [m["topic"] for m in dead.json()] == ["telephony.originate"]
 

@@ -152,9 +152,9 @@ async def test_generic_cti_json_missed_call_and_outgoing(
         outgoing[0]["employee_id"] == tenant.dispatcher.id
         and outgoing[0]["client"]["id"] == clients.company_id
     )
-    assert [c["external_id"] for c in await calls(client, tenant, employee_id=tenant.dispatcher.id)] == [
-        "o-1"
-    ]
+    # The dispatcher's calls: the one they placed and the one that rang on their phone unanswered.
+    mine = await calls(client, tenant, employee_id=tenant.dispatcher.id)
+    assert [c["external_id"] for c in mine] == ["o-1", "m-1"]
 
 
 async def test_duplicates_and_disorder_leave_one_correct_record(
@@ -179,6 +179,11 @@ async def test_duplicates_and_disorder_leave_one_correct_record(
     assert call["status"] == "ended" and call["answered"] is True and call["missed"] is False
     assert call["employee_id"] == tenant.dispatcher.id and call["duration_seconds"] == 30
     assert await _count(db, Call) == 1 and await _count(db, CallEventLog) == 3
+    async with db.sessionmaker() as session, session.begin():
+        logged = dict(
+            (await session.execute(select(CallEventLog.event, CallEventLog.outcome))).tuples().all()
+        )
+    assert logged == {"ringing": "applied", "hangup": "applied", "answered": "late"}
 
 
 async def test_hangup_for_unknown_call_then_late_ringing(
@@ -243,7 +248,41 @@ async def test_bad_input_gets_problem_json(
         headers={"Content-Type": "application/json"},
     )
     assert r.status_code == 422
+    # A time without a zone is ambiguous (and cannot be stored): refused, not a 500.
+    r = await pbx.hub(event="ringing", call_id="x", occurred_at="2026-11-30T10:00:00")
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_pbx_event")
+    # CTI as JSON: the event or a field given as a list or an object is refused clearly.
+    for event in (["newCall"], {"name": "newCall"}, True):
+        r = await pbx.cti_json({"event": event, "callId": "x", "direction": "in"})
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_event"), event
+    ring = {"event": "newCall", "callId": "x", "direction": "in"}
+    for field, value in (
+        ("from", {"number": "+79990001122"}),
+        ("to", ["100"]),
+        ("callId", {"id": 1}),
+        ("direction", ["in"]),
+        ("cause", {"c": 1}),
+        ("user[]", [{"name": "Dispatcher"}]),
+    ):
+        r = await pbx.cti_json({**ring, field: value})
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_pbx_event"), field
     assert await _count(db, Call) == 0
+
+
+async def test_event_time_with_a_zone_is_the_call_start(
+    client: httpx.AsyncClient, tenant: Tenant, pbx: Pbx
+) -> None:
+    """TEL-2, TEL-6: ``occurred_at`` with a zone sets when the call started."""
+    r = await pbx.hub(event="ringing", call_id="z-1", occurred_at="2026-11-30T13:00:00+03:00")
+    assert r.status_code == 200, r.text
+    [call] = await calls(client, tenant)
+    assert call["started_at"].startswith("2026-11-30T10:00:00")
+    # CTI numbers posted as JSON numbers are taken as written.
+    r = await pbx.cti_json({"event": "newCall", "callId": 42, "from": 79990001122, "direction": "in"})
+    assert (r.status_code, r.json()) == (200, {})
+    assert any(
+        c["external_id"] == "42" and c["from_number"] == "79990001122" for c in await calls(client, tenant)
+    )
 
 
 async def test_wrong_token_is_401_and_records_nothing(

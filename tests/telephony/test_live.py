@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import asyncpg
@@ -10,11 +11,21 @@ import httpx
 import pytest
 from litestar import Litestar, Request, get
 from litestar.response import ServerSentEvent
+from litestar.response.sse import ServerSentEventMessage
+from sqlalchemy import delete
 
 from hub.app import create_app
 from hub.auth.guards import employees
-from hub.db import Database
-from hub.live import channel_name, publish, sse_response
+from hub.db import Database, utcnow
+from hub.live import (
+    REPLAY_PAGE,
+    LiveEvent,
+    channel_name,
+    live_of,
+    publish,
+    sse_response,
+    stream_events,
+)
 from hub.settings import Settings
 from tests.conftest import PG_URL, Tenant, make_settings, make_tenant
 from tests.telephony.hubproc import fresh_database, private_pg_url
@@ -109,3 +120,65 @@ async def test_postgres_listener_comes_back_after_the_connection_drops(tmp_path:
                     return int(frame.data["n"])
 
             assert await asyncio.wait_for(until_delivered(), 30) >= 2
+
+
+async def _frames_until_quiet(stream: AsyncGenerator[ServerSentEventMessage, None]) -> list[int]:
+    """The ids of the frames a stream sends until it has nothing more (its first keep-alive)."""
+    ids: list[int] = []
+    async for message in stream:
+        if message.comment == "keep-alive":
+            return ids
+        if message.comment is None:
+            ids.append(int(message.id or 0))
+    return ids
+
+
+async def test_catch_up_sends_everything_missed_not_just_one_page(app: Litestar, tenant: Tenant) -> None:
+    """TEL-4: a console away for long catches up on all it missed (more than one replay page), in
+    order, then goes on live."""
+    live = live_of(app)
+    channel = channel_name(tenant.id, "emp", tenant.dispatcher.id)
+    first = await publish(app, channel, {"n": 0})
+    missed = REPLAY_PAGE * 2 + 37
+    async with live.db.sessionmaker() as session, session.begin():
+        session.add_all(
+            LiveEvent(channel=channel, event_type="call.updated", data={"n": n}, created_at=utcnow())
+            for n in range(1, missed + 1)
+        )
+    stream = stream_events(live, [channel], last_event_id=first, heartbeat=0.5)
+    try:
+        ids = await asyncio.wait_for(_frames_until_quiet(stream), 60)
+    finally:
+        await stream.aclose()
+    assert len(ids) == missed and ids == sorted(ids) and ids[0] > first
+
+
+async def test_an_event_committed_out_of_order_still_reaches_the_stream(
+    app: Litestar, tenant: Tenant
+) -> None:
+    """TEL-4: on PostgreSQL a transaction can take a lower event id and commit after a higher one
+    was delivered; the stream still passes it on instead of taking it for one already seen."""
+    live = live_of(app)
+    channel = channel_name(tenant.id, "emp", tenant.dispatcher.id)
+    taken_early = await publish(app, channel, {"n": "early"})
+    await publish(app, channel_name(tenant.id, "calls"), {"n": "keeps SQLite from reusing the id"})
+    async with live.db.sessionmaker() as session, session.begin():  # not committed yet, as it were
+        await session.execute(delete(LiveEvent).where(LiveEvent.id == taken_early))
+    seen = await publish(app, channel, {"n": "seen"})
+    stream = stream_events(live, [channel], last_event_id=seen, heartbeat=5)
+    try:
+        assert (await anext(stream)).comment == "connected"
+        async with live.db.sessionmaker() as session, session.begin():
+            late = LiveEvent(
+                id=taken_early,
+                channel=channel,
+                event_type="call.ended",
+                data={"n": "early"},
+                created_at=utcnow(),
+            )
+            session.add(late)
+        live.send(late)  # what publish_after_commit does once the late transaction commits
+        frame = await asyncio.wait_for(anext(stream), 10)
+    finally:
+        await stream.aclose()
+    assert (frame.id, frame.event) == (taken_early, "call.ended")
