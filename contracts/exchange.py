@@ -26,6 +26,10 @@ import msgspec
 from contracts._schema import SCHEMA_DIR, json_schema, write_schema_files
 
 __all__ = [
+    "MAX_FILES_PER_MESSAGE",
+    "MAX_FILE_BYTES",
+    "MAX_INBOX_BYTES",
+    "MAX_MESSAGE_FILE_BYTES",
     "PROTOCOL_VERSION",
     "SCHEMA_DIR",
     "Body",
@@ -73,8 +77,13 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Text = Annotated[str, msgspec.Meta(max_length=20_000)]
 Side = Literal["issuer", "acceptor"]
 Status = Literal["open", "in_progress", "pending", "resolved", "reopened", "closed", "cancelled"]
-# Files travel inside the signed message; the inbox accepts bodies up to 16 MiB.
+# Files travel inside the signed message (base64 in JSON, inside a base64url JWS payload: about
+# 1.8 times their size); the inbox accepts bodies up to 16 MiB. So one file, and all the files of
+# one message together, have at most 8 MiB; a sender splits more files over several messages.
 MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_MESSAGE_FILE_BYTES = MAX_FILE_BYTES
+MAX_FILES_PER_MESSAGE = 15
+MAX_INBOX_BYTES = 16 * 1024 * 1024
 
 
 class PairingKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -151,7 +160,7 @@ class TicketTransfer(_Body, tag="ticket.transfer", kw_only=True):
     description: Text = ""
     priority: Literal["low", "normal", "high", "critical"] = "normal"
     client: EndClient | None = None
-    files: Annotated[list[FileBlob], msgspec.Meta(max_length=15)] = []
+    files: Annotated[list[FileBlob], msgspec.Meta(max_length=MAX_FILES_PER_MESSAGE)] = []
 
 
 class CommentPosted(_Body, tag="comment.posted", kw_only=True):
@@ -161,7 +170,7 @@ class CommentPosted(_Body, tag="comment.posted", kw_only=True):
     ref: Annotated[str, msgspec.Meta(max_length=64)]  # the sender's own comment id
     author_name: Name
     body: Text = ""
-    files: Annotated[list[FileBlob], msgspec.Meta(max_length=15)] = []
+    files: Annotated[list[FileBlob], msgspec.Meta(max_length=MAX_FILES_PER_MESSAGE)] = []
 
 
 class FilesPosted(_Body, tag="files.posted", kw_only=True):
@@ -170,7 +179,7 @@ class FilesPosted(_Body, tag="files.posted", kw_only=True):
     *private* (EX-6). The partner ticket's private files are never sent."""
 
     author_name: Name
-    files: Annotated[list[FileBlob], msgspec.Meta(min_length=1, max_length=15)]
+    files: Annotated[list[FileBlob], msgspec.Meta(min_length=1, max_length=MAX_FILES_PER_MESSAGE)]
 
 
 class StatusUpdate(_Body, tag="ticket.status", kw_only=True):
@@ -232,8 +241,12 @@ class Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class InboxResult(msgspec.Struct):
     id: str
-    # applied: done now (with any held successors); held: waits for an earlier ``seq``.
-    outcome: Literal["applied", "held"]
+    # applied: done now (with any held successors); held: waits for an earlier ``seq``;
+    # rejected: a well-formed, authentic, in-order message the receiver's rules refused (e.g. a
+    # second rating): recorded as received, the ticket's ``seq`` moves on, nothing else changes.
+    outcome: Literal["applied", "held", "rejected"]
+    code: str | None = None  # rejected only: the receiver's problem code, e.g. ``already_rated``
+    detail: str | None = None  # rejected only: a human-readable reason
 
 
 def schemas() -> dict[str, dict[str, Any]]:

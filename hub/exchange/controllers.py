@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, Request, delete, get, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.exchange import InboxResult, SignedToken
+from contracts.exchange import MAX_INBOX_BYTES, InboxResult, SignedToken
 from hub.auth.guards import administrators, dispatchers, employees
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
@@ -32,9 +32,6 @@ from hub.exchange.schemas import (
 from hub.settings import Settings
 
 __all__ = ["EXCHANGE_CONTROLLERS", "ExchangeController", "HubToHubController", "PartnerTicketController"]
-
-# Messages carry files (base64) inside the signature.
-INBOX_MAX_BYTES = 16 * 1024 * 1024
 
 
 class ExchangeController(Controller):
@@ -205,7 +202,7 @@ class HubToHubController(Controller):
         "/inbox",
         exclude_from_auth=True,
         status_code=200,
-        request_max_body_size=INBOX_MAX_BYTES,
+        request_max_body_size=MAX_INBOX_BYTES,  # files travel inside the signature
         summary="One signed message from a partner hub (EX-10)",
     )
     async def inbox(self, data: SignedToken, db_session: AsyncSession, settings: Settings) -> InboxResult:

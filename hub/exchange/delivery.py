@@ -7,14 +7,17 @@ No session is held during the HTTP call.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import msgspec
+from sqlalchemy import update
 
 from hub.db import utcnow
 from hub.exchange import crypto
 from hub.exchange.models import Connection, ConnectionState
-from hub.exchange.service import TOPIC
-from hub.exchange.transport import post_to_partner
+from hub.exchange.service import TOPIC, record_rejection
+from hub.exchange.transport import MessageTooLarge, PartnerResponse, post_to_partner
 from hub.jobs import wake_job
 from hub.outbox import (
     DeliveryContext,
@@ -57,15 +60,25 @@ async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
         answer = await post_to_partner(ctx.http, connection.partner_hub_url + INBOX_PATH, {"jws": token})
     except httpx.HTTPError as exc:
         raise TransientDeliveryError(f"partner hub unreachable: {exc!r}") from exc
+    except TimeoutError as exc:
+        raise TransientDeliveryError("partner hub too slow to answer") from exc
+    except MessageTooLarge as exc:
+        raise PermanentDeliveryError(str(exc)) from exc
     except ValueError as exc:
         raise TransientDeliveryError(str(exc)) from exc
     if answer.status in (200, 202) or answer.code in _ALREADY:
+        if _outcome(answer) == "rejected":
+            await _rejected(ctx, connection, envelope, answer)
         # One shared ticket's messages go one per worker round (ordering key); start the next round
         # now instead of after the poll interval, so a burst flows at network speed.
         wake_job(OUTBOX_JOB)
         return
-    if kind == "connection.ended" and answer.code == "connection_ended":
-        return
+    if answer.code == "connection_ended":
+        if kind == "connection.ended":
+            return
+        # EX-3: the partner ended the connection and its notice never reached us: end it here too.
+        await _ended_by_partner(ctx, connection)
+        raise PermanentDeliveryError("the partner connection has ended")
     error = f"HTTP {answer.status} {answer.code or ''}".strip()
     if answer.status >= 500 or answer.status in (408, 429):
         raise TransientDeliveryError(error)
@@ -73,3 +86,27 @@ async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
     if answer.code == "message_stale":
         raise TransientDeliveryError(error)
     raise PermanentDeliveryError(error)
+
+
+def _outcome(answer: PartnerResponse) -> str | None:
+    return answer.body.get("outcome") if isinstance(answer.body, dict) else None
+
+
+async def _rejected(
+    ctx: DeliveryContext, connection: Connection, envelope: dict[str, Any], answer: PartnerResponse
+) -> None:
+    """The partner has the message but its rules refused it: shown on our ticket, not retried."""
+    body = answer.body if isinstance(answer.body, dict) else {}
+    code = str(body.get("code") or "rejected")[:100]
+    detail = str(body.get("detail") or "refused by the partner")[:1000]
+    async with ctx.db.sessionmaker() as session, session.begin():
+        await record_rejection(session, connection, envelope, code, detail)
+
+
+async def _ended_by_partner(ctx: DeliveryContext, connection: Connection) -> None:
+    async with ctx.db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Connection)
+            .where(Connection.id == connection.id, Connection.state == ConnectionState.ACTIVE)
+            .values(state=ConnectionState.ENDED, ended_at=utcnow(), ended_by="partner")
+        )

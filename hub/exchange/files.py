@@ -14,12 +14,43 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.exchange import MAX_FILE_BYTES, FileBlob
+from contracts.exchange import MAX_FILE_BYTES, MAX_FILES_PER_MESSAGE, MAX_MESSAGE_FILE_BYTES, FileBlob
 from hub.desk.actors import Actor
 from hub.errors import BadRequest, PayloadTooLarge, Unprocessable
 from hub.settings import Settings
 
-__all__ = ["blobs_of", "blobs_of_ticket_files", "new_public_files", "store_blobs"]
+__all__ = [
+    "blob_batches",
+    "blobs_of",
+    "check_blobs",
+    "fits_partner",
+    "new_public_files",
+    "store_blobs",
+    "ticket_files",
+]
+
+
+def fits_partner(row: Any) -> bool:
+    """A file small enough to travel to a partner inside one message."""
+    return bool(row.size <= MAX_FILE_BYTES)
+
+
+def blob_batches(settings: Settings, rows: list[Any]) -> list[list[FileBlob]]:
+    """The files as blobs, split into groups that each fit one message: at most
+    ``MAX_FILES_PER_MESSAGE`` files and ``MAX_MESSAGE_FILE_BYTES`` bytes together (the signed
+    message must stay under the partner's 16 MiB inbox limit)."""
+    groups: list[list[Any]] = []
+    size = 0
+    for row in rows:
+        full = groups and (
+            len(groups[-1]) == MAX_FILES_PER_MESSAGE or size + row.size > MAX_MESSAGE_FILE_BYTES
+        )
+        if not groups or full:
+            groups.append([])
+            size = 0
+        groups[-1].append(row)
+        size += row.size
+    return [blobs_of(settings, group) for group in groups]
 
 
 def blobs_of(settings: Settings, rows: list[Any]) -> list[FileBlob]:
@@ -27,11 +58,6 @@ def blobs_of(settings: Settings, rows: list[Any]) -> list[FileBlob]:
 
     blobs = []
     for row in rows:
-        if row.size > MAX_FILE_BYTES:
-            raise PayloadTooLarge(
-                f"Files passed to a partner may have at most {MAX_FILE_BYTES} bytes",
-                code="file_too_large_for_partner",
-            )
         data = read_file_bytes(settings, row)
         blobs.append(
             FileBlob(
@@ -45,10 +71,12 @@ def blobs_of(settings: Settings, rows: list[Any]) -> list[FileBlob]:
     return blobs
 
 
-async def blobs_of_ticket_files(
-    session: AsyncSession, settings: Settings, account_id: int, ticket_id: int, file_ids: list[int]
-) -> list[FileBlob]:
-    """The chosen files of a ticket (EX-4, EX-5); 422 ``file_not_found`` for one not on the ticket."""
+async def ticket_files(
+    session: AsyncSession, account_id: int, ticket_id: int, file_ids: list[int]
+) -> list[Any]:
+    """The chosen files of a ticket (EX-4, EX-5), checked before anything is queued: 422
+    ``file_not_found`` for one not on the ticket, 413 ``file_too_large_for_partner`` for one
+    that can never fit a message."""
     if not file_ids:
         return []
     from hub.desk.models import TicketFile
@@ -66,7 +94,13 @@ async def blobs_of_ticket_files(
     )
     if len(rows) != len(set(file_ids)):
         raise Unprocessable("A chosen file is not on this ticket", code="file_not_found")
-    return blobs_of(settings, rows)
+    for row in rows:
+        if not fits_partner(row):
+            raise PayloadTooLarge(
+                f"{row.filename}: files passed to a partner may have at most {MAX_FILE_BYTES} bytes",
+                code="file_too_large_for_partner",
+            )
+    return rows
 
 
 async def new_public_files(
@@ -89,6 +123,12 @@ async def new_public_files(
             .order_by(TicketFile.id)
         )
     )
+
+
+def check_blobs(blobs: list[FileBlob]) -> None:
+    """400 ``message_malformed`` unless every file decodes to its size and hash."""
+    for blob in blobs:
+        _decode(blob)
 
 
 def _decode(blob: FileBlob) -> bytes:

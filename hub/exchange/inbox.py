@@ -20,6 +20,7 @@ from contracts.exchange import (
     CommentPosted,
     ConnectionEnded,
     Envelope,
+    FileBlob,
     FilesPosted,
     InboxResult,
     SignedToken,
@@ -30,14 +31,16 @@ from contracts.exchange import (
 )
 from hub.db import utcnow
 from hub.desk.actors import Actor
-from hub.errors import BadRequest, Conflict, Gone, NotFound, Unauthorized, Unprocessable
+from hub.desk.models import Comment
+from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
 from hub.exchange import crypto
-from hub.exchange.files import store_blobs
+from hub.exchange.files import check_blobs, store_blobs
 from hub.exchange.models import Connection, ConnectionState, InboundMessage, SharedTicket
 from hub.exchange.service import send
+from hub.notifications import notify
 from hub.settings import Settings
 
-__all__ = ["MAX_AGE", "ORIGIN", "receive"]
+__all__ = ["MAX_AGE", "ORIGIN", "partner_author", "receive", "send_status"]
 
 log = structlog.get_logger("hub.exchange")
 # A signed message older (or further in the future) than this is refused as stale.
@@ -47,6 +50,7 @@ ORIGIN = "exchange_origin"
 # Which way each kind may travel: to the original's side (outgoing link) or the partner's (incoming).
 _TO_ORIGINAL = (StatusUpdate,)
 _TO_PARTNER = (TicketTransfer, TicketRated, TicketSentBack)
+AUTHOR_MAX: int = Comment.__table__.c.author_name.type.length  # type: ignore[attr-defined]
 
 
 async def _authenticate(session: AsyncSession, token: SignedToken) -> tuple[Connection, Envelope]:
@@ -84,6 +88,7 @@ async def receive(session: AsyncSession, settings: Settings, token: SignedToken)
     if seen is not None:
         raise Conflict("This message was already received", code="message_already_received")
     body = envelope.body
+    check_blobs(_files_of(body))  # a file that does not match its hash is malformed: refused
     if isinstance(body, ConnectionEnded):
         await _record(session, connection, envelope, "applied")
         connection.state = ConnectionState.ENDED
@@ -124,32 +129,69 @@ async def receive(session: AsyncSession, settings: Settings, token: SignedToken)
         # EX-10 order: wait for the predecessor, then apply in sequence.
         await _record(session, connection, envelope, "held")
         return InboxResult(envelope.id, "held")
-    await _record(session, connection, envelope, "applied")
-    await _apply(session, settings, connection, link, envelope)
+    record = await _record(session, connection, envelope, "applied")
+    refusal = await _apply_or_reject(session, settings, connection, link, envelope, record)
     await _apply_held(session, settings, connection, link)
+    if refusal is not None:
+        return InboxResult(envelope.id, "rejected", code=refusal.code, detail=refusal.detail)
     return InboxResult(envelope.id, "applied")
 
 
-async def _record(session: AsyncSession, connection: Connection, envelope: Envelope, status: str) -> None:
+def _files_of(body: Any) -> list[FileBlob]:
+    return list(getattr(body, "files", None) or [])
+
+
+async def _record(
+    session: AsyncSession, connection: Connection, envelope: Envelope, status: str
+) -> InboundMessage:
     """Claim the message id first, so a concurrent duplicate fails on the unique key before any effect."""
-    session.add(
-        InboundMessage(
-            account_id=connection.account_id,
-            connection_id=connection.id,
-            message_id=envelope.id,
-            ticket_uuid=envelope.ticket,
-            seq=envelope.seq,
-            kind=type(envelope.body).__struct_config__.tag or "",
-            status=status,
-            envelope=msgspec.to_builtins(envelope) if status == "held" else None,
-            received_at=utcnow(),
-            applied_at=utcnow() if status == "applied" else None,
-        )
+    record = InboundMessage(
+        account_id=connection.account_id,
+        connection_id=connection.id,
+        message_id=envelope.id,
+        ticket_uuid=envelope.ticket,
+        seq=envelope.seq,
+        kind=type(envelope.body).__struct_config__.tag or "",
+        status=status,
+        envelope=msgspec.to_builtins(envelope) if status == "held" else None,
+        received_at=utcnow(),
+        applied_at=utcnow() if status == "applied" else None,
     )
+    session.add(record)
     try:
         await session.flush()
     except IntegrityError as exc:
         raise Conflict("This message was already received", code="message_already_received") from exc
+    return record
+
+
+async def _apply_or_reject(
+    session: AsyncSession,
+    settings: Settings,
+    connection: Connection,
+    link: SharedTicket,
+    envelope: Envelope,
+    record: InboundMessage,
+) -> HubError | None:
+    """Apply one in-order message; a refusal by this account's rules (a second rating, a send-back
+    of a ticket that is no longer resolved, ...) is recorded on the message instead of refusing
+    the delivery. The ticket's sequence moves on either way, so one refused message never holds
+    up the ones after it; the savepoint undoes whatever the refused message had half done."""
+    link.in_seq = envelope.seq or link.in_seq
+    try:
+        async with session.begin_nested():
+            await _apply(session, settings, connection, link, envelope)
+    except HubError as exc:
+        record.error = f"{exc.code}: {exc.detail}"[:2000]
+        log.info(
+            "exchange_message_rejected",
+            connection=connection.uuid,
+            message=envelope.id,
+            kind=record.kind,
+            code=exc.code,
+        )
+        return exc
+    return None
 
 
 async def _apply_held(
@@ -168,7 +210,7 @@ async def _apply_held(
             return
         envelope = msgspec.convert(held.envelope, Envelope)
         held.status, held.envelope, held.applied_at = "applied", None, utcnow()
-        await _apply(session, settings, connection, link, envelope)
+        await _apply_or_reject(session, settings, connection, link, envelope, held)
 
 
 def _actor(connection: Connection, name: str | None = None) -> Actor:
@@ -184,7 +226,6 @@ async def _apply(
 ) -> None:
     from hub.desk import service as desk
 
-    link.in_seq = envelope.seq or link.in_seq
     body = envelope.body
     ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
     if isinstance(body, CommentPosted):
@@ -282,7 +323,7 @@ async def _apply_comment(
         _actor(connection, body.author_name),
         body.body or "(files)",
         public=public,
-        author_name=f"{body.author_name} ({connection.partner_name})",
+        author_name=partner_author(body.author_name, connection.partner_name),
         context=_context(connection),
     )
     await store_blobs(
@@ -297,6 +338,12 @@ async def _apply_comment(
     )
 
 
+def partner_author(author: str, partner: str) -> str:
+    """ "author (partner)" within the desk's author column: the author's name gives way first."""
+    room = AUTHOR_MAX - len(partner) - 3
+    return f"{author[:room]} ({partner})" if room > 0 else partner[:AUTHOR_MAX]
+
+
 async def _apply_status(
     session: AsyncSession, connection: Connection, link: SharedTicket, ticket: Any, body: StatusUpdate
 ) -> None:
@@ -304,6 +351,8 @@ async def _apply_status(
     from hub.desk import service as desk
 
     previous = link.partner_status
+    if body.status != "resolved":
+        link.decision_pending = False  # our rating or send-back has taken effect (EX-8)
     link.partner_number = body.number
     link.partner_status = body.status
     link.partner_responsible = body.responsible_name
@@ -335,15 +384,10 @@ async def _notify_decision(
     session: AsyncSession, connection: Connection, ticket: Any, body: StatusUpdate
 ) -> None:
     """EX-9: the responsible and observers of the original ticket hear of the partner's decision."""
-    try:
-        from hub.notifications import notify
-    except ImportError:  # the notifications module is optional until it lands
-        log.warning("exchange_notify_unavailable", ticket_id=ticket.id)
-        return
-    recipients: list[tuple[str, int]] = []
-    for employee_id in [ticket.responsible_id, *(getattr(ticket, "observer_ids", None) or [])]:
-        if employee_id and ("employee", employee_id) not in recipients:
-            recipients.append(("employee", employee_id))
+    from hub.desk import service as desk
+
+    _, observers = (await desk.people_of(session, [ticket.id]))[ticket.id]
+    recipients = [("employee", i) for i in dict.fromkeys([ticket.responsible_id, *observers]) if i]
     if not recipients:
         return
     await notify(

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, Id, JSONType, PortableId, utcnow
@@ -112,6 +112,9 @@ class SharedTicket(Id, Base):
     # Per-ticket sequence numbers (EX-10): last one we sent, last one we applied.
     out_seq: Mapped[int] = mapped_column(Integer, default=0)
     in_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Outgoing: our rating or send-back is on its way and the partner has not moved on from
+    # ``resolved`` yet (EX-8): a second decision is refused meanwhile.
+    decision_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Files of the ticket up to this id were considered for mirroring to the original (EX-6).
     files_upto: Mapped[int] = mapped_column(PortableId, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

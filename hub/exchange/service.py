@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 import structlog
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.exchange import (
@@ -38,7 +38,7 @@ from hub.db import Database, utcnow
 from hub.desk.actors import Actor
 from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
 from hub.exchange import crypto
-from hub.exchange.files import blobs_of, blobs_of_ticket_files, new_public_files
+from hub.exchange.files import blob_batches, fits_partner, new_public_files, ticket_files
 from hub.exchange.models import Connection, ConnectionState, PairingKeyRecord, SharedTicket
 from hub.exchange.schemas import (
     ConnectionRead,
@@ -51,7 +51,7 @@ from hub.exchange.schemas import (
     PartnerSendBack,
     TransferCreate,
 )
-from hub.exchange.transport import post_to_partner, validate_partner_url
+from hub.exchange.transport import check_partner_address, post_to_partner
 from hub.outbox import enqueue
 from hub.outbox.models import OutboxMessage, OutboxStatus
 from hub.settings import Settings
@@ -71,6 +71,7 @@ __all__ = [
     "partner_links",
     "pass_files",
     "rate_partner",
+    "record_rejection",
     "revoke_pairing_key",
     "send",
     "send_back",
@@ -185,7 +186,7 @@ async def connect_with_key(
 
     Runs without an open session during the HTTP call (the issuer may be this very process)."""
     key = decode_pairing_key(key_text)
-    hub_url = validate_partner_url(key.hub, settings)
+    hub_url = await check_partner_address(key.hub, settings)
     async with db.sessionmaker() as session:
         account = await session.get(Account, account_id)
         own_key = await session.scalar(
@@ -211,7 +212,7 @@ async def connect_with_key(
     token = crypto.sign(proof_private, proof_public, key.kid, msgspec.json.encode(request))
     try:
         answer = await post_to_partner(http, hub_url + HANDSHAKE_PATH, {"jws": token})
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, TimeoutError) as exc:
         raise PartnerRefused(
             502, "partner_unreachable", f"The partner hub did not answer: {exc!r}"[:300]
         ) from exc
@@ -226,7 +227,7 @@ async def connect_with_key(
         uuid=request.conn,
         side="acceptor",
         partner_name=accepted.name,
-        partner_hub_url=validate_partner_url(accepted.hub, settings),
+        partner_hub_url=await check_partner_address(accepted.hub, settings),
         partner_public_key=accepted.public_key,
         private_key=private,
         public_key=public,
@@ -274,10 +275,25 @@ async def accept_handshake(session: AsyncSession, settings: Settings, token: Sig
         raise Conflict("The pairing key was already used", code="pairing_key_used")
     if record.expires_at <= now:
         raise Gone("The pairing key has expired", code="pairing_key_expired")
-    partner_hub = validate_partner_url(request.hub, settings)
+    partner_hub = await check_partner_address(request.hub, settings)
     taken = await session.scalar(select(Connection.id).where(Connection.uuid == request.conn))
     if taken is not None:
         raise Conflict("This connection id is taken", code="connection_exists")
+    # EX-1 works once, also when two acceptors race with one key: only the transaction whose
+    # conditional update finds the key still unused goes on (the other waits for the row, then
+    # finds it used).
+    claimed = await session.execute(
+        update(PairingKeyRecord)
+        .where(
+            PairingKeyRecord.id == record.id,
+            PairingKeyRecord.used_at.is_(None),
+            PairingKeyRecord.revoked_at.is_(None),
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("The pairing key was already used", code="pairing_key_used")
     account = await session.get(Account, record.account_id)
     assert account is not None
     private, public = crypto.new_keypair()
@@ -295,7 +311,6 @@ async def accept_handshake(session: AsyncSession, settings: Settings, token: Sig
     )
     session.add(connection)
     await session.flush()
-    record.used_at = now
     record.connection_id = connection.id
     accepted = ConnectAccepted(
         conn=request.conn,
@@ -473,7 +488,8 @@ async def transfer(
         raise Conflict("The ticket came from this partner", code="ticket_from_this_partner")
     if ticket.type == "internal":
         raise Unprocessable("Internal tickets are not transferred", code="ticket_internal")
-    files = await blobs_of_ticket_files(session, settings, account_id, ticket.id, data.file_ids)
+    rows = await ticket_files(session, account_id, ticket.id, data.file_ids)
+    first, *more = blob_batches(settings, rows) or [[]]
     link = SharedTicket(
         account_id=account_id,
         connection_id=connection.id,
@@ -493,9 +509,11 @@ async def transfer(
         description=ticket.description or "",
         priority=ticket.priority,  # type: ignore[arg-type]  # the desk keeps one of the four
         client=await _end_client(session, ticket) if data.include_client else None,
-        files=files,
+        files=first,
     )
     await send(session, connection, link, body)
+    for blobs in more:  # files beyond one message's budget follow the transfer, in order
+        await send(session, connection, link, FilesPosted(author_name=_name(actor), files=blobs))
     desk.set_ext_flag(
         ticket, "partner", {"name": connection.partner_name, "status": "transferred", "number": None}
     )
@@ -504,7 +522,7 @@ async def transfer(
         ticket,
         actor,
         "partner_transfer",
-        {"partner": connection.partner_name, "include_client": data.include_client, "files": len(files)},
+        {"partner": connection.partner_name, "include_client": data.include_client, "files": len(rows)},
     )
     return link
 
@@ -514,7 +532,8 @@ async def _outgoing_link(
 ) -> tuple[SharedTicket, Connection]:
     from hub.desk import service as desk
 
-    await desk.get_ticket(session, account_id, ticket_id)
+    # The ticket's row lock serialises everything that sends on its links (seq, pending decision).
+    await desk.get_ticket(session, account_id, ticket_id, for_update=True)
     links = [
         (link, connection)
         for link, connection in await active_links(session, account_id, ticket_id)
@@ -525,6 +544,21 @@ async def _outgoing_link(
     return links[-1]
 
 
+def _check_decidable(link: SharedTicket) -> None:
+    """EX-8: one decision per resolution. A second one (double click, two dispatchers) would only
+    be refused by the partner, which still holds the ticket as resolved until the first arrives."""
+    if link.decision_pending:
+        raise Conflict(
+            "A rating or send-back is already on its way to the partner", code="partner_decision_pending"
+        )
+    if link.partner_status != "resolved":
+        raise Conflict("The partner ticket is not resolved", code="partner_not_resolved")
+
+
+def _name(actor: Actor) -> str:
+    return (actor.name or "staff")[:200]
+
+
 async def rate_partner(
     session: AsyncSession, account_id: int, ticket_id: int, actor: Actor, data: PartnerRate
 ) -> SharedTicket:
@@ -532,9 +566,9 @@ async def rate_partner(
     from hub.desk import service as desk
 
     link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
-    if link.partner_status != "resolved":
-        raise Conflict("The partner ticket is not resolved", code="partner_not_resolved")
+    _check_decidable(link)
     await send(session, connection, link, TicketRated(score=data.score, comment=data.comment))
+    link.decision_pending = True
     ticket = await desk.get_ticket(session, account_id, ticket_id)
     await desk.record_history(
         session, ticket, actor, "partner_rated", {"partner": connection.partner_name, "score": data.score}
@@ -549,9 +583,9 @@ async def send_back(
     from hub.desk import service as desk
 
     link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
-    if link.partner_status != "resolved":
-        raise Conflict("The partner ticket is not resolved", code="partner_not_resolved")
+    _check_decidable(link)
     await send(session, connection, link, TicketSentBack(comment=data.comment))
+    link.decision_pending = True
     ticket = await desk.get_ticket(session, account_id, ticket_id)
     await desk.record_history(
         session,
@@ -561,6 +595,55 @@ async def send_back(
         {"partner": connection.partner_name, "comment": data.comment},
     )
     return link
+
+
+# What a partner refused, in words for the original ticket's people (EX-8, EX-10).
+_REFUSED_WHAT = {
+    "ticket.rated": "the rating",
+    "ticket.sent_back": "the send-back",
+    "comment.posted": "a comment",
+    "files.posted": "files",
+    "ticket.status": "a status update",
+}
+
+
+async def record_rejection(
+    session: AsyncSession, connection: Connection, envelope: dict[str, Any], code: str, detail: str
+) -> None:
+    """The partner received a message of a shared ticket but its rules refused it: say so on the
+    ticket (history and a private comment that goes nowhere) and let a new decision be made."""
+    from hub.desk import service as desk
+    from hub.exchange.inbox import ORIGIN
+
+    link = await session.scalar(
+        select(SharedTicket).where(
+            SharedTicket.connection_id == connection.id, SharedTicket.uuid == envelope.get("ticket")
+        )
+    )
+    if link is None:
+        return
+    kind = str(envelope["body"]["kind"])
+    if kind in ("ticket.rated", "ticket.sent_back"):
+        link.decision_pending = False
+    partner = Actor("partner", None, connection.partner_name)
+    ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
+    await desk.record_history(
+        session,
+        ticket,
+        partner,
+        "partner_refused",
+        {"partner": connection.partner_name, "kind": kind, "code": code, "detail": detail},
+    )
+    await desk.add_comment(
+        session,
+        connection.account_id,
+        ticket.id,
+        partner,
+        f"{connection.partner_name} did not accept {_REFUSED_WHAT.get(kind, kind)}: {detail} ({code})",
+        public=False,
+        author_name=connection.partner_name,
+        context={ORIGIN: connection.id},
+    )
 
 
 async def partner_links(session: AsyncSession, account_id: int, ticket_id: int) -> list[PartnerLinkRead]:
@@ -589,6 +672,7 @@ async def partner_links(session: AsyncSession, account_id: int, ticket_id: int) 
             client=link.client,
             can_rate=link.direction == "outgoing"
             and link.partner_status == "resolved"
+            and not link.decision_pending
             and connection.state == ConnectionState.ACTIVE,
             created_at=link.created_at,
         )
@@ -606,8 +690,9 @@ async def pass_files(
 ) -> SharedTicket:
     """EX-5: chosen files of the original ticket go to the partner ticket, public there."""
     link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
-    blobs = await blobs_of_ticket_files(session, settings, account_id, ticket_id, data.file_ids)
-    await send(session, connection, link, FilesPosted(author_name=(actor.name or "staff")[:200], files=blobs))
+    rows = await ticket_files(session, account_id, ticket_id, data.file_ids)
+    for blobs in blob_batches(settings, rows):
+        await send(session, connection, link, FilesPosted(author_name=_name(actor), files=blobs))
     return link
 
 
@@ -646,12 +731,29 @@ async def mirror_public_files(db: Database, settings: Settings) -> int:
             if not rows:
                 continue
             link.files_upto = rows[-1].id
-            author = rows[0].uploaded_by_name or "staff"
-            await send(
-                session,
-                connection,
-                link,
-                FilesPosted(author_name=author[:200], files=blobs_of(settings, rows)),
-            )
+            fitting = [row for row in rows if fits_partner(row)]
+            if len(fitting) < len(rows):
+                too_large = [row for row in rows if not fits_partner(row)]
+                await _too_large_to_mirror(session, link, connection, too_large)
+            author = (rows[0].uploaded_by_name or "staff")[:200]
+            for blobs in blob_batches(settings, fitting):
+                await send(session, connection, link, FilesPosted(author_name=author, files=blobs))
             sent += len(rows)
     return sent
+
+
+async def _too_large_to_mirror(
+    session: AsyncSession, link: SharedTicket, connection: Connection, rows: list[Any]
+) -> None:
+    """A public file over the per-message limit cannot reach the original: the ticket's history
+    says so, instead of the job failing on it at every round."""
+    from hub.desk import service as desk
+
+    ticket = await desk.get_ticket(session, link.account_id, link.ticket_id)
+    await desk.record_history(
+        session,
+        ticket,
+        Actor("system", None, "exchange"),
+        "partner_file_not_sent",
+        {"partner": connection.partner_name, "files": [row.filename for row in rows], "reason": "too large"},
+    )

@@ -188,6 +188,7 @@ async def test_message_for_a_foreign_ticket_is_refused(one_hub: Hub) -> None:
     }
     refused = await _post(hub, sign_envelope(c_side, envelope))
     assert refused.status_code == 404 and refused.json()["code"] == "ticket_not_shared"
+    assert refused.headers["content-type"].startswith("application/problem+json")
     assert await _snapshot(hub) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from sqlalchemy import select, text, update
 
 from contracts.exchange import SCHEMA_DIR, schemas
 from hub.exchange.models import Connection, PairingKeyRecord
+from tests.exchange import desk
 from tests.exchange.conftest import Hub, Router, drain, pair
 
 
@@ -142,6 +144,31 @@ async def test_reused_expired_revoked_and_forged_keys_are_refused(two_hubs: tupl
         )
 
 
+async def test_one_key_used_by_two_acceptors_at_once_connects_once(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-1 (works once) under concurrency: two handshakes with one key at the same moment (two
+    connection ids) make exactly one connection; the other is refused 409 pairing_key_used. On
+    PostgreSQL both requests read the unused key before either commits: only the conditional update
+    keeps the second one out."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+    issued = await a.client.post("/api/exchange/pairing-keys", json={}, headers=alpha.admin.headers)
+    key = issued.json()["key"]
+    answers = await asyncio.gather(
+        *(
+            b.client.post("/api/exchange/connections", json={"key": key}, headers=beta.admin.headers)
+            for _ in range(2)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
+    refused = next(r for r in answers if r.status_code == 409)
+    assert refused.json()["code"] == "pairing_key_used"
+    async with a.db.sessionmaker() as session:
+        mine = (await session.scalars(select(Connection).where(Connection.account_id == alpha.id))).all()
+    async with b.db.sessionmaker() as session:
+        theirs = (await session.scalars(select(Connection).where(Connection.account_id == beta.id))).all()
+    assert len(mine) == 1 and len(theirs) == 1 and mine[0].uuid == theirs[0].uuid
+
+
 async def test_partner_address_must_be_https(two_hubs: tuple[Hub, Hub], router: Router) -> None:
     """EX-10 safety: without allow_insecure_partners, an http or loopback partner address is refused
     before any request leaves the hub."""
@@ -171,3 +198,31 @@ async def test_disconnect_ends_both_sides(two_hubs: tuple[Hub, Hub]) -> None:
     await drain(a, b)
     mine = (await a.client.get(f"/api/exchange/connections/{a_conn}", headers=alpha.admin.headers)).json()
     assert mine["state"] == "ended" and mine["ended_by"] == "partner" and mine["ended_at"]
+
+
+async def test_partner_ended_and_its_notice_lost_ends_here_on_the_next_message(
+    two_hubs: tuple[Hub, Hub], router: Router
+) -> None:
+    """EX-3: B disconnects while A's hub is down, so B's notice does not arrive. A's next message is
+    answered 410 connection_ended: A marks the connection ended by the partner, so both sides show
+    it ended, and A's later transfers are refused."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+    a_conn, b_conn = await pair(a, alpha, b, beta)
+    original = await desk.new_ticket(a.client, alpha)
+    await desk.transfer(a.client, alpha, original["id"], a_conn)
+    await drain(a, b)
+    router.down.add("hub-a.test")
+    ended = await b.client.post(f"/api/exchange/connections/{b_conn}/disconnect", headers=beta.admin.headers)
+    assert ended.status_code == 200
+    await desk.comment(a.client, alpha, original["id"], "anyone there?", public=False, pass_to_partner=True)
+    await drain(a)
+    mine = (await a.client.get(f"/api/exchange/connections/{a_conn}", headers=alpha.admin.headers)).json()
+    assert mine["state"] == "ended" and mine["ended_by"] == "partner" and mine["ended_at"]
+    another = await desk.new_ticket(a.client, alpha)
+    refused = await a.client.post(
+        f"/api/exchange/tickets/{another['id']}/transfer",
+        json={"connection_id": a_conn},
+        headers=alpha.dispatcher.headers,
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "connection_ended"
