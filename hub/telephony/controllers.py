@@ -171,7 +171,7 @@ class TelephonyController(Controller):
         )
 
     # --- caller match (TEL-3)
-    @get("/match", guards=[employees], summary="Who is calling from this number (every match)")
+    @get("/match", guards=[employees], summary="Who is calling from this number (every match, up to 20)")
     async def match(
         self,
         db_session: AsyncSession,
@@ -237,8 +237,11 @@ class TelephonyController(Controller):
     async def bind(
         self, data: BindTicket, db_session: AsyncSession, principal: Principal, call_id: RefId
     ) -> TicketRef:
+        ticket_id = await service.ticket_to_bind(
+            db_session, principal.account_id, data.ticket_id, data.ticket_number
+        )
         binding = await service.bind_ticket(
-            db_session, principal.account_id, call_id, data.ticket_id, Actor.from_principal(principal)
+            db_session, principal.account_id, call_id, ticket_id, Actor.from_principal(principal)
         )
         return TicketRef(binding.ticket_id, automatic=binding.automatic)
 

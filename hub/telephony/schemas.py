@@ -111,7 +111,10 @@ class CallRead(msgspec.Struct):
 
 
 class BindTicket(msgspec.Struct, forbid_unknown_fields=True):
-    ticket_id: RefId
+    """The ticket to bind: by the hub's id, or by the number people see on it (``#123``)."""
+
+    ticket_id: RefId | None = None
+    ticket_number: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
 
 
 class OriginateRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -78,12 +78,15 @@ __all__ = [
     "match_caller",
     "originate",
     "read_calls",
+    "ticket_to_bind",
     "unbind_ticket",
     "update_settings",
 ]
 
 ORIGINATE_TOPIC = "telephony.originate"
 OPEN_STATUSES = ("open", "in_progress", "pending", "reopened")
+# A pop-up offers at most this many clients: a number shared by more (a business centre's
+# switchboard) identifies nobody in particular, and the dispatcher asks instead.
 MAX_MATCHES = 20
 OPEN_CALL_STATUSES = ("requested", "ringing", "answered")
 DEFAULT_STALE_MINUTES = 240
@@ -179,7 +182,8 @@ async def match_caller(
 ) -> list[MatchRead]:
     """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits.
 
-    Contacts come first (a person is a better guess than their company's switchboard). Two
+    At most ``MAX_MATCHES`` numbers are read. Contacts come first (a person is a better guess
+    than their company's switchboard). Two
     queries for the usual caller: the suffix index, then the names (contacts with their company).
     """
     if not number or not digits_of(number):
@@ -857,6 +861,22 @@ async def _history(
             **extra,
         },
     )
+
+
+async def ticket_to_bind(
+    session: AsyncSession, account_id: int, ticket_id: int | None, ticket_number: int | None
+) -> int:
+    """The id of the ticket named by its id or by its visible number (exactly one of them)."""
+    if (ticket_id is None) == (ticket_number is None):
+        raise BadRequest("Give ticket_id or ticket_number", code="ticket_required")
+    if ticket_id is not None:
+        return ticket_id
+    found = await session.scalar(
+        select(Ticket.id).where(Ticket.account_id == account_id, Ticket.number == ticket_number)
+    )
+    if found is None:
+        raise NotFound(f"No ticket #{ticket_number}", code="ticket_not_found")
+    return int(found)
 
 
 async def bind_ticket(

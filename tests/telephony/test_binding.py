@@ -135,3 +135,24 @@ async def test_popup_lists_the_callers_open_tickets(
     assert [t["id"] for t in popup.data["tickets"]["open"]] == [ticket["id"]]
     assert popup.data["tickets"]["open"][0]["number"] == ticket["number"]
     assert [t["id"] for t in popup.data["tickets"]["recent"]] == [ticket["id"]]
+
+
+async def test_bind_by_the_number_on_the_ticket(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, pbx: Pbx
+) -> None:
+    """TEL-5: from the call list a call is bound by the ticket number people see (#12), the
+    account's own ticket of that number; naming no ticket or both ways is a clear 400."""
+    await _ticket(client, other_tenant)  # the other account's ticket carries the same number
+    ours = await _ticket(client, tenant)
+    await _ticket(client, tenant, title="Another")  # ids and numbers no longer line up by chance
+    await pbx.hub(event="hangup", call_id="n-1", from_number="+79990001122", cause="noAnswer")
+    [call] = await calls(client, tenant)
+    url, h = f"/api/telephony/calls/{call['id']}/tickets", tenant.dispatcher.headers
+    r = await client.post(url, json={"ticket_number": ours["number"]}, headers=h)
+    assert (r.status_code, r.json()["id"]) == (201, ours["id"])
+    assert [t["number"] for t in (await calls(client, tenant))[0]["tickets"]] == [ours["number"]]
+    r = await client.post(url, json={"ticket_number": 999_999}, headers=h)
+    assert (r.status_code, r.json()["code"]) == (404, "ticket_not_found")
+    for body in ({}, {"ticket_id": ours["id"], "ticket_number": ours["number"]}):
+        r = await client.post(url, json=body, headers=h)
+        assert (r.status_code, r.json()["code"]) == (400, "ticket_required"), body

@@ -45,8 +45,15 @@ async def test_console_popup_and_ticket_from_call(
     chromium: Path,
     tmp_path: Path,
 ) -> None:
-    """TEL-4, TEL-5, TEL-6: sign in, see the pop-up with the caller's card, create a ticket from it;
-    the ticket is bound to the call and both show it; the call list reloads by itself."""
+    """TEL-4, TEL-5, TEL-6: sign in, see the pop-up with every matched client, pick the one really
+    calling and create a ticket for them from it; the ticket is bound to the call and both show
+    it; the call list reloads by itself; another ticket is bound by its visible #number."""
+    other = await client.post(
+        "/api/tickets",
+        json={"title": "Earlier request", "source": "incoming_call"},
+        headers=tenant.dispatcher.headers,
+    )
+    assert other.status_code == 201, other.text
     async with serve(app) as base, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
@@ -73,6 +80,8 @@ async def test_console_popup_and_ticket_from_call(
             await pbx.hub(event="answered", call_id="web-1", extension="101")
             await expect(popup.locator(".state")).to_have_text("You answered", timeout=15000)
 
+            # Two contacts share the number: the dispatcher says it is Olga.
+            await popup.locator(".matches li", has_text="Olga Sidorova").locator("input[type=radio]").check()
             await popup.locator("button.new-ticket").click()
             await popup.locator("input[name=title]").fill("Gate does not open")
             await popup.locator("textarea[name=description]").fill("Client called about the gate")
@@ -84,13 +93,22 @@ async def test_console_popup_and_ticket_from_call(
             # The call list (reloaded by the live update) shows the bound ticket.
             row = page.locator(f"#calls tr[data-call-id='{call_id}']")
             await expect(row.locator(f".tag[data-ticket-id='{ticket_id}']")).to_be_visible(timeout=15000)
+            await row.locator("input[name=ticket_number]").fill(f"#{other.json()['number']}")
+            await row.locator("form.bind button").click()
+            bound = row.locator(f".tag[data-ticket-id='{other.json()['id']}']")
+            await expect(bound).to_be_visible(timeout=15000)
             await page.screenshot(path=str(tmp_path / "console.png"))
         finally:
             await browser.close()
 
     call = (await client.get(f"/api/telephony/calls/{call_id}", headers=tenant.dispatcher.headers)).json()
-    assert [(t["id"], t["automatic"]) for t in call["tickets"]] == [(ticket_id, True)]
+    assert [(t["id"], t["automatic"]) for t in call["tickets"]] == [
+        (ticket_id, True),
+        (other.json()["id"], False),
+    ]
     assert call["client"]["id"] == clients.contact_id
+    ticket = (await client.get(f"/api/tickets/{ticket_id}", headers=tenant.dispatcher.headers)).json()
+    assert ticket["contact_id"] == clients.other_contact_id
     listed = (
         await client.get(f"/api/telephony/tickets/{ticket_id}/calls", headers=tenant.dispatcher.headers)
     ).json()
