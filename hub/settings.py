@@ -40,6 +40,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
     allow_insecure_partners: bool = False
     channels_backend: str = "memory"  # memory | postgres | redis
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Reverse proxies (CIDRs) whose X-Forwarded-For names the real client (YooKassa sender check).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class FileSettings(msgspec.Struct, frozen=True):
@@ -152,6 +154,7 @@ def load_settings() -> Settings:
             allow_insecure_partners=_bool("ALLOW_INSECURE_PARTNERS", False),
             channels_backend=channels_backend,
             redis_url=_env("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            trusted_proxies=tuple(p.strip() for p in (_env("TRUSTED_PROXIES") or "").split(",") if p.strip()),
         ),
         files=FileSettings(
             max_files_per_ticket=_int("MAX_FILES_PER_TICKET", 15),

@@ -10,6 +10,7 @@ transaction back and is recorded on its own, so nothing of it is applied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from hub.db import Database, utcnow
 from hub.desk.actors import Actor
 from hub.payments import desk
 from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, Refund
-from hub.payments.money import ZERO, quantize
+from hub.payments.money import ZERO, in_units, quantize
 from hub.payments.service import complete_refund, fail_refund, invoice_transition, refundable_amount
 
 __all__ = ["Outcome", "RawCallback", "apply_event", "receive_event", "record_rejection"]
@@ -51,9 +52,13 @@ class RawCallback:
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str  # applied | duplicate | ignored
+    outcome: str  # applied | duplicate | ignored | review (kept for staff)
     invoice_id: int | None = None
     refund_id: int | None = None
+    code: str | None = None
+
+
+_PAYMENT_REF = re.compile(r"inv(\d+)-(\d+)")
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -119,14 +124,37 @@ async def record_rejection(
 async def apply_event(
     session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback
 ) -> Outcome:
-    insert_ = _insert(session)
     if event.kind in ("ignored", "check") or event.state in ("ignored", "failed_attempt"):
         outcome = await _without_key(session, pa, event, raw)
         return outcome
     # Lock the invoice first: deliveries of one invoice's facts queue here, one at a time.
-    invoice = await _find_invoice(session, pa, event)
-    inserted = await session.scalar(
-        insert_(CallbackAttempt)
+    invoice = await _find_invoice(session, pa, event, required=False)
+    if invoice is None:
+        return await _unmatched(session, pa, event, raw)
+    inserted = await _claim_key(session, pa, event, raw, invoice.id)
+    if inserted is None:
+        return await _duplicate(session, pa, event, raw, invoice.id)
+    if event.kind == "payment" and invoice.status == "draft":
+        result = await _paid_after_withdrawal(session, pa, invoice, event)
+    elif event.kind == "payment":
+        result = await _apply_payment(session, pa, invoice, event)
+    else:
+        result = await _apply_refund(session, pa, invoice, event)
+    if result.outcome != "applied" or result.refund_id is not None:
+        await session.execute(
+            update(CallbackAttempt)
+            .where(CallbackAttempt.id == inserted)
+            .values(outcome=result.outcome, code=result.code, refund_id=result.refund_id)
+        )
+    return result
+
+
+async def _claim_key(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback, invoice_id: int
+) -> int | None:
+    """Insert the attempt holding the event's apply key; None when another attempt holds it."""
+    return await session.scalar(  # type: ignore[no-any-return]
+        _insert(session)(CallbackAttempt)
         .values(
             **_row(
                 pa,
@@ -135,33 +163,94 @@ async def apply_event(
                 apply_key=event.apply_key,
                 replay_key=raw.replay_key,
                 outcome="applied",
-                invoice_id=invoice.id,
+                invoice_id=invoice_id,
             )
         )
         .on_conflict_do_nothing()
         .returning(CallbackAttempt.id)
     )
+
+
+async def _duplicate(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback, invoice_id: int | None
+) -> Outcome:
+    await _refuse_replay(session, pa, raw)
+    await session.execute(
+        _insert(session)(CallbackAttempt)
+        .values(**_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key, invoice_id=invoice_id))
+        .on_conflict_do_nothing()
+    )
+    return Outcome("duplicate", invoice_id)
+
+
+async def _unmatched(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, raw: RawCallback
+) -> Outcome:
+    """No current invoice matches. An event applied before (the invoice since made unpaid or
+    re-issued) is a duplicate, not unknown, so the provider's retries end; a payment of a
+    withdrawn attempt is kept for staff; anything else is unknown."""
+    applied = await session.scalar(
+        select(CallbackAttempt.invoice_id).where(
+            CallbackAttempt.payment_account_id == pa.id, CallbackAttempt.apply_key == event.apply_key
+        )
+    )
+    if applied is not None:
+        return await _duplicate(session, pa, event, raw, applied)
+    invoice = await _withdrawn_invoice(session, pa, event)
+    if invoice is None:
+        raise CallbackRejected(404, "unknown_invoice", "No invoice of this payment account matches")
+    inserted = await _claim_key(session, pa, event, raw, invoice.id)
     if inserted is None:
-        await _refuse_replay(session, pa, raw)
-        await session.execute(
-            insert_(CallbackAttempt)
-            .values(
-                **_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key, invoice_id=invoice.id)
-            )
-            .on_conflict_do_nothing()
-        )
-        return Outcome("duplicate", invoice.id)
-    if event.kind == "payment":
-        result = await _apply_payment(session, pa, invoice, event)
-    else:
-        result = await _apply_refund(session, pa, invoice, event)
-    if result.outcome != "applied" or result.refund_id is not None:
-        await session.execute(
-            update(CallbackAttempt)
-            .where(CallbackAttempt.id == inserted)
-            .values(outcome=result.outcome, refund_id=result.refund_id)
-        )
+        return await _duplicate(session, pa, event, raw, invoice.id)
+    result = await _paid_after_withdrawal(session, pa, invoice, event)
+    await session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.id == inserted)
+        .values(outcome=result.outcome, code=result.code)
+    )
     return result
+
+
+async def _withdrawn_invoice(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent
+) -> Invoice | None:
+    """The invoice an earlier payment attempt belonged to, named by our own reference
+    ``inv{invoice id}-{issue count}`` (every provider echoes it: metadata, OrderId, InvoiceId)."""
+    if event.kind != "payment":
+        return None
+    match = _PAYMENT_REF.fullmatch(event.payment_ref or "")
+    if match is None or int(match[2]) < 1:
+        return None
+    invoice = await session.scalar(
+        select(Invoice)
+        .where(Invoice.id == int(match[1]), Invoice.account_id == pa.account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if invoice is None or int(match[2]) > invoice.issue_count:
+        return None
+    return invoice
+
+
+async def _paid_after_withdrawal(
+    session: AsyncSession, pa: PaymentAccount, invoice: Invoice, event: ProviderEvent
+) -> Outcome:
+    """The client paid a payment link after staff withdrew it (made the invoice unpaid). The
+    money is real, so it is not refused: the attempt is kept as ``review`` in the callback log,
+    written to the ticket's history and flagged on the ticket for staff to refund or re-issue."""
+    if event.state != "succeeded":
+        return Outcome("ignored", invoice.id)
+    ticket = await desk.load_ticket(session, invoice.account_id, invoice.ticket_id)
+    data = {
+        "invoice_id": invoice.id,
+        "payment_ref": event.payment_ref,
+        "provider_payment_id": event.provider_payment_id or event.capture_id,
+        "amount": str(event.amount) if event.amount is not None else None,
+        "currency": event.currency or invoice.currency,
+    }
+    await desk.history(session, ticket, _actor(pa), "payment_after_withdrawal", data)
+    await desk.flag_attention(session, ticket, "paid_after_withdrawal", data)
+    return Outcome("review", invoice.id, code="paid_after_withdrawal")
 
 
 async def _refuse_replay(session: AsyncSession, pa: PaymentAccount, raw: RawCallback) -> None:
@@ -182,6 +271,7 @@ async def _without_key(
     invoice_id = None
     if event.kind in ("check", "payment"):
         invoice = await _find_invoice(session, pa, event)
+        assert invoice is not None
         _check_amount(invoice, event)
         if event.kind == "check" and invoice.status != "issued":
             raise CallbackRejected(409, "invoice_not_payable", f"The invoice is {invoice.status}")
@@ -213,7 +303,9 @@ def _actor(pa: PaymentAccount) -> Actor:
     return Actor.system(PROVIDER_ACTOR_NAMES.get(pa.provider, pa.provider))
 
 
-async def _find_invoice(session: AsyncSession, pa: PaymentAccount, event: ProviderEvent) -> Invoice:
+async def _find_invoice(
+    session: AsyncSession, pa: PaymentAccount, event: ProviderEvent, *, required: bool = True
+) -> Invoice | None:
     conditions = []
     if event.payment_ref:
         conditions.append(Invoice.payment_ref == event.payment_ref)
@@ -231,7 +323,7 @@ async def _find_invoice(session: AsyncSession, pa: PaymentAccount, event: Provid
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-    if invoice is None:
+    if invoice is None and required:
         raise CallbackRejected(404, "unknown_invoice", "No invoice of this payment account matches")
     return invoice
 
@@ -261,8 +353,6 @@ async def _apply_payment(
         invoice.provider_payment_id = event.provider_payment_id
     if invoice.status == "paid":
         return Outcome("ignored", invoice.id)  # states only move forward
-    if invoice.status == "draft":
-        raise CallbackRejected(409, "invoice_not_payable", "The invoice was withdrawn (made unpaid)")
     if event.state == "succeeded":
         await _mark_provider_paid(session, pa, invoice, invoice.total, now)
         return Outcome("applied", invoice.id)
@@ -285,7 +375,11 @@ async def _mark_provider_paid(
     invoice.paid_at = now
     invoice.reconcile_due_at = None
     ticket = await desk.load_ticket(session, invoice.account_id, invoice.ticket_id)
-    data = {"invoice_id": invoice.id, "amount": f"{amount:f}", "currency": invoice.currency}
+    data = {
+        "invoice_id": invoice.id,
+        "amount": str(in_units(amount, invoice.currency)),
+        "currency": invoice.currency,
+    }
     await desk.history(session, ticket, _actor(pa), "invoice_paid", data)
     await desk.activity(
         session,
@@ -293,7 +387,7 @@ async def _mark_provider_paid(
         invoice.contact_id,
         "invoice_paid",
         invoice.id,
-        f"Invoice {invoice.id} paid: {amount:f} {invoice.currency}",
+        f"Invoice {invoice.id} paid: {in_units(amount, invoice.currency)} {invoice.currency}",
         data,
     )
     await desk.refresh_flags(session, ticket)
@@ -316,11 +410,9 @@ async def _find_refund(session: AsyncSession, invoice: Invoice, event: ProviderE
     # this amount still waiting for its provider id is the one being told about.
     candidates = list(
         await session.scalars(
-            select(Refund).where(
-                Refund.invoice_id == invoice.id,
-                Refund.status == "approved",
-                Refund.provider_refund_id.is_(None),
-            )
+            select(Refund)
+            .where(Refund.invoice_id == invoice.id, Refund.provider_refund_id.is_(None))
+            .order_by(Refund.id)
         )
     )
     if event.amount is not None:
@@ -329,7 +421,28 @@ async def _find_refund(session: AsyncSession, invoice: Invoice, event: ProviderE
             for r in candidates
             if quantize(r.amount, invoice.currency) == quantize(event.amount, invoice.currency)
         ]
-    return candidates[0] if len(candidates) == 1 else None
+    waiting = [r for r in candidates if r.status == "approved"]
+    if event.provider_refund_id:
+        return waiting[0] if len(waiting) == 1 else None
+    # A refund the provider names by nothing of its own (T-Bank's notifications): of our refunds
+    # of this amount, the oldest still waiting, else one already done (told again) -- never a
+    # new "external" refund that would count the same money twice.
+    return await _idless_match(session, invoice, event, waiting)
+
+
+async def _idless_match(
+    session: AsyncSession, invoice: Invoice, event: ProviderEvent, waiting: list[Refund]
+) -> Refund | None:
+    if waiting:
+        return waiting[0]
+    query = select(Refund).where(Refund.invoice_id == invoice.id, Refund.status == "refunded")
+    done = [
+        r
+        for r in await session.scalars(query.order_by(Refund.id))
+        if event.amount is None
+        or quantize(r.amount, invoice.currency) == quantize(event.amount, invoice.currency)
+    ]
+    return done[0] if done else None
 
 
 async def _apply_refund(
@@ -354,6 +467,10 @@ async def _apply_refund(
         raise CallbackRejected(
             422, "amount_mismatch", f"Refund of {event.amount} but {refund.amount:f} was approved"
         )
+    if event.state == "succeeded" and refund.status == "failed":
+        # We had given up (or the provider's first answer was a failure); its success wins.
+        await complete_refund(session, invoice, refund, actor)
+        return Outcome("applied", invoice.id, refund.id)
     if refund.status != "approved":
         return Outcome("ignored", invoice.id, refund.id)  # already final: states only move forward
     if event.state == "succeeded":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -11,6 +12,7 @@ from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.accounts.models import Account
 from hub.auth.guards import STAFF, administrators, app_users, dispatchers, employees, principal_of
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
@@ -18,6 +20,7 @@ from hub.errors import Forbidden, NotFound
 from hub.payments import desk, service
 from hub.payments import jobs as _jobs
 from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, PriceItem, Refund
+from hub.payments.money import in_units
 from hub.payments.schemas import (
     CallbackAttemptRead,
     InvoiceCreate,
@@ -68,18 +71,42 @@ def employees_or_app_users(connection: ASGIConnection[Any, Any, Any, Any], _: Ba
         raise Forbidden("Only employees and app users", code="forbidden")
 
 
+def _line_read(line: Any, currency: str) -> InvoiceLineRead:
+    read = to_read(InvoiceLineRead, line)
+    return msgspec.structs.replace(
+        read,
+        unit_price=in_units(read.unit_price, currency),
+        amount=in_units(read.amount, currency),
+        refunded_amount=in_units(read.refunded_amount, currency),
+    )
+
+
+def refund_read(refund: Refund) -> RefundRead:
+    read = to_read(RefundRead, refund)
+    return msgspec.structs.replace(read, amount=in_units(read.amount, read.currency))
+
+
+async def price_read(session: AsyncSession, item: PriceItem) -> PriceItemRead:
+    """A price in the account's currency units (2500.00, or 12.3456 when the price has more)."""
+    account = await session.get(Account, item.account_id)
+    read = to_read(PriceItemRead, item)
+    return msgspec.structs.replace(read, price=in_units(read.price, account.currency if account else "RUB"))
+
+
 async def invoice_read(session: AsyncSession, invoice: Invoice) -> InvoiceRead:
-    lines = [to_read(InvoiceLineRead, line) for line in await service.lines_of(session, invoice)]
+    """Money in the invoice currency's minor units: "2260.00", never "2.26E+3"."""
+    cur = invoice.currency
+    lines = [_line_read(line, cur) for line in await service.lines_of(session, invoice)]
     return InvoiceRead(
         id=invoice.id,
         ticket_id=invoice.ticket_id,
         contact_id=invoice.contact_id,
         status=invoice.status,
         currency=invoice.currency,
-        total=invoice.total,
-        paid_amount=invoice.paid_amount,
-        refunded_amount=invoice.refunded_amount,
-        refundable_amount=service.refundable_amount(invoice),
+        total=in_units(invoice.total, cur),
+        paid_amount=in_units(invoice.paid_amount, cur),
+        refunded_amount=in_units(invoice.refunded_amount, cur),
+        refundable_amount=in_units(service.refundable_amount(invoice), cur),
         provider=invoice.provider,
         payment_account_id=invoice.payment_account_id,
         payment_ref=invoice.payment_ref,
@@ -129,20 +156,22 @@ class PriceListController(Controller):
         if not include_archived:
             query = query.where(PriceItem.archived.is_(False))
         rows = await db_session.scalars(query.order_by(PriceItem.section, PriceItem.code))
-        return [to_read(PriceItemRead, row) for row in rows]
+        return [await price_read(db_session, row) for row in list(rows)]
 
     @post("", guards=[administrators], summary="Add a price-list line")
     async def create_item(
         self, data: PriceItemCreate, db_session: AsyncSession, principal: Principal
     ) -> PriceItemRead:
-        return to_read(PriceItemRead, await service.create_price_item(db_session, principal.account_id, data))
+        return await price_read(
+            db_session, await service.create_price_item(db_session, principal.account_id, data)
+        )
 
     @get("/{price_item_id:int}", guards=[employees], summary="One price-list line")
     async def get_item(
         self, db_session: AsyncSession, principal: Principal, price_item_id: RefId
     ) -> PriceItemRead:
-        return to_read(
-            PriceItemRead, await service.get_price_item(db_session, principal.account_id, price_item_id)
+        return await price_read(
+            db_session, await service.get_price_item(db_session, principal.account_id, price_item_id)
         )
 
     @patch("/{price_item_id:int}", guards=[administrators], summary="Change or archive a price-list line")
@@ -152,7 +181,7 @@ class PriceListController(Controller):
         item = await service.update_price_item(
             db_session, principal.account_id, price_item_id, updates_of(data)
         )
-        return to_read(PriceItemRead, item)
+        return await price_read(db_session, item)
 
 
 class PaymentAccountController(Controller):
@@ -311,13 +340,13 @@ class InvoiceController(Controller):
         rows = await db_session.scalars(
             select(Refund).where(Refund.invoice_id == invoice.id).order_by(Refund.id)
         )
-        return [to_read(RefundRead, row) for row in rows]
+        return [refund_read(row) for row in rows]
 
     @post("/{invoice_id:int}/refunds", guards=[refund_requesters], summary="Request a refund (PAY-7)")
     async def request_refund(
         self, data: RefundCreate, db_session: AsyncSession, principal: Principal, invoice_id: RefId
     ) -> RefundRead:
-        return to_read(RefundRead, await service.request_refund(db_session, principal, invoice_id, data))
+        return refund_read(await service.request_refund(db_session, principal, invoice_id, data))
 
 
 class AppInvoiceController(Controller):
@@ -349,7 +378,7 @@ class RefundController(Controller):
     ) -> RefundRead:
         refund = await service.get_refund(db_session, principal.account_id, refund_id)
         await _visible_invoice(db_session, principal, refund.invoice_id)
-        return to_read(RefundRead, refund)
+        return refund_read(refund)
 
     @post(
         "/{refund_id:int}/approve",
@@ -361,7 +390,7 @@ class RefundController(Controller):
         refund = await service.approve_refund(
             db_session, principal.account_id, Actor.from_principal(principal), refund_id
         )
-        return to_read(RefundRead, refund)
+        return refund_read(refund)
 
     @post("/{refund_id:int}/reject", guards=[dispatchers], status_code=200, summary="Reject with a reason")
     async def reject(
@@ -370,7 +399,7 @@ class RefundController(Controller):
         refund = await service.reject_refund(
             db_session, principal.account_id, Actor.from_principal(principal), refund_id, data.reason
         )
-        return to_read(RefundRead, refund)
+        return refund_read(refund)
 
 
 class CallbackLogController(Controller):

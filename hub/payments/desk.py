@@ -6,18 +6,27 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import structlog
 from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.actors import Actor
-from hub.errors import Conflict, NotFound
+from hub.desk.service import (
+    add_activity,
+    get_ticket,
+    record_history,
+    register_base_data_lock,
+    set_ext_flag,
+)
+from hub.errors import Conflict
+from hub.notifications import notify as send_notification
 from hub.payments.models import Invoice, Refund
+from hub.payments.money import in_units
 
 __all__ = [
     "CLOSED_TICKET_STATUSES",
     "activity",
     "check_base_data_lock",
+    "flag_attention",
     "history",
     "load_ticket",
     "notify",
@@ -25,23 +34,18 @@ __all__ = [
     "register_lock",
 ]
 
-log = structlog.get_logger("hub.payments")
 CLOSED_TICKET_STATUSES = frozenset({"resolved", "cancelled", "closed"})
 BASE_DATA = frozenset({"type", "object_id", "company_id", "contact_id"})
 _INVOICE_FLAG = {"draft": "not_issued", "issued": "unpaid", "marked_paid": "marked_paid", "paid": "paid"}
 
 
-async def load_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> Any:
-    try:
-        from hub.desk.service import get_ticket
-    except ImportError:  # the desk is not installed: no ticket can exist
-        raise NotFound("No such ticket", code="ticket_not_found") from None
-    return await get_ticket(session, account_id, ticket_id)
+async def load_ticket(
+    session: AsyncSession, account_id: int, ticket_id: int, *, for_update: bool = False
+) -> Any:
+    return await get_ticket(session, account_id, ticket_id, for_update=for_update)
 
 
 async def history(session: AsyncSession, ticket: Any, actor: Actor, kind: str, data: dict[str, Any]) -> None:
-    from hub.desk.service import record_history
-
     await record_history(session, ticket, actor, kind, data)
 
 
@@ -56,8 +60,6 @@ async def activity(
 ) -> None:
     if contact_id is None:
         return
-    from hub.desk.service import add_activity
-
     await add_activity(session, account_id, contact_id, kind, ref_id, summary, data)
 
 
@@ -71,12 +73,9 @@ async def notify(
 ) -> None:
     if not recipients:
         return
-    try:
-        from hub.notifications import notify as send  # type: ignore[attr-defined]
-    except ImportError:  # notifications not installed yet: nothing to queue
-        log.info("notification_skipped", notification_event=event, reason="hub.notifications missing")
-        return
-    await send(session, account_id=account_id, event=event, ticket=ticket, recipients=recipients, data=data)
+    await send_notification(
+        session, account_id=account_id, event=event, ticket=ticket, recipients=recipients, data=data
+    )
 
 
 def _summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
@@ -87,7 +86,7 @@ def _summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
     flag: dict[str, Any] = {
         "invoice": _INVOICE_FLAG.get(latest.status, latest.status),
         "invoice_id": latest.id,
-        "amount": f"{latest.total:f}",
+        "amount": str(in_units(latest.total, latest.currency)),
         "currency": latest.currency,
     }
     live = [r for r in refunds if r.status in ("requested", "approved", "refunded")]
@@ -97,13 +96,11 @@ def _summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
         flag["refund"] = {"requested": "requested", "approved": "confirmed", "refunded": "refunded"}[
             newest.status
         ]
-        flag["refund_amount"] = f"{newest.amount:f}"
+        flag["refund_amount"] = str(in_units(newest.amount, newest.currency))
     return flag
 
 
 async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
-    from hub.desk.service import set_ext_flag
-
     # One round trip, plain rows: this runs on every payment event of the ticket.
     rows = (
         await session.execute(
@@ -119,8 +116,16 @@ async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
     invoices = [
         SimpleNamespace(id=r[1], status=r[2], total=r[3], currency=r[4]) for r in rows if r[0] == "invoice"
     ]
-    refunds = [SimpleNamespace(id=r[1], status=r[2], amount=r[3]) for r in rows if r[0] == "refund"]
+    refunds = [
+        SimpleNamespace(id=r[1], status=r[2], amount=r[3], currency=r[4]) for r in rows if r[0] == "refund"
+    ]
     set_ext_flag(ticket, "payment", _summary(invoices, refunds))
+
+
+async def flag_attention(session: AsyncSession, ticket: Any, reason: str, data: dict[str, Any]) -> None:
+    """PAY-8: a payment fact staff must look at (money taken on a withdrawn invoice), shown in
+    ticket lists as ``ext_flags.payment_attention`` until staff deal with it."""
+    set_ext_flag(ticket, "payment_attention", {"reason": reason, **data})
 
 
 async def check_base_data_lock(session: AsyncSession, ticket: Any, changes: Any) -> None:
@@ -161,10 +166,6 @@ def register_lock() -> None:
     """Hook the lock into the desk's update of base data (once per process)."""
     global _registered
     if _registered:
-        return
-    try:
-        from hub.desk.service import register_base_data_lock
-    except ImportError:
         return
     register_base_data_lock(check_base_data_lock)
     _registered = True

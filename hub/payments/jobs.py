@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import structlog
 from sqlalchemy import select, update
 
 from hub.connectors.payments import (
+    REFUND_NOT_FOUND,
     CallbackRejected,
     PaymentRequest,
     ProviderError,
@@ -44,6 +46,9 @@ __all__ = ["RECONCILE_JOB", "reconcile", "reconcile_job", "webhook_url"]
 log = structlog.get_logger("hub.payments.jobs")
 RECONCILE_JOB = "payments.reconcile"
 RECONCILE_BATCH = 50
+# A marked-paid invoice is still asked about: the client may also have paid the link, and the
+# provider's payment then wins (marked_paid -> paid) until the provider says the link expired.
+RECONCILED_INVOICES = ("issued", "marked_paid")
 
 
 def webhook_url(settings: Settings, pa: PaymentAccount) -> str:
@@ -108,64 +113,92 @@ async def create_payment(ctx: DeliveryContext, message: MessageView) -> None:
 
 @outbox_handler(CANCEL_PAYMENT_TOPIC)
 async def cancel_payment(ctx: DeliveryContext, message: MessageView) -> None:
-    """Best effort: a withdrawn invoice's old link should stop taking money where the API allows."""
+    """A withdrawn invoice's old payment is cancelled at the provider so its link stops taking
+    money. A provider that refuses (the payment is already paid, or cannot be cancelled) leaves a
+    late success possible: that one reaches staff through the callback (apply.py)."""
     async with ctx.db.sessionmaker() as session:
         pa = await session.get(PaymentAccount, int(message.payload["payment_account_id"]))
         pa = _detached(pa) if pa is not None else None
     if pa is None:
         return
-    cancel = getattr(connector(pa.provider), "cancel_payment", None)
-    if cancel is None:
-        return
+    payment_id = str(message.payload["provider_payment_id"])
     try:
-        await cancel(ctx.http, pa, str(message.payload["provider_payment_id"]))
+        await connector(pa.provider).cancel_payment(ctx.http, pa, payment_id)
     except ProviderError as exc:
-        _raise(exc)
+        if exc.transient:
+            raise TransientDeliveryError(str(exc)) from exc
+        log.warning("payment_cancel_refused", provider=pa.provider, payment_id=payment_id, error=str(exc))
 
 
 @outbox_handler(REFUND_TOPIC)
 async def refund(ctx: DeliveryContext, message: MessageView) -> None:
-    """PAY-7: an approved refund asked of the provider; its answer goes the callbacks' way."""
-    refund_id = int(message.payload["refund_id"])
-    async with ctx.db.sessionmaker() as session:
-        row = await session.get(Refund, refund_id)
-        if row is None or row.status != "approved":
-            return
-        invoice = await session.get(Invoice, row.invoice_id)
-        pa = (
-            await session.get(PaymentAccount, invoice.payment_account_id)
-            if invoice and invoice.payment_account_id
-            else None
-        )
-        if invoice is None or pa is None:
-            return
-        refund_row, invoice, pa = _detached(row), _detached(invoice), _detached(pa)
-    request = RefundRequest(
-        refund_ref=f"ref{refund_row.id}",
-        provider_payment_id=invoice.provider_payment_id or "",
-        capture_id=invoice.provider_capture_id,
-        amount=refund_row.amount,
-        currency=refund_row.currency,
-        reason=refund_row.reason,
-    )
+    """PAY-7: an approved refund asked of the provider; its answer goes the callbacks' way.
+
+    A refusal fails the refund (the amount is free again). A transient error on the last attempt
+    does NOT: the provider may have refunded before the answer was lost, so the refund stays
+    approved (its amount reserved) with ``provider_status = "unknown"`` until reconciliation asks
+    the provider by our reference.
+    """
+    loaded = await _load_refund(ctx.db, int(message.payload["refund_id"]))
+    if loaded is None:
+        return
+    row, invoice, pa = loaded
+    if row.provider_status == "unknown":
+        return  # given up on; reconciliation settles it
     try:
-        event = await connector(pa.provider).refund(ctx.http, pa, request)
+        event = await connector(pa.provider).refund(ctx.http, pa, _refund_request(row, invoice))
     except ProviderError as exc:
-        if not exc.transient or message.attempts >= (
-            message.max_attempts or ctx.settings.outbox.max_attempts
-        ):
-            await _refund_failed(ctx.db, refund_row.account_id, refund_row.id, str(exc))
+        if not exc.transient:
+            await _refund_failed(ctx.db, row.account_id, row.id, str(exc))
+        elif message.attempts >= (message.max_attempts or ctx.settings.outbox.max_attempts):
+            await _refund_unknown(ctx.db, row.id, str(exc))
         _raise(exc)
         return
-    event = ProviderEvent(**{**event.__dict__, "refund_ref": request.refund_ref})
-    if event.provider_refund_id:
-        async with ctx.db.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(Refund)
-                .where(Refund.id == refund_row.id, Refund.provider_refund_id.is_(None))
-                .values(provider_refund_id=event.provider_refund_id, provider_status=event.state)
-            )
-    await _apply_quietly(ctx.db, pa, event, "api")
+    await _apply_answer(ctx.db, pa, invoice, row, event, "api")
+
+
+async def _load_refund(db: Database, refund_id: int) -> tuple[Any, Any, Any] | None:
+    """The approved refund with its invoice and payment account (detached), or None."""
+    async with db.sessionmaker() as session:
+        row = await session.get(Refund, refund_id)
+        if row is None or row.status != "approved":
+            return None
+        invoice = await session.get(Invoice, row.invoice_id)
+        if invoice is None or invoice.payment_account_id is None:
+            return None
+        pa = await session.get(PaymentAccount, invoice.payment_account_id)
+        if pa is None:
+            return None
+        return _detached(row), _detached(invoice), _detached(pa)
+
+
+def _refund_request(row: Any, invoice: Any) -> RefundRequest:
+    return RefundRequest(
+        refund_ref=f"ref{row.id}",
+        provider_payment_id=invoice.provider_payment_id or "",
+        capture_id=invoice.provider_capture_id,
+        amount=row.amount,
+        currency=row.currency,
+        reason=row.reason,
+        provider_refund_id=row.provider_refund_id,
+    )
+
+
+async def _apply_answer(
+    db: Database, pa: Any, invoice: Any, row: Any, event: ProviderEvent | None, source: str
+) -> None:
+    """The provider's answer about one of our refunds, applied like its callback. An answer that
+    names no refund (a gateway without an API) is not a callback and is not applied."""
+    if event is None or not event.provider_refund_id:
+        return
+    event = replace(event, refund_ref=f"ref{row.id}", payment_ref=event.payment_ref or invoice.payment_ref)
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Refund)
+            .where(Refund.id == row.id, Refund.provider_refund_id.is_(None))
+            .values(provider_refund_id=event.provider_refund_id, provider_status=event.state)
+        )
+    await _apply_quietly(db, pa, event, source)
 
 
 async def _refund_failed(db: Database, account_id: int, refund_id: int, why: str) -> None:
@@ -177,6 +210,16 @@ async def _refund_failed(db: Database, account_id: int, refund_id: int, why: str
         await session.refresh(row)
         if row.status == "approved":
             await fail_refund(session, invoice, row, Actor.system("payments"), why)
+
+
+async def _refund_unknown(db: Database, refund_id: int, why: str) -> None:
+    """Outcome unknown: keep the amount reserved and let reconciliation ask soon."""
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Refund)
+            .where(Refund.id == refund_id, Refund.status == "approved")
+            .values(provider_status="unknown", failure=why[:500], reconcile_due_at=utcnow())
+        )
 
 
 async def _apply_quietly(db: Database, pa: Any, event: ProviderEvent, source: str) -> None:
@@ -195,7 +238,7 @@ async def _apply_quietly(db: Database, pa: Any, event: ProviderEvent, source: st
 # --- reconciliation (PAY-9) ----------------------------------------------------------------------
 
 
-async def _claim(db: Database, model: Any, status: str, now: Any) -> list[int]:
+async def _claim(db: Database, model: Any, statuses: tuple[str, ...], now: Any) -> list[int]:
     """Rows due for a check, each claimed by pushing its due time forward with a conditional update
     (so several workers never ask the provider about the same row at once)."""
     async with db.sessionmaker() as session, session.begin():
@@ -203,7 +246,9 @@ async def _claim(db: Database, model: Any, status: str, now: Any) -> list[int]:
             await session.scalars(
                 select(model.id)
                 .where(
-                    model.status == status, model.reconcile_due_at.is_not(None), model.reconcile_due_at <= now
+                    model.status.in_(statuses),
+                    model.reconcile_due_at.is_not(None),
+                    model.reconcile_due_at <= now,
                 )
                 .order_by(model.reconcile_due_at)
                 .limit(RECONCILE_BATCH)
@@ -226,7 +271,7 @@ async def _reconcile_invoice(ctx: JobContext, invoice_id: int) -> None:
     if loaded is None:
         return
     invoice, pa = loaded
-    if invoice.status != "issued" or not invoice.payment_ref:
+    if invoice.status not in RECONCILED_INVOICES or not invoice.payment_ref:
         return
     if not invoice.provider_payment_id and pa.provider != "cloudpayments":
         return  # the payment was never created (its outbox message is still retrying)
@@ -247,26 +292,26 @@ async def _reconcile_invoice(ctx: JobContext, invoice_id: int) -> None:
 
 
 async def _reconcile_refund(ctx: JobContext, refund_id: int) -> None:
-    async with ctx.db.sessionmaker() as session:
-        row = await session.get(Refund, refund_id)
-        invoice = await session.get(Invoice, row.invoice_id) if row else None
-        pa = (
-            await session.get(PaymentAccount, invoice.payment_account_id)
-            if invoice and invoice.payment_account_id
-            else None
-        )
-        if row is None or pa is None or row.status != "approved" or not row.provider_refund_id:
-            return
-        row, pa = _detached(row), _detached(pa)
+    """PAY-9: an approved refund silent too long is looked up by the provider's id or, when the
+    provider never told us one, by our own reference."""
+    loaded = await _load_refund(ctx.db, refund_id)
+    if loaded is None:
+        return
+    row, invoice, pa = loaded
     try:
-        event = await connector(pa.provider).get_refund(ctx.http, pa, row.provider_refund_id)
+        event = await connector(pa.provider).get_refund(ctx.http, pa, _refund_request(row, invoice))
     except ProviderError as exc:
         log.warning("reconcile_failed", refund_id=refund_id, error=str(exc))
-        return
-    if event is None or event.state == "pending":
         await _push_due(ctx.db, Refund, refund_id, pa.reconcile_after_seconds)
         return
-    await _apply_quietly(ctx.db, pa, event, "reconciliation")
+    if event is not None and event.state == REFUND_NOT_FOUND and row.provider_status == "unknown":
+        # The outbox gave up and the provider, asked by our reference, has no such refund.
+        await _refund_failed(ctx.db, row.account_id, row.id, "The provider never received the refund")
+        return
+    if event is None or event.state in ("pending", REFUND_NOT_FOUND):
+        await _push_due(ctx.db, Refund, refund_id, pa.reconcile_after_seconds)
+        return
+    await _apply_answer(ctx.db, pa, invoice, row, event, "reconciliation")
 
 
 async def _push_due(db: Database, model: Any, row_id: int, seconds: int) -> None:
@@ -284,12 +329,13 @@ async def reconcile_job(ctx: JobContext) -> None:
 
 
 async def reconcile(ctx: JobContext, *, now: Any = None) -> int:
-    """Ask the provider about issued invoices and approved refunds silent for too long."""
+    """Ask the provider about issued (and marked-paid) invoices and approved refunds silent for
+    too long."""
     now = now or utcnow()
-    invoices = await _claim(ctx.db, Invoice, "issued", now)
+    invoices = await _claim(ctx.db, Invoice, RECONCILED_INVOICES, now)
     for invoice_id in invoices:
         await _reconcile_invoice(ctx, invoice_id)
-    refunds = await _claim(ctx.db, Refund, "approved", now)
+    refunds = await _claim(ctx.db, Refund, ("approved",), now)
     for refund_id in refunds:
         await _reconcile_refund(ctx, refund_id)
     return len(invoices) + len(refunds)

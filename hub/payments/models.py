@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from hub.db import Base, Id, JSONType, PortableId, utcnow
+from hub.payments.money import plain
 
 __all__ = [
     "CallbackAttempt",
@@ -43,7 +44,9 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value)).normalize() if not isinstance(value, Decimal) else value.normalize()
+        # Read models show money in the currency's minor units (money.in_units); quantities and
+        # percents as plain numbers. Never normalize() alone: that is exponent form (2.26E+3).
+        return plain(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
 class PriceItem(Id, Base):

@@ -14,8 +14,10 @@ __all__ = [
     "ZERO",
     "exponent",
     "from_minor",
+    "in_units",
     "line_total",
     "parse_amount",
+    "plain",
     "quantize",
     "to_minor",
 ]
@@ -33,6 +35,22 @@ def exponent(currency: str) -> int:
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit, half up (the way receipts and banks round)."""
     return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+
+
+def plain(value: Decimal) -> Decimal:
+    """Without trailing zeros and never in exponent form: 2260.0000 -> 2260, 0.5000 -> 0.5.
+
+    (``Decimal.normalize`` alone gives ``2.26E+3``, which JSON readers take for a float.)
+    """
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
+
+
+def in_units(amount: Decimal, currency: str) -> Decimal:
+    """An amount as shown: at least the currency's minor units (2260 -> 2260.00 RUB, 1500 JPY),
+    more places only where the value has them (a unit price of 12.3456)."""
+    places = max(exponent(currency), -plain(amount).as_tuple().exponent)  # type: ignore[operator]
+    return amount.quantize(Decimal(1).scaleb(-places))
 
 
 def line_total(unit_price: Decimal, quantity: Decimal, discount_percent: Decimal, currency: str) -> Decimal:

@@ -217,8 +217,9 @@ class CallbackAttemptRead(msgspec.Struct):
     provider: str
     payment_account_id: int | None
     source: str
-    outcome: str
+    outcome: str  # applied | duplicate | ignored | rejected | review (kept for staff)
     code: str | None
+    apply_key: str | None
     detail: str | None
     event_id: str | None
     event_type: str | None

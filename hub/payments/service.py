@@ -24,7 +24,7 @@ from hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from hub.outbox import enqueue
 from hub.payments import desk
 from hub.payments.models import Invoice, InvoiceLine, PaymentAccount, PriceItem, Refund
-from hub.payments.money import HUNDRED, ZERO, line_total, quantize
+from hub.payments.money import HUNDRED, ZERO, in_units, line_total, quantize
 from hub.payments.schemas import InvoiceLineCreate, RefundCreate
 
 __all__ = [
@@ -70,6 +70,8 @@ REFUND_TRANSITIONS: dict[tuple[str, str], str] = {
     ("requested", "reject"): "rejected",
     ("approved", "provider_succeeded"): "refunded",
     ("approved", "provider_failed"): "failed",
+    # The provider's word wins: a refund it reports done was done, even after we gave up on it.
+    ("failed", "provider_succeeded"): "refunded",
 }
 MAX_MONEY = Decimal("1000000000")
 MAX_QUANTITY = Decimal("1000000")
@@ -452,7 +454,7 @@ def _invoice_data(invoice: Invoice) -> dict[str, Any]:
     return {
         "invoice_id": invoice.id,
         "status": invoice.status,
-        "amount": f"{invoice.total:f}",
+        "amount": str(in_units(invoice.total, invoice.currency)),
         "currency": invoice.currency,
     }
 
@@ -471,9 +473,13 @@ async def issue_invoice(session: AsyncSession, account_id: int, actor: Actor, in
         pa = await _default_payment_account(session, account_id)
     if pa is None and invoice.status == "draft":
         raise Conflict("Connect a payment provider first", code="payment_account_missing")
+    # PAY-4: the ticket row is locked too, so a concurrent change of its base data either commits
+    # first (and the invoice bills the new client) or waits and then sees this invoice issued.
+    ticket = await desk.load_ticket(session, account_id, invoice.ticket_id, for_update=True)
     invoice_transition(invoice, "issue")
     assert pa is not None
     now = utcnow()
+    invoice.contact_id = getattr(ticket, "contact_id", None)
     invoice.issue_count += 1
     invoice.payment_account_id = pa.id
     invoice.provider = pa.provider
@@ -491,7 +497,6 @@ async def issue_invoice(session: AsyncSession, account_id: int, actor: Actor, in
         idempotency_key=f"payments:create:{pa.id}:{invoice.payment_ref}",
         ordering_key=f"invoice:{invoice.id}",
     )
-    ticket = await desk.load_ticket(session, account_id, invoice.ticket_id)
     await desk.history(session, ticket, actor, "invoice_issued", _invoice_data(invoice))
     await desk.activity(
         session,
@@ -499,7 +504,7 @@ async def issue_invoice(session: AsyncSession, account_id: int, actor: Actor, in
         invoice.contact_id,
         "invoice_issued",
         invoice.id,
-        f"Invoice {invoice.id}: {invoice.total:f} {invoice.currency}",
+        f"Invoice {invoice.id}: {in_units(invoice.total, invoice.currency)} {invoice.currency}",
         _invoice_data(invoice),
     )
     await desk.refresh_flags(session, ticket)
@@ -514,7 +519,9 @@ async def mark_paid(
     invoice.marked_paid_by = actor.id
     invoice.marked_paid_note = note
     invoice.paid_at = utcnow()
-    # The provider's payment may still arrive; reconciliation keeps asking so it is not lost.
+    # The client may still pay the link: reconcile_due_at is kept, so reconciliation goes on asking
+    # the provider about marked-paid invoices too (jobs.RECONCILED_INVOICES) and a provider
+    # payment that does arrive turns the invoice paid (marked_paid -> paid).
     ticket = await desk.load_ticket(session, account_id, invoice.ticket_id)
     await desk.history(
         session, ticket, actor, "invoice_marked_paid", {**_invoice_data(invoice), "note": note}
@@ -660,7 +667,7 @@ def _refund_data(refund: Refund) -> dict[str, Any]:
         "refund_id": refund.id,
         "invoice_id": refund.invoice_id,
         "status": refund.status,
-        "amount": f"{refund.amount:f}",
+        "amount": str(in_units(refund.amount, refund.currency)),
         "currency": refund.currency,
     }
 
@@ -708,16 +715,15 @@ async def request_refund(
     invoice.reserved_amount += amount
     await session.flush()
     ticket = await desk.load_ticket(session, account_id, invoice.ticket_id)
-    await desk.history(
-        session, ticket, actor, "refund_requested", {**_refund_data(refund), "reason": refund.reason}
-    )
+    told = {**_refund_data(refund), "reason": refund.reason}
+    await desk.history(session, ticket, actor, "refund_requested", told)
     await desk.activity(
         session,
         account_id,
         invoice.contact_id,
         "refund_requested",
         refund.id,
-        f"Refund of {amount:f} {invoice.currency} requested",
+        f"Refund of {in_units(amount, invoice.currency)} {invoice.currency} requested",
         _refund_data(refund),
     )
     await desk.refresh_flags(session, ticket)
@@ -729,6 +735,8 @@ async def request_refund(
         await _staff(session, account_id),
         _refund_data(refund),
     )
+    if not by_client:  # PAY-7: the client hears of a refund staff started, too
+        await desk.notify(session, account_id, "refund_changed", ticket, _client(invoice, refund), told)
     return refund
 
 
@@ -788,7 +796,7 @@ async def _refund_changed(
         invoice.contact_id,
         kind,
         refund.id,
-        f"Refund of {refund.amount:f} {refund.currency}: {refund.status}",
+        f"Refund of {in_units(refund.amount, refund.currency)} {refund.currency}: {refund.status}",
         data,
     )
     await desk.refresh_flags(session, ticket)
@@ -796,11 +804,14 @@ async def _refund_changed(
 
 
 async def complete_refund(session: AsyncSession, invoice: Invoice, refund: Refund, actor: Actor) -> None:
-    """approved -> refunded: the money is back; counted against the invoice and its lines."""
+    """approved (or failed) -> refunded: the money is back; counted against the invoice and its
+    lines. A failed refund's reserve was already released, so only an approved one releases it."""
+    was_reserved = refund.status == "approved"
     refund_transition(refund, "provider_succeeded")
     refund.completed_at = utcnow()
     refund.reconcile_due_at = None
-    invoice.reserved_amount -= refund.amount
+    if was_reserved:
+        invoice.reserved_amount -= refund.amount
     invoice.refunded_amount += refund.amount
     for part in refund.lines:
         line = await session.get(InvoiceLine, int(part["line_id"]))

@@ -10,6 +10,8 @@ is recorded for administrators (``GET /api/payments/callbacks``).
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import time
 from typing import Any
 
@@ -21,7 +23,7 @@ from hub.db import Database
 from hub.payments.apply import RawCallback, header_subset, receive_event, record_rejection
 from hub.payments.models import PaymentAccount
 
-__all__ = ["MAX_BODY", "PaymentWebhookController", "handle_callback"]
+__all__ = ["MAX_BODY", "PaymentWebhookController", "client_address", "handle_callback"]
 
 MAX_BODY = 64 * 1024
 KINDS = ("check", "pay", "fail", "refund")
@@ -74,6 +76,34 @@ def _unknown(provider: str) -> Response[Any]:
     )
 
 
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    """The sender's address. Behind a trusted reverse proxy (HUB_TRUSTED_PROXIES) it is the
+    right-most X-Forwarded-For entry that is not itself a trusted proxy; a peer that is not
+    trusted is taken as it is (its X-Forwarded-For could say anything)."""
+    peer = request.client.host if request.client else None
+    trusted = _networks(request.app.state.settings.server.trusted_proxies)
+    if peer is None or not _inside(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("x-forwarded-for", [])).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _inside(hop, trusted):
+            return hop
+    return peer
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+
+def _inside(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 async def handle_callback(
     request: Request[Any, Any, Any], provider: str, key: str, kind: str | None = None
 ) -> Response[Any]:
@@ -82,12 +112,11 @@ async def handle_callback(
     module = connector(provider)
     state = request.app.state
     db: Database = state.db
-    remote = request.client.host if request.client else None
+    remote = client_address(request)
     headers = header_subset(request.headers)
     pa = await _account(db, provider, key[:64])
     if pa is None or not pa.active:
         return _unknown(provider)  # nothing to attribute the attempt to; nobody's data touched
-    body = b""
     raw = RawCallback(body="", headers=headers, remote_addr=remote)
     event = None
     try:
@@ -107,18 +136,13 @@ async def handle_callback(
                 raise CallbackRejected(
                     503 if exc.transient else 422, "confirmation_failed", str(exc)[:300]
                 ) from exc
-        outcome = await receive_event(db, pa, event, raw)
     except CallbackRejected as rejection:
-        if rejection.code in (
-            "bad_signature",
-            "stale_callback",
-            "sender_not_allowed",
-            "payload_too_large",
-            "malformed_callback",
-            "confirmation_failed",
-            "replayed_callback",
-        ):
-            await record_rejection(db, pa, raw, rejection, event)
+        # Refused before anything was stored: recorded here, once.
+        await record_rejection(db, pa, raw, rejection, event)
+        return module.error_response(rejection)  # type: ignore[no-any-return]
+    try:
+        outcome = await receive_event(db, pa, event, raw)
+    except CallbackRejected as rejection:  # receive_event has recorded it (replays included)
         return module.error_response(rejection)  # type: ignore[no-any-return]
     return module.ok_response(outcome.outcome)  # type: ignore[no-any-return]
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,74 +12,15 @@ import httpx
 import pytest
 import respx
 from litestar import Litestar
+from sqlalchemy import select
 
 from hub.db import Database
+from hub.outbox.models import OutboxMessage
 from hub.outbox.worker import drain_outbox
-from hub.payments import desk as pay_desk
 from tests.conftest import PASSWORD, Tenant
 from tests.payments.providers import Signed
 
-HAVE_DESK = importlib.util.find_spec("hub.desk.service") is not None
-
-
-@dataclass
-class FakeDesk:
-    """Stands in for hub.desk.service until the desk lands (same calls, in memory)."""
-
-    tickets: dict[int, Any] = field(default_factory=dict)
-    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
-    feed: list[tuple[int, str]] = field(default_factory=list)
-    notified: list[tuple[str, list[tuple[str, int]]]] = field(default_factory=list)
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        async def load_ticket(session: Any, account_id: int, ticket_id: int) -> Any:
-            ticket = self.tickets.get(ticket_id)
-            if ticket is None or ticket.account_id != account_id:
-                from hub.errors import NotFound
-
-                raise NotFound("No such ticket", code="ticket_not_found")
-            return ticket
-
-        async def history(session: Any, ticket: Any, actor: Any, kind: str, data: dict[str, Any]) -> None:
-            self.events.append((ticket.id, kind, data))
-
-        async def activity(
-            session: Any,
-            account_id: int,
-            contact_id: Any,
-            kind: str,
-            ref_id: int,
-            summary: str,
-            data: Any = None,
-        ) -> None:
-            self.feed.append((contact_id, kind))
-
-        async def notify(
-            session: Any, account_id: int, event: str, ticket: Any, recipients: Any, data: Any
-        ) -> None:
-            self.notified.append((event, list(recipients)))
-
-        async def refresh_flags(session: Any, ticket: Any) -> None:
-            from sqlalchemy import select
-
-            from hub.payments.models import Invoice, Refund
-
-            invoices = list(await session.scalars(select(Invoice).where(Invoice.ticket_id == ticket.id)))
-            refunds = list(await session.scalars(select(Refund).where(Refund.ticket_id == ticket.id)))
-            ticket.ext_flags["payment"] = pay_desk._summary(invoices, refunds)
-
-        monkeypatch.setattr(pay_desk, "load_ticket", load_ticket)
-        monkeypatch.setattr(pay_desk, "history", history)
-        monkeypatch.setattr(pay_desk, "activity", activity)
-        monkeypatch.setattr(pay_desk, "notify", notify)
-        monkeypatch.setattr(pay_desk, "refresh_flags", refresh_flags)
-
-    def new_ticket(self, account_id: int, contact_id: int | None) -> int:
-        ticket_id = len(self.tickets) + 1
-        self.tickets[ticket_id] = SimpleNamespace(
-            id=ticket_id, account_id=account_id, status="open", contact_id=contact_id, ext_flags={}
-        )
-        return ticket_id
+NOTIFY_HOOK = "https://hooks.tenant.example/notify"
 
 
 @dataclass
@@ -92,15 +31,12 @@ class World:
     tenant: Tenant
     contact_id: int
     app_headers: dict[str, str]
-    fake: FakeDesk | None
 
     @property
     def staff(self) -> dict[str, str]:
         return self.tenant.dispatcher.headers
 
     async def ticket(self) -> int:
-        if self.fake is not None:
-            return self.fake.new_ticket(self.tenant.id, self.contact_id)
         body = {
             "title": "Extra key cut",
             "description": "Resident asks for a spare key",
@@ -111,19 +47,42 @@ class World:
         return int(response.json()["id"])
 
     async def flags(self, ticket_id: int) -> dict[str, Any] | None:
-        if self.fake is not None:
-            return self.fake.tickets[ticket_id].ext_flags.get("payment")  # type: ignore[no-any-return]
         response = await self.client.get(f"/api/tickets/{ticket_id}", headers=self.staff)
         assert response.status_code == 200, response.text
         body = response.json()
         return (body.get("ext_flags") or body.get("flags", {}).get("ext") or {}).get("payment")  # type: ignore[no-any-return]
 
     async def history_kinds(self, ticket_id: int) -> list[str]:
-        if self.fake is not None:
-            return [kind for tid, kind, _ in self.fake.events if tid == ticket_id]
         events = await self.get(f"/api/tickets/{ticket_id}/history")
         items = events["items"] if isinstance(events, dict) else events
         return [event["kind"] for event in items]
+
+    async def watch_notifications(self) -> None:
+        """A webhook notification channel: each notification becomes one real ``notify.webhook``
+        outbox row naming its recipients (delivery is to the far side, faked where drained)."""
+        body = {"channel": "webhook", "config": {"url": NOTIFY_HOOK, "secret": "whsec_" + "A" * 32}}
+        response = await self.client.put(
+            "/api/notifications/channels", json=body, headers=self.tenant.admin.headers
+        )
+        assert response.status_code == 200, response.text
+
+    async def notified(self) -> list[tuple[str, list[tuple[str, int]], str | None]]:
+        """(event, recipients, refund status) of every notification queued in the outbox, oldest
+        first."""
+        async with self.db.sessionmaker() as session:
+            rows = await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.account_id == self.tenant.id, OutboxMessage.topic == "notify.webhook")
+                .order_by(OutboxMessage.id)
+            )
+            return [
+                (
+                    r.payload["event"],
+                    [(k, int(i)) for k, i in r.payload["recipients"]],
+                    (r.payload.get("data") or {}).get("status"),
+                )
+                for r in rows
+            ]
 
     async def price(self, code: str, price: str, *, refundable: bool = True, **extra: Any) -> dict[str, Any]:
         body = {
@@ -199,11 +158,8 @@ class World:
 
 @pytest.fixture
 async def world(
-    app: Litestar, client: httpx.AsyncClient, db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    app: Litestar, client: httpx.AsyncClient, db: Database, tenant: Tenant
 ) -> AsyncGenerator[World, None]:
-    fake = None if HAVE_DESK else FakeDesk()
-    if fake is not None:
-        fake.install(monkeypatch)
     created = await client.post(
         "/api/contacts",
         json={"name": "Resident Ivanova", "mobile": "+7 916 555 00 11"},
@@ -224,7 +180,7 @@ async def world(
     )
     assert tokens.status_code == 200, tokens.text
     app_headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
-    yield World(app, client, db, tenant, contact_id, app_headers, fake)
+    yield World(app, client, db, tenant, contact_id, app_headers)
 
 
 @pytest.fixture

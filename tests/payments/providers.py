@@ -56,6 +56,36 @@ class FakeYooKassa:
         router.get(url__regex=rf"{api}/payments/(?P<pid>[^/]+)$").mock(side_effect=self._get)
         router.post(f"{api}/refunds").mock(side_effect=self._refund)
         router.get(url__regex=rf"{api}/refunds/(?P<rid>[^/]+)$").mock(side_effect=self._get_refund)
+        router.get(url__regex=rf"{api}/refunds\?").mock(side_effect=self._list_refunds)
+        router.post(url__regex=rf"{api}/payments/(?P<pid>[^/]+)/cancel$").mock(side_effect=self._cancel)
+
+    def _list_refunds(self, request: httpx.Request) -> httpx.Response:
+        """GET /v3/refunds?payment_id=...: {"type": "list", "items": [...]} (newest first)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        payment_id = request.url.params.get("payment_id")
+        items = [r for r in reversed(self.refunds.values()) if r["payment_id"] == payment_id]
+        return httpx.Response(200, json={"type": "list", "items": items})
+
+    def _cancel(self, request: httpx.Request, pid: str) -> httpx.Response:
+        """Only a payment waiting_for_capture can be cancelled; otherwise 400 invalid_request."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        assert request.headers.get("Idempotence-Key")
+        payment = self.payments[pid]
+        if payment["status"] != "waiting_for_capture":
+            return httpx.Response(
+                400,
+                json={
+                    "type": "error",
+                    "id": str(uuid.uuid4()),
+                    "code": "invalid_request",
+                    "description": f"Payment in status {payment['status']} cannot be canceled",
+                },
+            )
+        payment |= {"status": "canceled", "paid": False}
+        payment["cancellation_details"] = {"party": "merchant", "reason": "canceled_by_merchant"}
+        return httpx.Response(200, json=payment)
 
     def _auth(self, request: httpx.Request) -> httpx.Response | None:
         if _basic(request) != (self.shop_id, self.secret_key):
@@ -208,6 +238,21 @@ class FakeTBank:
         if key in self.cancels:
             return httpx.Response(200, json=self.cancels[key])
         payment = self.payments[str(body["PaymentId"])]
+        if payment["Status"] in ("NEW", "FORM_SHOWED"):  # not paid: the whole payment is cancelled
+            payment["Status"] = "CANCELED"
+            return httpx.Response(
+                200,
+                json={
+                    "Success": True,
+                    "ErrorCode": "0",
+                    "TerminalKey": self.terminal_key,
+                    "Status": "CANCELED",
+                    "PaymentId": str(body["PaymentId"]),
+                    "OrderId": payment["OrderId"],
+                    "OriginalAmount": payment["Amount"],
+                    "NewAmount": 0,
+                },
+            )
         original = payment.get("Remaining", payment["Amount"])
         new = original - body["Amount"]
         payment["Remaining"] = new
@@ -226,7 +271,10 @@ class FakeTBank:
         return httpx.Response(200, json=answer)
 
     def notification(self, pid: str, status: str, amount: int | None = None, **extra: Any) -> Signed:
+        """The notification T-Bank sends when the payment reaches ``status`` (which it now has)."""
         payment = self.payments[pid]
+        if status in ("AUTHORIZED", "CONFIRMED", "REJECTED"):
+            payment["Status"] = status
         fields: dict[str, Any] = {
             "TerminalKey": self.terminal_key,
             "OrderId": payment["OrderId"],
@@ -259,6 +307,16 @@ class FakeCloudPayments:
         router.post(f"{api}/orders/create").mock(side_effect=self._order)
         router.post(f"{api}/payments/refund").mock(side_effect=self._refund)
         router.post(f"{api}/v2/payments/find").mock(side_effect=self._find)
+        router.post(f"{api}/orders/cancel").mock(side_effect=self._cancel_order)
+
+    def _cancel_order(self, request: httpx.Request) -> httpx.Response:
+        """POST /orders/cancel {"Id": ...} -> {"Success": true, "Message": null}."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        order_id = json.loads(request.content)["Id"]
+        order = next(o for o in self.orders.values() if o["Id"] == order_id)
+        order["Status"] = "Cancelled"
+        return httpx.Response(200, json={"Success": True, "Message": None})
 
     def _auth(self, request: httpx.Request) -> httpx.Response | None:
         if _basic(request) != (self.public_id, self.api_secret):
@@ -390,6 +448,22 @@ class FakeStripe:
         router.post(f"{api}/refunds").mock(side_effect=self._refund)
         router.get(url__regex=rf"{api}/refunds/(?P<rid>[^/]+)$").mock(side_effect=self._get_refund)
         router.get(url__regex=rf"{api}/payment_intents/(?P<pi>[^/]+)$").mock(side_effect=self._intent)
+        router.post(url__regex=rf"{api}/checkout/sessions/(?P<sid>[^/]+)/expire$").mock(
+            side_effect=self._expire
+        )
+
+    def _expire(self, request: httpx.Request, sid: str) -> httpx.Response:
+        """Only an open session can be expired; a complete one is a 400 invalid_request_error."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        session = self.sessions[sid]
+        if session["status"] != "open":
+            return httpx.Response(
+                400,
+                json={"error": {"type": "invalid_request_error", "message": "Session is not open"}},
+            )
+        session["status"] = "expired"
+        return httpx.Response(200, json=session)
 
     def _intent(self, request: httpx.Request, pi: str) -> httpx.Response:
         if (denied := self._auth(request)) is not None:

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
-from hub.errors import Conflict
-from hub.payments.desk import check_base_data_lock
 from tests.payments.conftest import World
 from tests.payments.providers import FakeStandard
 
@@ -134,44 +129,69 @@ async def test_invoice_lines_totals_and_states(world: World, far: Any) -> None:
     assert flags == {"invoice": "paid", "invoice_id": issued["id"], "amount": "333.33", "currency": "RUB"}
     kinds = await world.history_kinds(ticket_id)
     assert {"invoice_created", "invoice_issued", "invoice_paid"} <= set(kinds)
-    if world.fake is None:  # PAY-8 in the ticket list; DESK-8 the client's activity feed
-        listed = await world.get("/api/tickets")
-        items = listed["items"] if isinstance(listed, dict) else listed
-        row = next(t for t in items if t["id"] == ticket_id)
-        assert row["ext_flags"]["payment"]["invoice"] == "paid"
-        feed = await world.get(f"/api/contacts/{world.contact_id}/activity")
-        assert {"invoice_issued", "invoice_paid"} <= {entry["kind"] for entry in feed}
+    # PAY-8 in the ticket list; DESK-8 the client's activity feed
+    listed = await world.get("/api/tickets")
+    items = listed["items"] if isinstance(listed, dict) else listed
+    row = next(t for t in items if t["id"] == ticket_id)
+    assert row["ext_flags"]["payment"]["invoice"] == "paid"
+    feed = await world.get(f"/api/contacts/{world.contact_id}/activity")
+    assert {"invoice_issued", "invoice_paid"} <= {entry["kind"] for entry in feed}
+
+
+async def _other_base_data(world: World) -> dict[str, Any]:
+    """A real value of each base-data field, different from the ticket's."""
+    admin = world.tenant.admin.headers
+    company = await world.client.post("/api/companies", json={"name": "Other company"}, headers=admin)
+    obj = await world.client.post("/api/objects", json={"number": "077", "name": "Warehouse"}, headers=admin)
+    contact = await world.client.post("/api/contacts", json={"name": "Someone else"}, headers=admin)
+    assert {company.status_code, obj.status_code, contact.status_code} == {201}, (company.text, obj.text)
+    return {
+        "type": "incident",
+        "object_id": obj.json()["id"],
+        "company_id": company.json()["id"],
+        "contact_id": contact.json()["id"],
+    }
+
+
+async def _patch(world: World, ticket_id: int, changes: dict[str, Any]) -> Any:
+    return await world.client.patch(f"/api/tickets/{ticket_id}", json=changes, headers=world.staff)
+
+
+async def _status(world: World, ticket_id: int, body: dict[str, Any]) -> None:
+    answer = await world.client.post(f"/api/tickets/{ticket_id}/status", json=body, headers=world.staff)
+    assert answer.status_code == 200, answer.text
 
 
 async def test_base_data_lock(world: World, far: Any) -> None:
-    """PAY-4: type, object, company and contact cannot change once an invoice is issued (back to
-    draft: they can again), nor on a resolved or cancelled ticket; other fields still can."""
+    """PAY-4 through the API: type, object, company and contact cannot change once an invoice is
+    issued (back to draft: they can again), nor once the ticket is resolved or cancelled; other
+    fields still can."""
     sw = FakeStandard()
     await world.connect("standard", sw.credentials)
     item = await world.price("KEY", "100")
+    other = await _other_base_data(world)
     ticket_id = await world.ticket()
     invoice = await world.issued(ticket_id, [{"price_item_id": item["id"]}])
-    if world.fake is None:
-        other = await world.client.post(
-            "/api/contacts", json={"name": "Someone else"}, headers=world.tenant.admin.headers
-        )
-        other_id = other.json()["id"]
-        refused = await world.client.patch(
-            f"/api/tickets/{ticket_id}", json={"contact_id": other_id}, headers=world.staff
-        )
-        assert refused.status_code == 409 and refused.json()["code"] == "ticket_base_data_locked"
-        title = await world.client.patch(
-            f"/api/tickets/{ticket_id}", json={"title": "Spare key, two copies"}, headers=world.staff
-        )
-        assert title.status_code == 200, title.text
-        await world.act(f"/api/invoices/{invoice['id']}/make-unpaid")
-        allowed = await world.client.patch(
-            f"/api/tickets/{ticket_id}", json={"contact_id": other_id}, headers=world.staff
-        )
-        assert allowed.status_code == 200, allowed.text
-    async with world.db.sessionmaker() as session:
-        resolved = SimpleNamespace(id=ticket_id, account_id=world.tenant.id, status="resolved")
-        with pytest.raises(Conflict) as refused_exc:
-            await check_base_data_lock(session, resolved, {"object_id": 1})
-        assert refused_exc.value.code == "ticket_base_data_locked"
-        await check_base_data_lock(session, resolved, {"title": "x"})  # not base data: allowed
+    for name, value in other.items():
+        refused = await _patch(world, ticket_id, {name: value})
+        assert refused.status_code == 409 and refused.json()["code"] == "ticket_base_data_locked", name
+    assert (await _patch(world, ticket_id, {"title": "Spare key, two copies"})).status_code == 200
+    await world.act(f"/api/invoices/{invoice['id']}/make-unpaid")
+    allowed = await _patch(world, ticket_id, {"contact_id": other["contact_id"]})
+    assert allowed.status_code == 200, allowed.text
+
+    resolved = await world.ticket()
+    await _patch(world, resolved, {"responsible_id": world.tenant.dispatcher.id})
+    await _status(world, resolved, {"status": "resolved"})
+    for name, value in other.items():
+        refused = await _patch(world, resolved, {name: value})
+        assert refused.status_code == 409 and refused.json()["code"] == "ticket_base_data_locked", name
+        assert refused.json()["reason"] == "ticket_closed"
+    assert (await _patch(world, resolved, {"title": "Done: spare key"})).status_code == 200
+
+    cancelled = await world.ticket()
+    await _status(world, cancelled, {"status": "cancelled", "comment": "Resident changed their mind"})
+    for name, value in other.items():
+        refused = await _patch(world, cancelled, {name: value})
+        # A cancelled ticket is final: the desk refuses every change, base data included.
+        assert refused.status_code == 409 and refused.json()["code"] == "ticket_final", name

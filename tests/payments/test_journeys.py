@@ -21,6 +21,12 @@ async def _two_lines(world: World) -> tuple[int, list[dict[str, Any]]]:
     return ticket_id, lines  # 1000 + 2 * 700 * 0.9 = 2260.00
 
 
+async def _raw(world: World, path: str) -> str:
+    response = await world.client.get(path, headers=world.staff)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
 async def _refund_second_line(world: World, invoice: dict[str, Any]) -> dict[str, Any]:
     line = invoice["lines"][1]
     refund = await world.act(
@@ -36,7 +42,8 @@ async def _refund_second_line(world: World, invoice: dict[str, Any]) -> dict[str
 
 
 async def test_yookassa_journey(world: World, far: Any) -> None:
-    """PAY-2, PAY-3, PAY-5, PAY-6, PAY-7, PAY-8: YooKassa end to end, the object confirmed via the API."""
+    """PAY-2, PAY-3, PAY-5, PAY-6, PAY-7, PAY-8: YooKassa end to end, the object confirmed via the
+    API; amounts in the API's JSON are exact strings in minor units ("2260.00", not "2.26E+3")."""
     yk = FakeYooKassa(refund_status="pending")
     yk.install(far)
     account = await world.connect("yookassa", yk.credentials, return_url="https://tenant.example/paid")
@@ -49,7 +56,7 @@ async def test_yookassa_journey(world: World, far: Any) -> None:
     assert await world.flags(ticket_id) == {
         "invoice": "unpaid",
         "invoice_id": invoice["id"],
-        "amount": "2260",
+        "amount": "2260.00",
         "currency": "RUB",
     }
 
@@ -65,8 +72,15 @@ async def test_yookassa_journey(world: World, far: Any) -> None:
     assert paid.status_code == 200
     invoice = await world.get(f"/api/invoices/{invoice['id']}")
     assert invoice["status"] == "paid" and Decimal(invoice["paid_amount"]) == Decimal("2260")
+    # Money in the JSON exactly as a client must show it: minor units, never exponent form.
+    text = await _raw(world, f"/api/invoices/{invoice['id']}")
+    for exact in ('"total":"2260.00"', '"paid_amount":"2260.00"', '"refunded_amount":"0.00"'):
+        assert exact in text, (exact, text)
+    assert '"unit_price":"700.00"' in text and '"amount":"1260.00"' in text
+    assert '"price":"1000.00"' in await _raw(world, "/api/price-list")
 
     refund = await _refund_second_line(world, invoice)
+    assert '"amount":"1260.00"' in await _raw(world, f"/api/refunds/{refund['id']}")
     await world.drain()  # the outbox asks YooKassa for the refund
     (rid,) = yk.refunds
     assert yk.refunds[rid]["amount"] == {"value": "1260.00", "currency": "RUB"}

@@ -6,8 +6,10 @@ Each module exposes ``PROVIDER`` plus:
   authentication scheme (raises :class:`CallbackRejected`);
 * ``parse(body, headers, kind) -> ProviderEvent`` — the callback body as a normalised event;
 * ``ok_response(outcome)`` / ``error_response(rejection)`` — the answer that provider expects;
-* ``create_payment``, ``get_payment``, ``refund``, ``get_refund`` — its HTTP API (httpx, timeouts,
-  idempotency keys, short tenacity retries on transport errors).
+* ``create_payment``, ``get_payment``, ``cancel_payment``, ``refund``, ``get_refund`` — its HTTP API
+  (httpx, timeouts, idempotency keys, short tenacity retries on transport errors). ``refund``
+  returns the provider's answer as an event, or None when the answer names no refund yet;
+  ``get_refund`` looks a refund up by the provider's id or by our ``refund_ref``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from hub.connectors.payments.base import (
+    REFUND_NOT_FOUND,
     CallbackRejected,
     CreatedPayment,
     PaymentRequest,
@@ -25,6 +28,7 @@ from hub.connectors.payments.base import (
 
 __all__ = [
     "PROVIDERS",
+    "REFUND_NOT_FOUND",
     "CallbackRejected",
     "CreatedPayment",
     "PaymentRequest",

@@ -13,6 +13,7 @@ import msgspec
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 __all__ = [
+    "REFUND_NOT_FOUND",
     "TIMEOUT",
     "CallbackRejected",
     "CreatedPayment",
@@ -48,12 +49,16 @@ class ProviderEvent:
     currency: str | None = None
     event_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # What names the fact when the provider gives the object no id (T-Bank refund notifications).
+    subject: str | None = None
 
     @property
     def apply_key(self) -> str:
         """One key per (object, state): the same fact told twice (or by reconciliation) applies once."""
         if self.kind == "refund":
-            subject = self.provider_refund_id or self.refund_ref or self.provider_payment_id or "?"
+            subject = (
+                self.provider_refund_id or self.refund_ref or self.subject or self.provider_payment_id or "?"
+            )
         else:
             subject = self.provider_payment_id or self.payment_ref or "?"
         return f"{self.kind}:{subject}:{self.state}"[:300]
@@ -98,12 +103,20 @@ class CreatedPayment:
 
 @dataclass(frozen=True)
 class RefundRequest:
+    """A refund to make, or (reconciliation) one to look up: by ``provider_refund_id`` when the
+    provider told us one, else by our own ``refund_ref`` (sent as the idempotency key / metadata)."""
+
     refund_ref: str  # idempotency key
     provider_payment_id: str
     capture_id: str | None
     amount: Decimal
     currency: str
     reason: str
+    provider_refund_id: str | None = None
+
+
+# ``get_refund`` answers this state when the provider, asked by our reference, knows no such refund.
+REFUND_NOT_FOUND = "not_found"
 
 
 def equal(a: str | bytes, b: str | bytes) -> bool:

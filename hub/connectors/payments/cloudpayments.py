@@ -1,12 +1,16 @@
 """CloudPayments API (https://developers.cloudpayments.ru).
 
 Requests: HTTP Basic ``PublicId:ApiSecret``, JSON, ``X-Request-ID`` as the idempotency key.
-``POST /orders/create`` makes a payment link (``Model.Url``), ``POST /v2/payments/find`` looks a
-payment up by ``InvoiceId``, ``POST /payments/refund`` refunds (``TransactionId``, ``Amount``).
+``POST /orders/create`` makes a payment link (``Model.Url``), ``POST /orders/cancel`` withdraws an
+unpaid one, ``POST /v2/payments/find`` looks a payment up by ``InvoiceId``, ``POST /payments/refund``
+refunds (``TransactionId``, ``Amount``). Payments are one-stage (``RequireConfirmation: false``), so
+there is never an authorised-only transaction for ``/payments/void``.
 Notifications (Check, Pay, Fail, Refund) arrive form-encoded (or JSON) and are signed in
-``Content-HMAC`` (and ``X-Content-HMAC``): base64 of HMAC-SHA256 of the raw body with the API
-secret. The answer is ``{"code": 0}``; refusals use the documented codes: 10 unknown invoice, 11
-wrong AccountId, 12 wrong amount, 13 payment cannot be accepted, 20 payment expired.
+``Content-HMAC`` (and ``X-Content-HMAC``): base64 of HMAC-SHA256 of the raw body (as received,
+before any decoding) with the API secret. The answer is always HTTP 200 with ``{"code": N}``: 0
+accepts; refusals use the documented codes (10 unknown invoice, 11 wrong AccountId, 12 wrong
+amount, 13 payment cannot be accepted, 20 payment expired). CloudPayments reads the code, and takes
+any other HTTP status for a failed delivery that it repeats.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "API",
     "CODES",
     "PROVIDER",
+    "cancel_payment",
     "create_payment",
     "error_response",
     "get_payment",
@@ -218,8 +223,15 @@ async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) 
     )
 
 
-async def get_refund(http: httpx.AsyncClient, account: Any, provider_refund_id: str) -> ProviderEvent | None:
-    return None  # refunds are synchronous at CloudPayments: nothing to reconcile
+async def get_refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent | None:
+    """Refunds are synchronous at CloudPayments and a Refund notification follows each: there is
+    no lookup by our reference, so an unanswered one waits for that notification (or staff)."""
+    return None
+
+
+async def cancel_payment(http: httpx.AsyncClient, account: Any, provider_payment_id: str) -> None:
+    """``POST /orders/cancel`` with the order's ``Id``: the payment link stops taking money."""
+    await _call(http, account, "/orders/cancel", {"Id": provider_payment_id}, f"cancel-{provider_payment_id}")
 
 
 def ok_response(outcome: str) -> Response[Any]:
@@ -227,5 +239,6 @@ def ok_response(outcome: str) -> Response[Any]:
 
 
 def error_response(rejection: CallbackRejected) -> Response[Any]:
+    """HTTP 200 with the refusal code, as documented (the hub's own code in ``X-Hub-Problem``)."""
     code = rejection.provider_code or CODES.get(rejection.code, 13)
-    return Response({"code": code}, status_code=rejection.status, headers={"X-Hub-Problem": rejection.code})
+    return Response({"code": code}, status_code=200, headers={"X-Hub-Problem": rejection.code})

@@ -39,6 +39,7 @@ from hub.payments.money import parse_amount, quantize
 __all__ = [
     "PROVIDER",
     "TOLERANCE",
+    "cancel_payment",
     "create_payment",
     "error_response",
     "get_payment",
@@ -126,20 +127,18 @@ async def get_payment(
     raise ProviderError("a Standard Webhooks gateway has no status API", transient=False)
 
 
-async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent:
-    # The gateway refunds on its own side and tells the hub with a refund.* webhook.
-    return ProviderEvent(
-        "refund",
-        "pending",
-        "api.refund",
-        refund_ref=request.refund_ref,
-        amount=request.amount,
-        currency=request.currency,
-    )
-
-
-async def get_refund(http: httpx.AsyncClient, account: Any, provider_refund_id: str) -> ProviderEvent | None:
+async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent | None:
+    """No API to call: the gateway refunds on its own side and tells the hub with a refund.*
+    webhook carrying our ``refund_ref``. So there is no answer to apply."""
     return None
+
+
+async def get_refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent | None:
+    return None
+
+
+async def cancel_payment(http: httpx.AsyncClient, account: Any, provider_payment_id: str) -> None:
+    """No API: the gateway's link stops mattering, a late payment webhook reaches staff."""
 
 
 def ok_response(outcome: str) -> Response[Any]:

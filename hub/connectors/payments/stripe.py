@@ -1,5 +1,9 @@
 """Stripe API (https://docs.stripe.com/api): Checkout Sessions, Refunds, signed webhook Events.
 
+A withdrawn invoice's Checkout Session is expired (``POST /v1/checkout/sessions/{id}/expire``); a
+refund is looked up by its id, or by our ``refund_ref`` metadata among the payment intent's refunds
+(``GET /v1/refunds?payment_intent=...``).
+
 Requests are form-encoded with ``Authorization: Bearer sk_...`` and an ``Idempotency-Key``.
 Events are signed in ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]``: HMAC-SHA256 with the
 endpoint secret over ``"{t}.{raw body}"``; any ``v1`` may match; ``t`` must be within 300 s.
@@ -18,6 +22,7 @@ from litestar import Response
 
 from contracts.payments import StripeEvent
 from hub.connectors.payments.base import (
+    REFUND_NOT_FOUND,
     CallbackRejected,
     CreatedPayment,
     PaymentRequest,
@@ -36,6 +41,7 @@ __all__ = [
     "API",
     "PROVIDER",
     "TOLERANCE",
+    "cancel_payment",
     "create_payment",
     "enrich",
     "error_response",
@@ -209,9 +215,35 @@ async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) 
     return _refund_event(json_of(response), "api.refund")
 
 
-async def get_refund(http: httpx.AsyncClient, account: Any, provider_refund_id: str) -> ProviderEvent:
-    response = await send(http, "GET", f"{API}/refunds/{provider_refund_id}", headers=_auth(account))
-    return _refund_event(json_of(response), "api.refund")
+async def get_refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent:
+    if request.provider_refund_id:
+        response = await send(
+            http, "GET", f"{API}/refunds/{request.provider_refund_id}", headers=_auth(account)
+        )
+        return _refund_event(json_of(response), "api.refund")
+    response = await send(
+        http,
+        "GET",
+        f"{API}/refunds",
+        params={"payment_intent": request.capture_id or "", "limit": 100},
+        headers=_auth(account),
+    )
+    for item in json_of(response).get("data") or []:
+        metadata = item.get("metadata") or {}
+        if isinstance(metadata, dict) and metadata.get("refund_ref") == request.refund_ref:
+            return _refund_event(item, "api.refund")
+    return ProviderEvent("refund", REFUND_NOT_FOUND, "api.refund", refund_ref=request.refund_ref)
+
+
+async def cancel_payment(http: httpx.AsyncClient, account: Any, provider_payment_id: str) -> None:
+    """Expire the open Checkout Session: its page stops taking money (a completed session is
+    refused by Stripe with 400, a non-transient ProviderError)."""
+    await send(
+        http,
+        "POST",
+        f"{API}/checkout/sessions/{provider_payment_id}/expire",
+        headers={**_auth(account), "Idempotency-Key": f"expire-{provider_payment_id}"},
+    )
 
 
 def ok_response(outcome: str) -> Response[Any]:

@@ -3,8 +3,14 @@
 Every request and every notification carries ``Token``: SHA-256 (hex) of the values of the
 ROOT-level fields (nested objects such as ``Receipt``/``DATA`` and ``Token`` itself left out) plus
 ``Password``, sorted by field name and concatenated; booleans as ``true``/``false``. Methods used:
-``Init`` (payment link), ``GetState``, ``Cancel`` (full or partial refund of a confirmed payment).
-A notification is answered with the plain text ``OK``.
+``Init`` (payment link), ``GetState``, ``Cancel`` (cancels an unpaid payment; full or partial
+refund of a confirmed one). A notification is answered with the plain text ``OK``.
+
+T-Bank gives a refund no id of its own. Each of our refunds is sent with ``ExternalRequestId`` =
+our refund reference, which makes a repeated ``Cancel`` return the first one's result instead of
+refunding again; the refund is named ``{PaymentId}:{ExternalRequestId}``. That same idempotent
+call is how a refund is looked up (GetState only tells the payment's overall status, which says
+"refunded" after the first partial refund already).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from hub.payments.money import from_minor, to_minor
 __all__ = [
     "API",
     "PROVIDER",
+    "cancel_payment",
     "create_payment",
     "error_response",
     "get_payment",
@@ -60,6 +67,8 @@ _PAYMENT_STATES = {
     "AUTH_FAIL": "canceled",
 }
 _REFUND_STATES = {"REFUNDED": "succeeded", "PARTIAL_REFUNDED": "succeeded"}
+# A payment in these states has taken no money yet: Cancel only voids it.
+_UNPAID = {"NEW", "FORM_SHOWED", "AUTHORIZING", "3DS_CHECKING", "3DS_CHECKED", "AUTHORIZED"}
 
 
 def _text(value: Any) -> str:
@@ -99,17 +108,20 @@ def _event(data: dict[str, Any], event_type: str, amount_minor: int | None, curr
     payment_id = str(data.get("PaymentId", ""))
     amount = from_minor(amount_minor, currency) if amount_minor is not None else None
     if status in _REFUND_STATES:
+        ours = data.get("ExternalRequestId")
         return ProviderEvent(
             "refund",
             _REFUND_STATES[status],
             event_type,
             payment_ref=data.get("OrderId"),
             provider_payment_id=payment_id,
-            # T-Bank gives refunds no id of their own: the payment and the refunded amount name one.
-            provider_refund_id=f"{payment_id}-{amount_minor}",
+            provider_refund_id=f"{payment_id}:{ours}" if ours else None,
+            refund_ref=str(ours) if ours else None,
             amount=amount,
             currency=None,
             raw=data,
+            # Without our reference (a notification) the status and amounts name the fact.
+            subject=f"{payment_id}:{status}:{amount_minor}:{data.get('NewAmount', '')}",
         )
     return ProviderEvent(
         "payment",
@@ -172,6 +184,7 @@ async def get_payment(
 
 
 async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent:
+    """``Cancel`` with ``Amount`` and ``ExternalRequestId`` = our refund reference."""
     amount = to_minor(request.amount, request.currency)
     data = await _call(
         http,
@@ -183,20 +196,29 @@ async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) 
             "ExternalRequestId": request.refund_ref,  # makes a repeated Cancel a no-op at T-Bank
         },
     )
-    data = {**data, "Status": data.get("Status") or "PARTIAL_REFUNDED"}
+    data = {
+        **data,
+        "Status": data.get("Status") or "PARTIAL_REFUNDED",
+        "ExternalRequestId": request.refund_ref,
+    }
     event = _event(data, "api.Cancel", amount, request.currency)
     if event.kind != "refund":
         raise ProviderError(f"T-Bank Cancel answered status {data.get('Status')}", transient=True)
     return event
 
 
-async def get_refund(http: httpx.AsyncClient, account: Any, provider_refund_id: str) -> ProviderEvent | None:
-    """A refund is a state of its payment: refunded once the payment says (PARTIAL_)REFUNDED."""
-    payment_id, _, amount = provider_refund_id.rpartition("-")
-    data = await _call(http, account, "GetState", {"PaymentId": payment_id})
-    if str(data.get("Status")) not in _REFUND_STATES:
-        return None
-    return _event({**data, "PaymentId": payment_id}, "api.GetState", int(amount), "RUB")
+async def get_refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent:
+    """The same ``Cancel`` again: with our ``ExternalRequestId`` T-Bank answers the earlier
+    refund's result (and makes it, if the first call never arrived)."""
+    return await refund(http, account, request)
+
+
+async def cancel_payment(http: httpx.AsyncClient, account: Any, provider_payment_id: str) -> None:
+    """A withdrawn invoice's payment is voided while unpaid; a CONFIRMED one is left alone (Cancel
+    would refund it): its late success reaches staff through the callback instead."""
+    state = await _call(http, account, "GetState", {"PaymentId": provider_payment_id})
+    if str(state.get("Status")) in _UNPAID:
+        await _call(http, account, "Cancel", {"PaymentId": provider_payment_id})
 
 
 def ok_response(outcome: str) -> Response[Any]:

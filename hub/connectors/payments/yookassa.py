@@ -1,10 +1,12 @@
 """YooKassa API v3 (https://yookassa.ru/developers/api).
 
-Requests: HTTP Basic ``shopId:secretKey``; ``POST /v3/payments`` and ``POST /v3/refunds`` carry an
-``Idempotence-Key``; ``GET /v3/payments/{id}``, ``GET /v3/refunds/{id}``. Notifications are
-``{"type": "notification", "event": "payment.succeeded", "object": {...}}`` and are NOT signed: the
-sender's address must be in YooKassa's published networks, and the object is re-read through the
-API before anything is applied (the body is trusted for nothing but the object id). Answer: 200.
+Requests: HTTP Basic ``shopId:secretKey``; ``POST /v3/payments``, ``POST /v3/payments/{id}/cancel``
+and ``POST /v3/refunds`` carry an ``Idempotence-Key``; ``GET /v3/payments/{id}``,
+``GET /v3/refunds/{id}``, ``GET /v3/refunds?payment_id=...`` (a refund found by our metadata).
+Notifications are ``{"type": "notification", "event": "payment.succeeded", "object": {...}}`` and
+are NOT signed: the sender's address must be in YooKassa's published networks, and the object is
+re-read through the API before anything is applied (the body is trusted for nothing but the object
+id). Answer: 200.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from litestar import Response
 
 from contracts.payments import YooKassaNotification
 from hub.connectors.payments.base import (
+    REFUND_NOT_FOUND,
     CallbackRejected,
     CreatedPayment,
     PaymentRequest,
@@ -37,6 +40,7 @@ __all__ = [
     "API",
     "NETWORKS",
     "PROVIDER",
+    "cancel_payment",
     "create_payment",
     "enrich",
     "error_response",
@@ -144,7 +148,7 @@ def _refund_event(obj: dict[str, Any], event_type: str) -> ProviderEvent:
 async def enrich(http: httpx.AsyncClient, account: Any, event: ProviderEvent) -> ProviderEvent:
     """Trust nothing in the body: re-read the object from the API and use that state instead."""
     if event.kind == "refund" and event.provider_refund_id:
-        confirmed = await get_refund(http, account, event.provider_refund_id)
+        confirmed = await _read_refund(http, account, event.provider_refund_id)
     elif event.kind == "payment" and event.provider_payment_id:
         confirmed = await get_payment(http, account, event.provider_payment_id, event.payment_ref)
     else:
@@ -206,9 +210,41 @@ async def refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) 
     return _refund_event(data, "api.refund")
 
 
-async def get_refund(http: httpx.AsyncClient, account: Any, provider_refund_id: str) -> ProviderEvent:
+async def _read_refund(http: httpx.AsyncClient, account: Any, provider_refund_id: str) -> ProviderEvent:
     response = await send(http, "GET", f"{API}/refunds/{provider_refund_id}", auth=_auth(account))
     return _refund_event(json_of(response), "api.refund")
+
+
+async def get_refund(http: httpx.AsyncClient, account: Any, request: RefundRequest) -> ProviderEvent:
+    """By YooKassa's id when known, else among the payment's refunds by our ``refund_ref``."""
+    if request.provider_refund_id:
+        return await _read_refund(http, account, request.provider_refund_id)
+    response = await send(
+        http,
+        "GET",
+        f"{API}/refunds",
+        params={"payment_id": request.provider_payment_id, "limit": 100},
+        auth=_auth(account),
+    )
+    for item in json_of(response).get("items") or []:
+        metadata = item.get("metadata") or {}
+        if isinstance(metadata, dict) and metadata.get("refund_ref") == request.refund_ref:
+            return _refund_event(item, "api.refund")
+    return ProviderEvent("refund", REFUND_NOT_FOUND, "api.refund", refund_ref=request.refund_ref)
+
+
+async def cancel_payment(http: httpx.AsyncClient, account: Any, provider_payment_id: str) -> None:
+    """``POST /payments/{id}/cancel``: YooKassa cancels a payment that is ``waiting_for_capture``;
+    a ``pending`` one cannot be cancelled (it expires on its own), which YooKassa answers with
+    400 — a non-transient ProviderError the caller records."""
+    await send(
+        http,
+        "POST",
+        f"{API}/payments/{provider_payment_id}/cancel",
+        json={},
+        auth=_auth(account),
+        headers={"Idempotence-Key": f"cancel-{provider_payment_id}"},
+    )
 
 
 def ok_response(outcome: str) -> Response[Any]:
