@@ -2,8 +2,8 @@
 
 ``POST /api/telephony/pbx/events/{token}`` (or ``/api/telephony/pbx/events`` with the token in the
 ``X-PBX-Token`` header) with one :class:`PbxEvent` as JSON. The answer is a :class:`PbxEventResult`
-(200), or problem JSON: 401 ``invalid_pbx_token`` (nothing recorded), 422 ``call_id_required`` /
-``invalid_pbx_event``.
+(200), or problem JSON: 401 ``invalid_pbx_token`` / ``telephony_disabled`` (nothing recorded),
+422 ``call_id_required`` / ``invalid_pbx_event`` (also for an ``occurred_at`` without a zone).
 
 One call is a sequence of events sharing ``call_id``:
 

@@ -3,12 +3,20 @@ bindings in the ticket's history, calls in the client's activity feed, open tick
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from litestar import Litestar
+from sqlalchemy import func, select
 
-from tests.conftest import Tenant
+from hub.db import Database
+from hub.desk.actors import Actor
+from hub.errors import Conflict
+from hub.telephony.models import CallTicket
+from hub.telephony.service import bind_ticket
+from tests.conftest import PG_URL, Tenant
 from tests.telephony.conftest import Clients, Pbx, calls
 from tests.telephony.server import SseReader, serve
 
@@ -156,3 +164,28 @@ async def test_bind_by_the_number_on_the_ticket(
     for body in ({}, {"ticket_id": ours["id"], "ticket_number": ours["number"]}):
         r = await client.post(url, json=body, headers=h)
         assert (r.status_code, r.json()["code"]) == (400, "ticket_required"), body
+
+
+@pytest.mark.skipif(not PG_URL, reason="two writers at once need PostgreSQL (SQLite has one writer)")
+async def test_two_people_binding_the_same_ticket_at_once(
+    client: httpx.AsyncClient, tenant: Tenant, pbx: Pbx, db: Database
+) -> None:
+    """TEL-5: when two dispatchers bind the same call and ticket at the same moment, one binding
+    is made and the other gets 409 call_already_bound (not a generic conflict), its transaction
+    still usable."""
+    ticket = await _ticket(client, tenant)
+    call_id = (await pbx.hub(event="hangup", call_id="race-1", cause="noAnswer")).json()["call"]
+    actor = Actor("employee", tenant.dispatcher.id, tenant.dispatcher.name)
+    async with db.sessionmaker() as first, db.sessionmaker() as second:
+        await first.begin()
+        await bind_ticket(first, tenant.id, call_id, ticket["id"], actor)  # inserted, not committed
+        await second.begin()
+        losing = asyncio.create_task(bind_ticket(second, tenant.id, call_id, ticket["id"], actor))
+        await asyncio.sleep(0.5)  # the second insert now waits on the first one's unique key
+        assert not losing.done()
+        await first.commit()
+        with pytest.raises(Conflict) as refused:
+            await losing
+        assert refused.value.code == "call_already_bound"
+        assert await second.scalar(select(func.count()).select_from(CallTicket)) == 1
+        await second.rollback()
