@@ -11,8 +11,10 @@ from litestar.datastructures import UploadFile
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import Parameter
 from litestar.response import File
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.accounts.models import Employee
 from hub.auth.guards import employees
 from hub.auth.principal import Principal
 from hub.desk import files as desk_files
@@ -40,6 +42,7 @@ from hub.desk.schemas import (
     TypeName,
 )
 from hub.errors import BadRequest, HubError, PayloadTooLarge
+from hub.people.models import Contact
 from hub.schemas import to_read, updates_of
 from hub.settings import Settings
 
@@ -91,6 +94,18 @@ def _flags(ticket: Ticket) -> TicketFlags:
     )
 
 
+async def _rater_name(session: AsyncSession, ticket: Ticket) -> str | None:
+    """MON-7: the rating's author by name for the ticket's information (contact or employee)."""
+    rater = ticket.rated_by_id
+    if ticket.rated_by_kind == "contact":
+        query = select(Contact.name).where(Contact.id == rater, Contact.account_id == ticket.account_id)
+    elif ticket.rated_by_kind == "employee":
+        query = select(Employee.name).where(Employee.id == rater, Employee.account_id == ticket.account_id)
+    else:
+        return None
+    return await session.scalar(query)
+
+
 async def ticket_read(session: AsyncSession, ticket: Ticket) -> TicketRead:
     executors, observers = (await service.people_of(session, [ticket.id]))[ticket.id]
     return TicketRead(
@@ -115,6 +130,7 @@ async def ticket_read(session: AsyncSession, ticket: Ticket) -> TicketRead:
         rating_comment=ticket.rating_comment,
         rated_by_kind=ticket.rated_by_kind,
         rated_by_id=ticket.rated_by_id,
+        rated_by_name=await _rater_name(session, ticket),
         created_by_kind=ticket.created_by_kind,
         created_by_id=ticket.created_by_id,
         operator_name=ticket.operator_name,

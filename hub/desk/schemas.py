@@ -142,6 +142,8 @@ class TicketRead(msgspec.Struct):
     rating_comment: str | None
     rated_by_kind: str | None
     rated_by_id: int | None
+    # MON-7: who rated, by name (a contact or an employee), for the ticket's information.
+    rated_by_name: str | None
     created_by_kind: str
     created_by_id: int | None
     operator_name: str | None

@@ -273,11 +273,8 @@ async def test_seed_app_ticket_rated_only_by_its_author_once(
     info = await client.get(f"/api/tickets/{ticket_id}", headers=tenant.dispatcher.headers)
     assert info.status_code == 200, info.text
     card = info.json()
-    assert (card["rating_score"], card["rated_by_kind"], card["rated_by_id"]) == (
-        4,
-        "contact",
-        site.user.contact_id,
-    )
+    rater = (card["rating_score"], card["rated_by_kind"], card["rated_by_id"], card["rated_by_name"])
+    assert rater == (4, "contact", site.user.contact_id, f"User of {site.number}")
     assert card["status"] == "closed"  # a rating confirms the resolution (DESK-4)
     history = await client.get(f"/api/tickets/{ticket_id}/history", headers=tenant.dispatcher.headers)
     assert history.status_code == 200, history.text
