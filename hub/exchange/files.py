@@ -11,7 +11,7 @@ import binascii
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.exchange import MAX_FILE_BYTES, MAX_FILES_PER_MESSAGE, MAX_MESSAGE_FILE_BYTES, FileBlob
@@ -23,10 +23,11 @@ __all__ = [
     "blob_batches",
     "blobs_of",
     "check_blobs",
+    "files_to_send",
     "fits_partner",
-    "new_public_files",
     "store_blobs",
     "ticket_files",
+    "to_send_on",
 ]
 
 
@@ -103,26 +104,32 @@ async def ticket_files(
     return rows
 
 
-async def new_public_files(
-    session: AsyncSession, account_id: int, ticket_id: int, after_id: int
-) -> list[Any]:
-    """Public files added to a ticket after ``after_id`` by this account's own people (never the
-    ones that came from a partner: no echo)."""
+def to_send_on(link: Any) -> ColumnElement[bool]:
+    """The files of a shared ticket that go to the partner without being chosen, beyond the link's
+    ``files_upto``: on a partner ticket (incoming) every public file of this account's own people
+    (EX-6); on an original (outgoing) the files attached to a comment passed to the partner
+    (EX-5). Never a file that came from a partner (no echo). ``link`` is the SharedTicket class
+    (correlated, in the job's query) or one link."""
+    from hub.desk.models import TicketFile
+    from hub.exchange.models import PassedComment
+
+    passed = select(PassedComment.comment_id).where(PassedComment.link_id == link.id)
+    return and_(
+        TicketFile.account_id == link.account_id,
+        TicketFile.ticket_id == link.ticket_id,
+        TicketFile.id > link.files_upto,
+        TicketFile.uploaded_by_kind != "partner",
+        or_(
+            and_(link.direction == "incoming", TicketFile.public.is_(True)),
+            and_(link.direction == "outgoing", TicketFile.comment_id.in_(passed)),
+        ),
+    )
+
+
+async def files_to_send(session: AsyncSession, link: Any) -> list[Any]:
     from hub.desk.models import TicketFile
 
-    return list(
-        await session.scalars(
-            select(TicketFile)
-            .where(
-                TicketFile.account_id == account_id,
-                TicketFile.ticket_id == ticket_id,
-                TicketFile.id > after_id,
-                TicketFile.public.is_(True),
-                TicketFile.uploaded_by_kind != "partner",
-            )
-            .order_by(TicketFile.id)
-        )
-    )
+    return list(await session.scalars(select(TicketFile).where(to_send_on(link)).order_by(TicketFile.id)))
 
 
 def check_blobs(blobs: list[FileBlob]) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "ConnectionState",
     "InboundMessage",
     "PairingKeyRecord",
+    "PassedComment",
     "SharedTicket",
 ]
 
@@ -142,3 +143,18 @@ class InboundMessage(Id, Base):
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None]
+
+
+class PassedComment(Id, Base):
+    """A comment of an original ticket passed to the partner (EX-5): files later attached to it
+    follow it to the partner ticket."""
+
+    __tablename__ = "exchange_passed_comments"
+    __table_args__ = (UniqueConstraint("link_id", "comment_id"),)
+
+    account_id: Mapped[int] = mapped_column(PortableId, ForeignKey("accounts.id", ondelete="CASCADE"))
+    link_id: Mapped[int] = mapped_column(
+        PortableId, ForeignKey("exchange_shared_tickets.id", ondelete="CASCADE")
+    )
+    comment_id: Mapped[int] = mapped_column(PortableId)  # no foreign key: see SharedTicket.ticket_id
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

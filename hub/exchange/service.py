@@ -38,7 +38,7 @@ from hub.db import Database, utcnow
 from hub.desk.actors import Actor
 from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
 from hub.exchange import crypto
-from hub.exchange.files import blob_batches, fits_partner, new_public_files, ticket_files
+from hub.exchange.files import blob_batches, files_to_send, fits_partner, ticket_files, to_send_on
 from hub.exchange.models import Connection, ConnectionState, PairingKeyRecord, SharedTicket
 from hub.exchange.schemas import (
     ConnectionRead,
@@ -697,37 +697,30 @@ async def pass_files(
 
 
 async def mirror_public_files(db: Database, settings: Settings) -> int:
-    """EX-6: public files added to a partner ticket go back to the original (private there).
+    """EX-6: public files added to a partner ticket go back to the original (private there); EX-5:
+    files attached to a comment passed to the partner follow it (public there).
 
     The desk has no file event, so a short periodic job picks them up; ``files_upto`` on the link
     (moved in the same transaction as the enqueue) makes each file go once, also with several
     workers (rows are locked with SKIP LOCKED on PostgreSQL)."""
     from hub.desk.models import TicketFile
 
-    newer = (
-        select(TicketFile.id)
-        .where(
-            TicketFile.ticket_id == SharedTicket.ticket_id,
-            TicketFile.account_id == SharedTicket.account_id,
-            TicketFile.id > SharedTicket.files_upto,
-            TicketFile.public.is_(True),
-            TicketFile.uploaded_by_kind != "partner",
-        )
-        .exists()
-    )
     sent = 0
     async with db.sessionmaker() as session, session.begin():
         query = (
             select(SharedTicket, Connection)
             .join(Connection, Connection.id == SharedTicket.connection_id)
-            .where(SharedTicket.direction == "incoming", Connection.state == ConnectionState.ACTIVE, newer)
+            .where(
+                Connection.state == ConnectionState.ACTIVE,
+                select(TicketFile.id).where(to_send_on(SharedTicket)).exists(),
+            )
             .order_by(SharedTicket.id)
             .limit(100)
         )
         if not db.is_sqlite:
             query = query.with_for_update(skip_locked=True, of=SharedTicket)
         for link, connection in (await session.execute(query)).tuples():
-            rows = await new_public_files(session, link.account_id, link.ticket_id, link.files_upto)
+            rows = await files_to_send(session, link)
             if not rows:
                 continue
             link.files_upto = rows[-1].id
@@ -745,8 +738,8 @@ async def mirror_public_files(db: Database, settings: Settings) -> int:
 async def _too_large_to_mirror(
     session: AsyncSession, link: SharedTicket, connection: Connection, rows: list[Any]
 ) -> None:
-    """A public file over the per-message limit cannot reach the original: the ticket's history
-    says so, instead of the job failing on it at every round."""
+    """A file over the per-message limit cannot reach the partner: the ticket's history says so,
+    instead of the job failing on it at every round."""
     from hub.desk import service as desk
 
     ticket = await desk.get_ticket(session, link.account_id, link.ticket_id)

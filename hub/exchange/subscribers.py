@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.exchange import CommentPosted
 from hub.desk.events import CommentAdded, StatusChanged, TicketUpdated, subscribe
 from hub.exchange.inbox import ORIGIN, send_status
+from hub.exchange.models import PassedComment
 from hub.exchange.service import active_links, send
 
 __all__ = ["on_comment", "on_status", "on_update"]
@@ -39,6 +40,9 @@ async def on_comment(session: AsyncSession, event: CommentAdded) -> None:
             link,
             CommentPosted(ref=str(comment.id), author_name=author[:200], body=comment.body or ""),
         )
+        if link.direction == "outgoing":
+            # Its files are uploaded after it: the file job sends them on (EX-5).
+            session.add(PassedComment(account_id=link.account_id, link_id=link.id, comment_id=comment.id))
 
 
 @subscribe(StatusChanged)

@@ -394,3 +394,31 @@ async def test_many_large_files_travel_in_several_messages(two_hubs: tuple[Hub, 
     with_files = [r for r in inbox if len(r.content) > 1024 * 1024]
     assert len(with_files) == 5  # three files with the transfer, two back: one message each
     assert all(len(r.content) <= MAX_INBOX_BYTES for r in inbox)
+
+
+async def test_files_of_a_comment_passed_to_the_partner_follow_it(two_hubs: tuple[Hub, Hub]) -> None:
+    """EX-5: files attached to a comment passed to the partner reach the partner ticket (public
+    there); files of A's other comments stay home, and nothing travels back."""
+    a, b = two_hubs
+    alpha, beta = a.tenants[0], b.tenants[0]
+    original, copy, _, _ = await _transferred(a, alpha, b, beta)
+    passed = await desk.comment(
+        a.client, alpha, original["id"], "photos attached", public=False, pass_to_partner=True
+    )
+    kept = await desk.comment(a.client, alpha, original["id"], "our notes", public=False)
+    for comment_id, name in ((passed["id"], "door.jpg"), (kept["id"], "invoice.pdf")):
+        uploaded = await a.client.post(
+            f"/api/tickets/{original['id']}/files",
+            files={"file": (name, f"bytes of {name}".encode(), "application/octet-stream")},
+            data={"public": "false", "comment_id": str(comment_id)},
+            headers=alpha.dispatcher.headers,
+        )
+        assert uploaded.status_code == 201, uploaded.text
+    await drain(a, b)
+    await drain(a, b)
+    at_b = await desk.files(b.client, beta, copy["id"])
+    assert [(f["filename"], f["public"]) for f in at_b] == [("door.jpg", True)]
+    assert await desk.download(b.client, beta, copy["id"], at_b[0]["id"]) == b"bytes of door.jpg"
+    assert "photos attached" in [c["body"] for c in await desk.comments(b.client, beta, copy["id"])]
+    at_a = [f["filename"] for f in await desk.files(a.client, alpha, original["id"])]
+    assert sorted(at_a) == ["door.jpg", "invoice.pdf"]  # no echo

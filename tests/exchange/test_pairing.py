@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
+import httpx
+import pytest
+import respx
 from sqlalchemy import select, text, update
 
-from contracts.exchange import SCHEMA_DIR, schemas
+from contracts.exchange import MAX_INBOX_BYTES, SCHEMA_DIR, schemas
 from hub.exchange.models import Connection, PairingKeyRecord
+from hub.exchange.transport import MessageTooLarge, post_to_partner
 from tests.exchange import desk
 from tests.exchange.conftest import Hub, Router, drain, pair
 
@@ -170,8 +176,9 @@ async def test_one_key_used_by_two_acceptors_at_once_connects_once(two_hubs: tup
 
 
 async def test_partner_address_must_be_https(two_hubs: tuple[Hub, Hub], router: Router) -> None:
-    """EX-10 safety: without allow_insecure_partners, an http or loopback partner address is refused
-    before any request leaves the hub."""
+    """EX-10 safety: without allow_insecure_partners, an http, loopback or private partner address,
+    or a host name that resolves to one, is refused before any request leaves the hub; a name that
+    does not resolve is refused as invalid."""
     _, b = two_hubs
     strict = b.settings.server.__class__(public_url=b.url, allow_insecure_partners=False)
     b.app.state.settings = b.settings.__class__(
@@ -181,10 +188,22 @@ async def test_partner_address_must_be_https(two_hubs: tuple[Hub, Hub], router: 
         files=b.settings.files,
         security=b.settings.security,
     )
-    for hub in ("http://hub-a.test", "https://127.0.0.1:8443", "https://localhost", "https://10.1.2.3"):
+    # This machine's own name resolves to a loopback or private address: refused by what it
+    # resolves to, not by how it is spelled.
+    own_name = socket.gethostname()
+    own_addresses = {info[4][0] for info in socket.getaddrinfo(own_name, 443)}
+    assert not any(ipaddress.ip_address(address).is_global for address in own_addresses)
+    for hub, code in (
+        ("http://hub-a.test", "partner_url_insecure"),
+        ("https://127.0.0.1:8443", "partner_url_insecure"),
+        ("https://localhost", "partner_url_insecure"),
+        ("https://10.1.2.3", "partner_url_insecure"),
+        (f"https://{own_name}", "partner_url_insecure"),
+        ("https://no-such-hub.invalid", "partner_url_invalid"),
+    ):
         key = _encode({"v": 1, "hub": hub, "kid": "k" * 24, "secret": "s" * 43})  # type: ignore[dict-item]
         before = len(router.requests)
-        await _refused(b, key, 400, "partner_url_insecure")
+        await _refused(b, key, 400, code)
         assert len(router.requests) == before
 
 
@@ -226,3 +245,16 @@ async def test_partner_ended_and_its_notice_lost_ends_here_on_the_next_message(
         headers=alpha.dispatcher.headers,
     )
     assert refused.status_code == 409 and refused.json()["code"] == "connection_ended"
+
+
+async def test_a_body_over_the_partner_limit_is_never_sent() -> None:
+    """EX-10: a message over the partner's 16 MiB inbox limit is refused before it is sent (the
+    delivery dead-letters it at once instead of retrying a request the partner must refuse)."""
+    url = "https://partner.example/api/exchange/inbox"
+    with respx.mock(assert_all_called=True) as partner:
+        route = partner.post(url).respond(200, json={"outcome": "applied"})
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(MessageTooLarge):
+                await post_to_partner(http, url, {"jws": "x" * MAX_INBOX_BYTES})
+            answer = await post_to_partner(http, url, {"jws": "x" * 1000})
+    assert answer.status == 200 and route.call_count == 1
