@@ -451,6 +451,17 @@ class FakeStripe:
         router.post(url__regex=rf"{api}/checkout/sessions/(?P<sid>[^/]+)/expire$").mock(
             side_effect=self._expire
         )
+        router.get(url__regex=rf"{api}/refunds\?").mock(side_effect=self._list_refunds)
+
+    def _list_refunds(self, request: httpx.Request) -> httpx.Response:
+        """GET /v1/refunds?payment_intent=...: {"object": "list", "data": [...], "has_more": false}."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        intent = request.url.params.get("payment_intent")
+        data = [r for r in reversed(self.refunds.values()) if r["payment_intent"] == intent]
+        return httpx.Response(
+            200, json={"object": "list", "url": "/v1/refunds", "has_more": False, "data": data}
+        )
 
     def _expire(self, request: httpx.Request, sid: str) -> httpx.Response:
         """Only an open session can be expired; a complete one is a 400 invalid_request_error."""

@@ -8,7 +8,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
+from sqlalchemy import update
+
 from hub.db import utcnow
+from hub.outbox.models import OutboxMessage
 from hub.payments.jobs import reconcile
 from tests.payments.conftest import World
 from tests.payments.providers import FakeCloudPayments, FakeStripe, FakeTBank, FakeYooKassa
@@ -114,3 +118,51 @@ async def test_racing_reconcilers_ask_once(world: World, far: Any) -> None:
     assert sum(counts) == 3 and route.call_count - before == 3
     for invoice in invoices:
         assert (await world.get(f"/api/invoices/{invoice['id']}"))["status"] == "paid"
+
+
+async def test_marked_paid_invoice_paid_at_the_provider_too(world: World, far: Any) -> None:
+    """PAY-3, PAY-9: an invoice marked paid by hand is still asked about: when the client did pay
+    the link as well (its callback lost), reconciliation makes it provider-paid, so the money can
+    be refunded through the provider."""
+    yk = FakeYooKassa()
+    yk.install(far)
+    await world.connect("yookassa", yk.credentials, reconcile_after_seconds=600)
+    invoice = await _issued(world)
+    await world.act(f"/api/invoices/{invoice['id']}/mark-paid", {"note": "Cash at the office"})
+    yk.pay(invoice["provider_payment_id"])
+    assert await reconcile(world.app.state.jobs, now=_later(601)) == 1
+    after = await world.get(f"/api/invoices/{invoice['id']}")
+    assert (after["status"], after["paid_amount"]) == ("paid", "990.00")
+
+
+async def test_lost_refund_answer_found_by_our_reference_stripe(world: World, far: Any) -> None:
+    """PAY-7, PAY-9: Stripe made the refund but every answer was lost and the outbox gave up: the
+    refund has no Stripe id, stays approved, and reconciliation finds it among the payment
+    intent's refunds by our ``refund_ref`` metadata and finishes it."""
+    st = FakeStripe(refund_status="succeeded")
+    st.install(far)
+    account = await world.connect("stripe", st.credentials)
+    invoice = await _issued(world)
+    sid = invoice["provider_payment_id"]
+    st.pay(sid)
+    await world.callback(account, st.event("checkout.session.completed", st.sessions[sid]))
+
+    def made_but_lost(request: httpx.Request) -> httpx.Response:
+        st._refund(request)
+        return httpx.Response(500, json={"error": {"type": "api_error"}})
+
+    far.post("https://api.stripe.com/v1/refunds").mock(side_effect=made_but_lost)
+    refund = await world.act(
+        f"/api/invoices/{invoice['id']}/refunds", {"reason": "Cancelled visit", "full": True}, expect=201
+    )
+    await world.act(f"/api/refunds/{refund['id']}/approve")
+    async with world.db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage).where(OutboxMessage.topic == "payments.refund").values(max_attempts=1)
+        )
+    await world.drain()
+    (rid,) = st.refunds
+    assert (await world.get(f"/api/refunds/{refund['id']}"))["status"] == "approved"
+    assert await reconcile(world.app.state.jobs, now=_later(60)) == 1
+    done = await world.get(f"/api/refunds/{refund['id']}")
+    assert (done["status"], done["provider_refund_id"]) == ("refunded", rid)
