@@ -317,3 +317,28 @@ async def test_tbank_two_equal_partial_refunds(world: World, far: Any) -> None:
     assert (after["refunded_amount"], after["refundable_amount"]) == ("1000.00", "500.00")
     listed = await world.get(f"/api/invoices/{invoice['id']}/refunds")
     assert len(listed) == 2
+
+
+async def test_refund_the_provider_never_received_fails_after_reconciliation(world: World, far: Any) -> None:
+    """PAY-7, PAY-9: YooKassa was unreachable for every attempt and, asked by our reference, has
+    no such refund: only then does the refund fail and free its amount (the client is told)."""
+    await world.watch_notifications()
+    far.post(NOTIFY_HOOK).respond(204)
+    yk = FakeYooKassa()
+    yk.install(far)
+    account = await world.connect("yookassa", yk.credentials)
+    invoice = await _paid_at(world, "yookassa", yk, account)
+    far.post("https://api.yookassa.ru/v3/refunds").respond(503)
+    refund = await world.act(
+        f"/api/invoices/{invoice['id']}/refunds", {"reason": "Visit cancelled", "full": True}, expect=201
+    )
+    await world.act(f"/api/refunds/{refund['id']}/approve")
+    await _outbox_attempts(world, "payments.refund", 1)
+    await world.drain()
+    assert (await world.get(f"/api/refunds/{refund['id']}"))["status"] == "approved"
+    assert await reconcile(world.app.state.jobs, now=utcnow() + timedelta(seconds=60)) == 1
+    failed = await world.get(f"/api/refunds/{refund['id']}")
+    assert (failed["status"], failed["failure"]) == ("failed", "The provider never received the refund")
+    assert (await world.get(f"/api/invoices/{invoice['id']}"))["refundable_amount"] == "1500.00"
+    statuses = [status for event, _, status in await world.notified() if event == "refund_changed"]
+    assert statuses[-1] == "failed"
