@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscribe
 from hub.monitoring import rules
-from hub.notifications.service import Recipient, notify
+from hub.notifications.service import Recipient, active_channels, notify
 
 __all__ = ["client_recipients", "staff_recipients"]
 
@@ -70,9 +70,9 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
 async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None:
     ticket, actor = event.ticket, event.actor
     recipients = client_recipients(ticket, exclude=actor.id if actor.kind == "contact" else None)
-    if rules.rating_requested(ticket, event.new_status):
-        # The rating request (hub/monitoring/subscribers.py) already tells them it is resolved:
-        # one push, not two.
+    if rules.rating_requested(ticket, event.new_status) and await _rating_request_covers(session, ticket):
+        # The rating request (hub/monitoring/subscribers.py) already tells them it is resolved,
+        # on every channel this message would use: one message, not two.
         asked = {("contact", c) for c in await rules.rating_push_recipients(session, ticket)}
         recipients = [r for r in recipients if r not in asked]
     responsible = getattr(ticket, "responsible_id", None)
@@ -86,6 +86,11 @@ async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None
         recipients=recipients,
         data={"status": event.new_status, "previous": event.old_status},
     )
+
+
+async def _rating_request_covers(session: AsyncSession, ticket: Any) -> bool:
+    status_channels = await active_channels(session, ticket.account_id, "status_changed")
+    return status_channels <= await active_channels(session, ticket.account_id, "rating_request")
 
 
 @subscribe(CommentAdded)

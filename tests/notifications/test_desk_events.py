@@ -172,3 +172,30 @@ async def test_exchange_and_payments_events_render_their_own_words(
         "refund_requested": (made["id"], "A refund of 150.00 was requested."),
         "refund_changed": (made["id"], "Your refund is approved."),
     }
+
+
+async def test_resolved_still_told_where_the_rating_request_is_switched_off(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10 / MON-6: the "resolved" message gives way to the rating request only where that
+    request goes out; with rating requests switched off for e-mail the client still hears of it."""
+    db: Database = app.state.db
+    await _email(client, tenant, 2525)
+    switched = await client.put(
+        "/api/notifications/rules",
+        json={"rules": {"rating_request": {"email": False}}},
+        headers=tenant.admin.headers,
+    )
+    assert switched.status_code == 200, switched.text
+    user = await make_app_user(client, tenant, "Client", email="client@example.com")
+    made = await _call(
+        client,
+        tenant,
+        "POST",
+        "/api/tickets",
+        {"title": "Door", "contact_id": user.contact_id, "responsible_id": tenant.engineer.id},
+    )
+    await _call(client, tenant, "POST", f"/api/tickets/{made['id']}/status", {"status": "resolved"})
+    resolved = [m for m in await messages(db) if m.payload["data"].get("status") == "resolved"]
+    assert {m.payload["to"] for m in resolved} == {"client@example.com", tenant.engineer.email}
+    assert _to(await messages(db), "rating_request") == set()
