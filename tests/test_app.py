@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
+from litestar.routes import HTTPRoute
 
 from hub.settings import ConfigurationError, load_settings
 from tests.conftest import PASSWORD, Tenant
@@ -66,10 +69,48 @@ async def test_oversized_body_is_refused_with_problem_json(client: httpx.AsyncCl
     assert response.json()["code"] == "payload_too_large"
 
 
-async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
-    schema = (await client.get("/docs/openapi.json")).json()
-    assert "/api/auth/login" in schema["paths"]
-    assert "BearerToken" in schema["components"]["securitySchemes"]
+# Not part of the JSON API: the docs themselves, static files, the HTML console, Prometheus text.
+NOT_API = ("/docs", "/static", "/console", "/metrics")
+# Success answers still documented as an empty schema by their domains (event streams, provider-
+# specific webhook replies); reported to their owners, to be removed from here once documented.
+SCHEMA_PENDING = {
+    "GET /api/telephony/stream",
+    "GET /api/app/stream",
+    "POST /api/webhooks/payments/{provider}/{key}",
+    "POST /api/webhooks/payments/{provider}/{key}/{kind}",
+}
+
+
+def _has_schema(response: dict[str, Any]) -> bool:
+    content = response.get("content") or {}
+    return bool(content) and all(media.get("schema") for media in content.values())
+
+
+async def test_openapi_documents_every_route(app: Litestar, client: httpx.AsyncClient) -> None:
+    """Every route of the app (method and path; docs and static files aside) is in the OpenAPI
+    document, and each operation documents its success answer: a 2xx with a content schema
+    (a 204 or a redirect-free empty answer has none)."""
+    spec = (await client.get("/docs/openapi.json")).json()
+    assert "BearerToken" in spec["components"]["securitySchemes"]
+    documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    served = {
+        (str(method), route.path_format)
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and not route.path_format.startswith(NOT_API)
+        for method, (handler, _) in route.route_handler_map.items()
+        if method not in ("OPTIONS", "HEAD")
+    }
+    assert served - documented == set()
+    assert documented - served == set()
+    undocumented = []
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            success = {code: r for code, r in op.get("responses", {}).items() if code.startswith("2")}
+            if f"{method.upper()} {path}" in SCHEMA_PENDING:
+                continue
+            if not success or not all(code == "204" or _has_schema(r) for code, r in success.items()):
+                undocumented.append(f"{method.upper()} {path}: {sorted(op.get('responses', {}))}")
+    assert not undocumented, "\n".join(undocumented)
 
 
 def test_bad_settings_fail_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

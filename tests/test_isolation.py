@@ -395,3 +395,73 @@ def test_every_path_parameter_has_a_factory(app: Litestar) -> None:
         - {f"{name} ({ep.path})" for ep in endpoints(app) for name in ep.params if name in FACTORIES}
     )
     assert not missing, f"path parameters without an isolation factory: {missing}"
+
+
+# Body fields that name another row, and the factory that makes such a row.
+BODY_REFS = {
+    "responsible_id": "employee_id",
+    "manager_id": "employee_id",
+    "executor_ids": "employee_id",
+    "observer_ids": "employee_id",
+    "object_id": "object_id",
+    "contact_id": "contact_id",
+    "company_id": "company_id",
+    "ticket_id": "ticket_id",
+}
+WRITERS = ("administrator", "dispatcher")
+
+
+def _body_refs(spec: dict[str, Any], ep: Endpoint) -> list[str]:
+    content = operation(spec, ep).get("requestBody", {}).get("content", {})
+    schema = _resolve(spec, content.get("application/json", {}).get("schema", {}))
+    return [name for name in schema.get("properties", {}) if name in BODY_REFS]
+
+
+async def test_bodies_naming_other_accounts_rows_are_refused(world: World) -> None:
+    """DESK-1: every POST/PATCH whose JSON body names another row (responsible, executors,
+    observers, object, contact, company, manager, ticket), sent by A's writers with B's id in that
+    field, is refused exactly like an id that exists nowhere (404/422 problem, the same code), shows
+    nothing of B and changes nothing."""
+    w = world
+    spec = await _spec(w.client)
+    own = await _own_ids(w)
+    failures: list[str] = []
+    checked: set[str] = set()
+    for ep in endpoints(w.app):
+        if ep.method not in ("POST", "PATCH") or ep.excluded or ep.public:
+            continue
+        fields = _body_refs(spec, ep)
+        if not fields or any(name not in FACTORIES for name in ep.params):
+            continue
+        url = url_of(ep, {name: own[name] for name in ep.params})
+        for field in fields:
+            theirs_id = await w.id_of(w.b, BODY_REFS[field])
+            nowhere_id = missing_value(int)
+            for who in WRITERS:
+                headers = w.principals[(w.a.id, who)]
+                base = (await body_of(w, spec, ep, own)).get("json") or {}
+                answers = []
+                for ref in (theirs_id, nowhere_id):
+                    body = {**base, field: [ref] if field.endswith("_ids") else ref}
+                    before = await snapshot(w.db)
+                    response = await w.client.request(ep.method, url, headers=headers, json=body)
+                    answers.append((response.status_code, problem_code(response)))
+                    where = f"{ep} as A's {who} with {field}={ref}"
+                    if response.status_code not in (404, 409, 422):
+                        failures.append(f"{where}: {response.status_code} {response.text[:200]}")
+                    if w.secret(w.b) in response.text:
+                        failures.append(f"{where}: the refusal shows B's data")
+                    if await snapshot(w.db) != before:
+                        failures.append(f"{where}: the database changed")
+                if answers[0] != answers[1]:
+                    failures.append(f"{ep} {field}: B's row is detectable: {answers[0]} vs {answers[1]}")
+            checked.add(f"{ep.method} {ep.path}")
+    assert not failures, "\n".join(failures)
+    # At least the ticket and people writes are covered.
+    for must in (
+        "POST /api/tickets",
+        "PATCH /api/tickets/{ticket_id}",
+        "POST /api/contacts",
+        "POST /api/objects",
+    ):
+        assert must in checked, (must, sorted(checked))

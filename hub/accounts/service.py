@@ -56,6 +56,7 @@ async def create_employee(
     )
     if exists is not None:
         raise Conflict("An employee with this e-mail already exists", code="employee_email_taken")
+    await _check_extension_free(session, account_id, data.extension, None)
     employee = Employee(
         account_id=account_id,
         name=data.name,
@@ -73,6 +74,45 @@ async def create_employee(
     return employee
 
 
+async def _check_extension_free(
+    session: AsyncSession, account_id: int, extension: str | None, own_id: int | None
+) -> None:
+    """An internal extension rings one employee: telephony pop-ups and click-to-call (TEL-1, TEL-4,
+    TEL-7) find the employee by it, so it is unique in the account."""
+    if not extension:
+        return
+    taken = await session.scalar(
+        select(Employee.id).where(Employee.account_id == account_id, Employee.extension == extension).limit(1)
+    )
+    if taken is not None and taken != own_id:
+        raise Conflict(f"Extension {extension} is already used by another employee", code="extension_taken")
+
+
+async def _check_keeps_an_administrator(
+    session: AsyncSession, employee: Employee, changes: dict[str, object]
+) -> None:
+    """An account always keeps one active administrator: only they manage people, keys and partners."""
+    stays = changes.get("role", employee.role) == "administrator" and changes.get("active", employee.active)
+    if employee.role != "administrator" or not employee.active or stays:
+        return
+    # The account row's lock serialises two administrators demoting each other at once.
+    await session.scalar(select(Account.id).where(Account.id == employee.account_id).with_for_update())
+    others = await session.scalar(
+        select(Employee.id)
+        .where(
+            Employee.account_id == employee.account_id,
+            Employee.role == "administrator",
+            Employee.active.is_(True),
+            Employee.id != employee.id,
+        )
+        .limit(1)
+    )
+    if others is None:
+        raise Conflict(
+            "The account's last administrator cannot be demoted or deactivated", code="last_administrator"
+        )
+
+
 async def get_employee(session: AsyncSession, account_id: int, employee_id: int) -> Employee:
     employee = await session.get(Employee, employee_id)
     if employee is None or employee.account_id != account_id:
@@ -86,6 +126,9 @@ async def update_employee(
     employee = await get_employee(session, account_id, employee_id)
     changes = updates_of(data)
     password = changes.pop("password", None)
+    if "extension" in changes:
+        await _check_extension_free(session, account_id, changes["extension"], employee.id)
+    await _check_keeps_an_administrator(session, employee, changes)
     if password is not None:
         employee.password_hash = hash_password(password, log2_n)
     for field, value in changes.items():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy import select, update
 
-from hub.accounts.models import ApiKey
+from hub.accounts.models import ApiKey, AppUser, Employee
 from hub.auth.principal import Principal
 from hub.auth.tokens import decode_access_token, secret_hash
 from hub.db import Database, utcnow
@@ -19,6 +20,46 @@ from hub.settings import Settings
 __all__ = ["API_KEY_PREFIX", "HubAuthMiddleware", "authenticate_api_key"]
 
 API_KEY_PREFIX = "hubk_"
+# How long one process trusts what it last read about a signed-in person (active, role): a
+# deactivated or demoted employee loses access within this, not when the token expires.
+SUBJECT_CHECK_SECONDS = 5.0
+SubjectCache = dict[tuple[str, int], tuple[float, bool, str | None]]
+
+
+async def _subject_state(db: Database, principal: Principal) -> tuple[bool, str | None]:
+    """(active, role) of the signed-in employee or app user; inactive when it is gone."""
+    async with db.sessionmaker() as session:
+        if principal.kind == "employee":
+            row = (
+                await session.execute(
+                    select(Employee.active, Employee.role).where(
+                        Employee.id == principal.subject_id, Employee.account_id == principal.account_id
+                    )
+                )
+            ).first()
+            return (bool(row[0]), str(row[1])) if row is not None else (False, None)
+        active = await session.scalar(
+            select(AppUser.active).where(
+                AppUser.id == principal.subject_id, AppUser.account_id == principal.account_id
+            )
+        )
+        return bool(active), None
+
+
+async def check_subject(db: Database, principal: Principal, cache: SubjectCache) -> None:
+    """Refuse an access token whose employee or app user was deactivated, or whose role changed
+    since it was issued (the client signs in or refreshes to get the current role)."""
+    key = (principal.kind, principal.subject_id)
+    now = time.monotonic()
+    cached = cache.get(key)
+    if cached is None or cached[0] < now:
+        cached = (now + SUBJECT_CHECK_SECONDS, *await _subject_state(db, principal))
+        cache[key] = cached
+    _, active, role = cached
+    if not active:
+        raise Unauthorized("This sign-in is no longer active", code="subject_inactive")
+    if principal.kind == "employee" and role != principal.role:
+        raise Unauthorized("The role changed: sign in again or refresh", code="token_outdated")
 
 
 async def authenticate_api_key(db: Database, presented: str) -> Principal:
@@ -59,4 +100,9 @@ class HubAuthMiddleware(AbstractAuthenticationMiddleware):
             )
         else:
             raise Unauthorized("Send 'Authorization: Bearer <token>' or an X-Api-Key header")
+        if principal.kind in ("employee", "app_user"):
+            state = connection.app.state
+            if "subject_cache" not in state:  # one per app (and so per database)
+                state.subject_cache = {}
+            await check_subject(state.db, principal, state.subject_cache)
         return AuthenticationResult(user=principal, auth=principal)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.db import after_commit, utcnow
 from hub.desk.actors import Actor
 from hub.desk.models import Comment, TicketFile
-from hub.desk.service import get_ticket
+from hub.desk.service import check_not_final, get_ticket, record_history
 from hub.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from hub.settings import Settings
 
@@ -48,12 +48,14 @@ async def attach_file(
     comment_id: int | None = None,
     public: bool = True,
 ) -> TicketFile:
-    """Store one file on a ticket (or one of its comments).
+    """Store one file on a ticket (or one of its comments) and note it in the history (DESK-7).
 
-    413 ``file_too_large`` over the per-file limit; 409 ``too_many_files`` past the per-ticket
-    count. The bytes are written before the row; if the transaction rolls back they are removed.
+    409 ``ticket_final`` on a closed or cancelled ticket (staff and clients); 413
+    ``file_too_large`` over the per-file limit; 409 ``too_many_files`` past the per-ticket count.
+    The bytes are written before the row; if the transaction rolls back they are removed.
     """
     ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    check_not_final(ticket, actor)
     if len(data) > settings.files.max_file_bytes:
         raise PayloadTooLarge(
             f"A file may have at most {settings.files.max_file_bytes} bytes",
@@ -98,6 +100,22 @@ async def attach_file(
     )
     session.add(row)
     ticket.updated_at = row.created_at
+    await session.flush()
+    # DESK-7: every change is in the history, files included.
+    await record_history(
+        session,
+        ticket,
+        actor,
+        "file_added",
+        {
+            "file_id": row.id,
+            "filename": row.filename,
+            "size": row.size,
+            "public": public,
+            "comment_id": comment_id,
+        },
+        now=row.created_at,
+    )
     await session.flush()
     return row
 

@@ -38,6 +38,7 @@ __all__ = [
     "add_activity",
     "add_comment",
     "change_status",
+    "check_not_final",
     "create_ticket",
     "get_ticket",
     "list_activity",
@@ -548,6 +549,14 @@ async def change_status(
 # --- comments --------------------------------------------------------------------------------
 
 
+def check_not_final(ticket: Ticket, actor: Actor) -> None:
+    """DESK-4: ``closed`` and ``cancelled`` are final: staff and clients add no comments or files
+    there (a new request is a new ticket). Partner and system records still land, so a partner's
+    late message is kept rather than bounced forever by the exchange."""
+    if ticket.status in workflow.FINAL and (actor.kind in workflow.STAFF or actor.is_client):
+        raise Conflict(f"A {ticket.status} ticket takes no new comments or files", code="ticket_final")
+
+
 async def add_comment(
     session: AsyncSession,
     account_id: int,
@@ -565,6 +574,7 @@ async def add_comment(
     employee's public one clears it and stops the reaction clock (DESK-5). Emits CommentAdded."""
     now = now or utcnow()
     ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    check_not_final(ticket, actor)
     if not body or not body.strip():
         raise Unprocessable("A comment needs a body", code="comment_empty")
     if actor.is_client and not public:

@@ -80,3 +80,64 @@ async def test_roles_are_enforced(client: httpx.AsyncClient, tenant: Tenant) -> 
     assert response.status_code == 403
     assert response.json()["code"] == "role_required"
     assert (await client.get("/api/api-keys", headers=tenant.dispatcher.headers)).status_code == 403
+
+
+async def test_the_last_administrator_stays(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """DESK-2: an account keeps an active administrator: demoting or deactivating the last one is
+    409 last_administrator; with a second administrator it is allowed."""
+    h = tenant.admin.headers
+    path = f"/api/employees/{tenant.admin.id}"
+    for change in ({"role": "dispatcher"}, {"active": False}):
+        response = await client.patch(path, json=change, headers=h)
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "last_administrator"
+    second = await client.post(
+        "/api/employees",
+        json={"name": "Second", "email": "second@admins.test", "role": "administrator", "password": PASSWORD},
+        headers=h,
+    )
+    assert second.status_code == 201, second.text
+    demoted = await client.patch(path, json={"role": "dispatcher"}, headers=h)
+    assert demoted.status_code == 200 and demoted.json()["role"] == "dispatcher"
+
+
+async def test_extensions_are_unique_in_an_account(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """DESK-2 / TEL-1: an internal extension belongs to one employee of the account (telephony
+    rings by it): a taken one is 409 extension_taken; another account may use the same number."""
+    h = tenant.admin.headers
+    body = {
+        "name": "New",
+        "email": "new@ext.test",
+        "role": "engineer",
+        "password": PASSWORD,
+        "extension": "101",
+    }
+    taken = await client.post("/api/employees", json=body, headers=h)
+    assert taken.status_code == 409 and taken.json()["code"] == "extension_taken"
+    moved = await client.patch(f"/api/employees/{tenant.engineer.id}", json={"extension": "101"}, headers=h)
+    assert moved.status_code == 409 and moved.json()["code"] == "extension_taken"
+    same = await client.patch(f"/api/employees/{tenant.dispatcher.id}", json={"extension": "101"}, headers=h)
+    assert same.status_code == 200
+    fresh = body | {"extension": "777"}
+    assert (await client.post("/api/employees", json=fresh, headers=h)).status_code == 201
+    elsewhere = await client.post("/api/employees", json=fresh, headers=other_tenant.admin.headers)
+    assert elsewhere.status_code == 201, elsewhere.text
+
+
+async def test_deactivated_or_changed_employee_token_stops_working(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-1: an access token does not outlive its employee: once the employee is deactivated
+    (or their role changes) the token still within its lifetime is refused with 401."""
+    h = tenant.admin.headers
+    off = await client.patch(f"/api/employees/{tenant.engineer.id}", json={"active": False}, headers=h)
+    assert off.status_code == 200, off.text
+    me = await client.get("/api/auth/me", headers=tenant.engineer.headers)
+    assert me.status_code == 401 and me.json()["code"] == "subject_inactive"
+    moved = await client.patch(f"/api/employees/{tenant.dispatcher.id}", json={"role": "engineer"}, headers=h)
+    assert moved.status_code == 200, moved.text
+    me = await client.get("/api/auth/me", headers=tenant.dispatcher.headers)
+    assert me.status_code == 401 and me.json()["code"] == "token_outdated"
+    assert (await client.get("/api/auth/me", headers=h)).status_code == 200

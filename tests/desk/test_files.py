@@ -120,3 +120,24 @@ async def test_upload_without_a_file_is_a_clear_error(desk: Desk) -> None:
     assert response.status_code == 400 and response.json()["code"] == "file_missing"
     response = await desk.client.post(f"/api/tickets/{t['id']}/files", json={"a": 1}, headers=desk.headers)
     assert response.status_code == 400 and response.json()["code"] == "multipart_required"
+
+
+async def test_uploads_are_in_the_history_and_final_tickets_take_no_more(desk: Desk, tenant: Tenant) -> None:
+    """DESK-7: a file upload is a history entry with its actor; DESK-4: a cancelled (final) ticket
+    takes no new comments or files from staff (409 ticket_final)."""
+    t = await desk.ticket()
+    uploaded = (await upload(desk, t["id"], ("report.txt", b"report"))).json()[0]
+    added = [h for h in await desk.get(f"/api/tickets/{t['id']}/history") if h["kind"] == "file_added"]
+    assert len(added) == 1
+    assert added[0]["data"]["file_id"] == uploaded["id"] and added[0]["data"]["filename"] == "report.txt"
+    assert added[0]["actor_name"] == tenant.dispatcher.name
+    await desk.status(t["id"], "cancelled", comment="Duplicate")
+    late = await upload(desk, t["id"], ("late.txt", b"late"))
+    assert late.status_code == 409 and late.json()["code"] == "ticket_final"
+    response = await desk.client.post(
+        f"/api/tickets/{t['id']}/comments",
+        json={"body": "One more thing", "public": True},
+        headers=desk.headers,
+    )
+    assert response.status_code == 409 and response.json()["code"] == "ticket_final"
+    assert len(await desk.get(f"/api/tickets/{t['id']}/files")) == 1

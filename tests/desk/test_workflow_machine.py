@@ -218,7 +218,13 @@ class WorkflowMachine(RuleBasedStateMachine):
                     now=self.now,
                 )
 
-        self.run(go())
+        try:
+            self.run(go())
+        except HubError as exc:
+            # DESK-4: closed and cancelled are final; nobody on either side comments there.
+            assert exc.code == "ticket_final" and self.status in ("closed", "cancelled")
+            return
+        assert self.status not in ("closed", "cancelled")
         if client:
             self.needs_reply = True
         elif public:

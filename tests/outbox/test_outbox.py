@@ -75,7 +75,8 @@ async def test_far_side_failing_n_times_then_succeeding_gets_it_once(app: Litest
 async def test_never_answering_far_side_ends_in_visible_dead_letter_and_can_be_retried(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    """A far side that never answers lands in dead-letter after the bound; an administrator lists and retries it."""
+    """DESK-10 / EX-10: a far side that never answers lands in dead-letter after the bound; an
+    administrator lists and retries it."""
     jobs: JobContext = app.state.jobs
     await _queue(jobs.db, tenant.id, "doomed")
     bound = jobs.settings.outbox.max_attempts
@@ -106,6 +107,7 @@ async def test_never_answering_far_side_ends_in_visible_dead_letter_and_can_be_r
 
 
 async def test_rejected_message_is_dead_at_once(app: Litestar, tenant: Tenant) -> None:
+    """DESK-10: a far side that refuses the message for good (4xx) is not retried: dead at once."""
     jobs: JobContext = app.state.jobs
     await _queue(jobs.db, tenant.id, "bad-request")
     with respx.mock() as far:
@@ -117,7 +119,8 @@ async def test_rejected_message_is_dead_at_once(app: Litestar, tenant: Tenant) -
 
 
 async def test_nothing_leaves_before_commit_and_rollback_sends_nothing(app: Litestar, tenant: Tenant) -> None:
-    """Effects only after commit: a rolled-back change queues nothing; a duplicate key queues once."""
+    """DESK-10: effects only after commit (a failing channel never undoes the ticket action): a
+    rolled-back change queues nothing; a duplicate key queues once."""
     jobs: JobContext = app.state.jobs
     async with jobs.db.sessionmaker() as session:
         async with session.begin():
@@ -140,6 +143,8 @@ async def test_nothing_leaves_before_commit_and_rollback_sends_nothing(app: Lite
 async def test_messages_sharing_an_ordering_key_arrive_in_order_even_across_retries(
     app: Litestar, tenant: Tenant
 ) -> None:
+    """DESK-10 / EX-10: messages with one ordering key (one ticket) arrive in order, also when the
+    first needs retries."""
     jobs: JobContext = app.state.jobs
     for n in range(5):
         await _queue(jobs.db, tenant.id, f"ordered-{n}", ordering_key="partner:1", n=n)
@@ -163,6 +168,7 @@ async def test_messages_sharing_an_ordering_key_arrive_in_order_even_across_retr
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    """DESK-10: retries back off exponentially with jitter, capped at the configured maximum."""
     settings = OutboxSettings(initial_delay_seconds=2.0, max_delay_seconds=60.0)
     first = [backoff_seconds(settings, 1) for _ in range(50)]
     fifth = [backoff_seconds(settings, 5) for _ in range(50)]
@@ -176,7 +182,8 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
 async def test_two_workers_never_deliver_one_message_twice(
     app: Litestar, tenant: Tenant, database_url: str, tmp_path: Path
 ) -> None:
-    """Several workers share the outbox (FOR UPDATE SKIP LOCKED on PostgreSQL): each message goes out once."""
+    """DESK-10 (scale-out): several workers share the outbox (FOR UPDATE SKIP LOCKED on
+    PostgreSQL): each message goes out once."""
     jobs: JobContext = app.state.jobs
     for n in range(120):
         await _queue(jobs.db, tenant.id, f"shared-{n}", n=n)
@@ -225,7 +232,8 @@ class _SlowFarSide(BaseHTTPRequestHandler):
 async def test_killing_a_worker_mid_delivery_loses_nothing(
     app: Litestar, tenant: Tenant, database_url: str, tmp_path: Path
 ) -> None:
-    """A worker process killed with SIGKILL during a delivery: after its lease, another worker delivers it."""
+    """DESK-10 (durable outbox): a worker process killed with SIGKILL during a delivery: after its
+    lease, another worker delivers it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFarSide)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"

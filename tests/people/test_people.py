@@ -266,3 +266,43 @@ async def test_foreign_people_are_not_found(
         assert (await client.delete(path, headers=h)).status_code == 404
     for path in ("/api/companies", "/api/contacts", "/api/objects"):
         assert (await client.get(path, headers=h)).json() == []
+
+
+async def test_phone_suffix_lookup_is_an_index_range_scan(
+    client: httpx.AsyncClient, tenant: Tenant, db: Database
+) -> None:
+    """DESK-2 / TEL-3: the last-digits match runs as a range on the (account_id, reversed_digits)
+    index: the database's own plan for the exact statement find_by_suffix sends uses it."""
+    from sqlalchemy import event, text
+
+    await _post(
+        client, "/api/contacts", tenant.dispatcher.headers, {"name": "Plan", "phone": "+7 495 111-22-33"}
+    )
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "phone_index" in statement:
+            sent.append((statement, parameters))
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with db.sessionmaker() as session:
+            assert await find_by_suffix(session, tenant.id, "+74951112233", 10)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = sent[-1]
+    async with db.engine.connect() as conn:
+        if db.engine.dialect.name == "sqlite":
+            plan = " ".join(
+                str(row[-1])
+                for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            )
+        else:
+            # A near-empty table would be read whole; forbid that to see whether the index serves.
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(
+                str(row[0]) for row in await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            )
+    assert "ix_phone_index_lookup" in plan, plan
+    assert "reversed_digits" in plan, plan  # the suffix range is an index condition, not a filter
