@@ -8,9 +8,10 @@ How to use it (telephony pop-ups and the client app's live updates both go throu
 
       publish_after_commit(session, channel_name(account_id, "emp", employee_id), "popup", {...})
 
-  The event is written to the ``live_events`` table in the caller's transaction (that gives it
-  its id: one increasing sequence shared by every process) and handed to the channels backend
-  only after the commit — a rolled-back change never reaches a screen. ``data`` must be JSON.
+  The event is written to the ``live_events`` table as the caller's transaction commits (that
+  gives it its id: one increasing sequence shared by every process, taken in commit order) and
+  handed to the channels backend only after the commit — a rolled-back change never reaches a
+  screen. ``data`` must be JSON.
 
 * **Publish outside a transaction** (a job, a CLI): ``await publish(app_or_state, channel, data,
   event_type="message")`` opens its own short session, logs and publishes.
@@ -41,9 +42,9 @@ How to use it (telephony pop-ups and the client app's live updates both go throu
   it. The log is in the database, so it survives process restarts and is shared by every process.
   On PostgreSQL ids come from a sequence and transactions may commit out of order: an event with
   a lower id than the client's last one can become visible after the client saw the higher one.
-  A stream therefore passes on every live event it has not replayed itself, whatever its id. (One
-  gap remains: such an event committed while the client was disconnected is not replayed; ids are
-  taken at the final flush, right before the commit, so that window is milliseconds wide.)
+  So the log insert is the last statement of a commit, under an advisory lock held only for it
+  and the commit: ids become visible in order. A stream also passes on every live event it has
+  not replayed itself, whatever its id.
 
 * Tests that build the app without running its lifespan get the channels started lazily on the
   first publish or stream; ``hub.app.shutdown`` stops them.
@@ -68,10 +69,11 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import Index, String, delete, select
+from sqlalchemy import Index, String, delete, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.db import Base, Database, Id, JSONType, after_commit, utcnow
 from hub.jobs import JobContext, register_job
@@ -303,9 +305,13 @@ def live_of(app_or_state: Litestar | State | LiveHub) -> LiveHub:
 
 
 def publish_after_commit(session: AsyncSession, channel: str, event_type: str, data: Any) -> LiveEvent:
-    """Log ``data`` as event ``event_type`` on ``channel`` in this transaction; publish after commit."""
+    """Log ``data`` as event ``event_type`` on ``channel`` in this transaction; publish after commit.
+
+    The event is written to the log as the transaction commits (see :func:`_log_in_commit_order`),
+    so its id is known only after the commit.
+    """
     event = LiveEvent(channel=channel, event_type=event_type, data=data, created_at=utcnow())
-    session.add(event)
+    session.sync_session.info.setdefault(_PENDING, []).append(event)
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     live = _BY_ENGINE.get(engine)
@@ -314,6 +320,41 @@ def publish_after_commit(session: AsyncSession, channel: str, event_type: str, d
         return event
     after_commit(session, lambda: live.send(event))
     return event
+
+
+_PENDING = "live_pending_events"
+# Any fixed 64-bit number: the advisory lock that orders replay-log inserts across processes.
+_COMMIT_ORDER_LOCK = 0x4C495645  # "LIVE"
+
+
+def _log_in_commit_order(session: Session) -> None:
+    """Insert this transaction's live events last, in its commit, so ids are taken in commit order.
+
+    On PostgreSQL ids come from a sequence: a transaction that took id 7 and committed after one
+    that took id 8 would let a client see 8, resume from it, and never get 7. Here everything else
+    is flushed first, then a transaction-scoped advisory lock is taken just for the log insert and
+    the commit: a later id cannot commit before an earlier one. (The lock holder waits on no row
+    lock, so no deadlock can form around it.) SQLite has one writer: ids already follow commits.
+    """
+    if session.in_nested_transaction():
+        return  # a savepoint's release is no commit; the events wait for the real one
+    events = session.info.pop(_PENDING, None)
+    if not events:
+        return
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMMIT_ORDER_LOCK})
+    session.add_all(events)
+    session.flush()
+
+
+def _drop_pending(session: Session, _transaction: Any) -> None:
+    if not session.in_transaction():
+        session.info.pop(_PENDING, None)
+
+
+sa_event.listen(Session, "before_commit", _log_in_commit_order)
+sa_event.listen(Session, "after_soft_rollback", _drop_pending)
 
 
 async def publish(

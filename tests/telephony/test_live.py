@@ -23,6 +23,7 @@ from hub.live import (
     channel_name,
     live_of,
     publish,
+    publish_after_commit,
     sse_response,
     stream_events,
 )
@@ -182,3 +183,24 @@ async def test_an_event_committed_out_of_order_still_reaches_the_stream(
     finally:
         await stream.aclose()
     assert (frame.id, frame.event) == (taken_early, "call.ended")
+
+
+async def test_event_ids_follow_commit_order(app: Litestar, tenant: Tenant) -> None:
+    """TEL-4: an event's id is taken when its transaction commits, so a transaction that started
+    publishing first but commits last gets the higher id: a client resuming from the id it saw
+    last cannot skip an event that became visible after it."""
+    live = live_of(app)
+    channel = channel_name(tenant.id, "emp", tenant.dispatcher.id)
+    async with live.db.sessionmaker() as slow, live.db.sessionmaker() as quick:
+        await slow.begin()
+        early = publish_after_commit(slow, channel, "call.ringing", {"n": "slow"})
+        await slow.flush()  # the rest of the slow transaction's work
+        async with quick.begin():
+            late = publish_after_commit(quick, channel, "call.ended", {"n": "quick"})
+        await slow.commit()
+    assert late.id < early.id
+    stream = stream_events(live, [channel], last_event_id=late.id, heartbeat=0.5)
+    try:
+        assert await asyncio.wait_for(_frames_until_quiet(stream), 10) == [early.id]
+    finally:
+        await stream.aclose()
