@@ -50,6 +50,7 @@ from hub.desk.models import Ticket
 from hub.desk.service import add_activity, get_ticket, record_history
 from hub.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from hub.live import channel_name, publish_after_commit
+from hub.outbox import enqueue
 from hub.people.models import Company, Contact
 from hub.people.phones import digits_of, find_by_suffix, normalise
 from hub.telephony.adapters import CanonicalEvent
@@ -953,8 +954,6 @@ async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int
 
 async def originate(session: AsyncSession, account_id: int, employee_id: int, data: OriginateRequest) -> Call:
     """Record an outgoing call and queue the PBX's originate request (delivered after commit)."""
-    from hub.outbox import enqueue
-
     settings = await get_or_create_settings(session, account_id)
     if not settings.enabled or not settings.originate_url:
         raise Conflict("Click-to-call is not set up for this account", code="originate_not_configured")
