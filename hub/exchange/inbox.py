@@ -351,8 +351,11 @@ async def _apply_status(
     from hub.desk import service as desk
 
     previous = link.partner_status
+    # Closed after our rating, reopened after our send-back: our own decision taking effect, which
+    # our people need not be told of (EX-8, EX-9).
+    ours = link.decision_pending and body.status in ("closed", "reopened")
     if body.status != "resolved":
-        link.decision_pending = False  # our rating or send-back has taken effect (EX-8)
+        link.decision_pending = False
     link.partner_number = body.number
     link.partner_status = body.status
     link.partner_responsible = body.responsible_name
@@ -374,9 +377,15 @@ async def _apply_status(
         ticket,
         _actor(connection),
         "partner_status",
-        {"partner": connection.partner_name, "number": body.number, "from": previous, "to": body.status},
+        {
+            "partner": connection.partner_name,
+            "number": body.number,
+            "from": previous,
+            "to": body.status,
+            "comment": body.comment,
+        },
     )
-    if body.status in ("resolved", "cancelled", "closed", "reopened") and previous is not None:
+    if body.status in ("resolved", "cancelled", "closed", "reopened") and previous is not None and not ours:
         await _notify_decision(session, connection, ticket, body)
 
 
@@ -405,8 +414,15 @@ async def _notify_decision(
     )
 
 
-async def send_status(session: AsyncSession, connection: Connection, link: SharedTicket, ticket: Any) -> None:
-    """EX-7: our ticket's number, status and responsible, to the original's side."""
+async def send_status(
+    session: AsyncSession,
+    connection: Connection,
+    link: SharedTicket,
+    ticket: Any,
+    comment: str | None = None,
+) -> None:
+    """EX-7: our ticket's number, status and responsible, to the original's side, with the comment
+    of the status change (a resolution note, a cancellation reason) when there is one."""
     from hub.accounts.models import Employee
 
     responsible = await session.get(Employee, ticket.responsible_id) if ticket.responsible_id else None
@@ -418,6 +434,7 @@ async def send_status(session: AsyncSession, connection: Connection, link: Share
             number=ticket.number,
             status=ticket.status,
             responsible_name=responsible.name if responsible else None,
+            comment=comment,
             changed_at=utcnow(),
         ),
     )

@@ -246,10 +246,20 @@ def _verify_accepted(body: Any, request: ConnectRequest) -> ConnectAccepted:
         kid = crypto.peek_kid(token.jws)
         unverified = base64.urlsafe_b64decode(token.jws.split(".")[1] + "==")
         claimed = msgspec.json.decode(unverified, type=ConnectAccepted)
-    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, IndexError, binascii.Error) as exc:
+    except (
+        msgspec.ValidationError,
+        msgspec.DecodeError,
+        ValueError,
+        IndexError,
+        binascii.Error,
+        Unauthorized,
+    ) as exc:
         raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer is malformed") from exc
     # Signed by the key it announces: proves the issuer holds the private half.
-    accepted = msgspec.json.decode(crypto.verify(token.jws, claimed.public_key), type=ConnectAccepted)
+    try:
+        accepted = msgspec.json.decode(crypto.verify(token.jws, claimed.public_key), type=ConnectAccepted)
+    except Unauthorized as exc:
+        raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer is not signed") from exc
     if kid != f"{request.conn}/issuer" or accepted.conn != request.conn or accepted.nonce != request.nonce:
         raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer does not match")
     return accepted

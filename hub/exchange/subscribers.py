@@ -47,7 +47,7 @@ async def on_comment(session: AsyncSession, event: CommentAdded) -> None:
 
 @subscribe(StatusChanged)
 async def on_status(session: AsyncSession, event: StatusChanged) -> None:
-    await _status_to_originals(session, event.ticket)
+    await _status_to_originals(session, event.ticket, event.comment)
 
 
 @subscribe(TicketUpdated)
@@ -56,10 +56,10 @@ async def on_update(session: AsyncSession, event: TicketUpdated) -> None:
         await _status_to_originals(session, event.ticket)
 
 
-async def _status_to_originals(session: AsyncSession, ticket: object) -> None:
+async def _status_to_originals(session: AsyncSession, ticket: object, comment: str | None = None) -> None:
     """EX-7: the partner ticket's state goes to the original's side (tracking, never echo: the
     original applies it to its link only and sends nothing on)."""
     account_id = ticket.account_id  # type: ignore[attr-defined]
     for link, connection in await active_links(session, account_id, ticket.id):  # type: ignore[attr-defined]
         if link.direction == "incoming":
-            await send_status(session, connection, link, ticket)
+            await send_status(session, connection, link, ticket, comment)

@@ -118,7 +118,8 @@ async def test_comments_both_ways_public_private_rules(two_hubs: tuple[Hub, Hub]
 async def test_status_tracking_rate_and_send_back(two_hubs: tuple[Hub, Hub]) -> None:
     """EX-7, EX-8, EX-9: B's number, status and responsible show on A's ticket as they change; when
     B resolves, A can rate (B closes) or send back with a comment (B reopens); A's responsible and
-    the original ticket's observer are notified of B's decision through the outbox."""
+    the original ticket's observer are notified of B's decision (with B's comment) through the
+    outbox, but not of A's own decision taking effect at B."""
     a, b = two_hubs
     alpha, beta = a.tenants[0], b.tenants[0]
     a_conn, _ = await pair(a, alpha, b, beta)
@@ -170,7 +171,7 @@ async def test_status_tracking_rate_and_send_back(two_hubs: tuple[Hub, Hub]) -> 
     assert (await desk.ticket(b.client, beta, copy["id"]))["status"] == "reopened"
     assert (await desk.partner_link(a.client, alpha, original["id"]))[0]["partner_status"] == "reopened"
 
-    await desk.set_status(b.client, beta, copy["id"], "resolved")
+    await desk.set_status(b.client, beta, copy["id"], "resolved", comment="replaced the bearing")
     await drain(a, b)
     rated = await a.client.post(
         f"/api/exchange/tickets/{original['id']}/partner/rate",
@@ -182,6 +183,16 @@ async def test_status_tracking_rate_and_send_back(two_hubs: tuple[Hub, Hub]) -> 
     closed = await desk.ticket(b.client, beta, copy["id"])
     assert closed["status"] == "closed" and closed["rating_score"] == 4
     assert (await desk.partner_link(a.client, alpha, original["id"]))[0]["partner_status"] == "closed"
+    # B's decisions (resolved twice) reach A's people, with B's comment; B reopening after A's
+    # send-back and closing after A's rating are A's own decisions: no notification.
+    async with a.db.sessionmaker() as session:
+        notes = (
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "notify.email"))
+        ).all()
+    decisions = [n.payload["data"] for n in notes if n.payload["event"] == "partner_decision"]
+    assert [d["status"] for d in decisions] == ["resolved"] * 4
+    bearing = "replaced the bearing"
+    assert sorted(d["comment"] or "" for d in decisions) == ["", "", bearing, bearing]
 
 
 async def test_disconnect_refuses_everything_after(two_hubs: tuple[Hub, Hub]) -> None:

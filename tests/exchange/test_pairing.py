@@ -15,6 +15,7 @@ import respx
 from sqlalchemy import select, text, update
 
 from contracts.exchange import MAX_INBOX_BYTES, SCHEMA_DIR, schemas
+from hub.exchange import crypto
 from hub.exchange.models import Connection, PairingKeyRecord
 from hub.exchange.transport import MessageTooLarge, post_to_partner
 from tests.exchange import desk
@@ -173,6 +174,43 @@ async def test_one_key_used_by_two_acceptors_at_once_connects_once(two_hubs: tup
     async with b.db.sessionmaker() as session:
         theirs = (await session.scalars(select(Connection).where(Connection.account_id == beta.id))).all()
     assert len(mine) == 1 and len(theirs) == 1 and mine[0].uuid == theirs[0].uuid
+
+
+async def test_a_bad_handshake_answer_is_502_partner_answer_invalid(
+    two_hubs: tuple[Hub, Hub], router: Router
+) -> None:
+    """EX-2: an answer to the handshake that is not JSON, not a JWS, or not signed by the key it
+    announces is 502 partner_answer_invalid (the partner is at fault, not the administrator), and
+    no connection is stored."""
+    a, b = two_hubs
+    other_private, other_public = crypto.new_keypair()
+    _, announced = crypto.new_keypair()
+    claims = {
+        "v": 1,
+        "conn": "00000000-0000-4000-8000-000000000000",
+        "hub": "http://hub-a.test",
+        "name": "Alpha Security",
+        "public_key": announced,
+        "nonce": "n" * 24,
+        "iat": "2026-01-01T00:00:00Z",
+    }
+    wrongly_signed = crypto.sign(
+        other_private, other_public, f"{claims['conn']}/issuer", json.dumps(claims).encode()
+    )
+    for answer in (
+        httpx.Response(200, text="<html>hello</html>"),
+        httpx.Response(200, json={"jws": "not.a.jws"}),
+        httpx.Response(200, json={"jws": wrongly_signed}),
+    ):
+
+        async def tap(request: httpx.Request, answer: httpx.Response = answer) -> httpx.Response | None:
+            return answer if request.url.path == "/api/exchange/handshake" else None
+
+        router.tap = tap
+        issued = await a.client.post(
+            "/api/exchange/pairing-keys", json={}, headers=a.tenants[0].admin.headers
+        )
+        await _refused(b, issued.json()["key"], 502, "partner_answer_invalid")
 
 
 async def test_partner_address_must_be_https(two_hubs: tuple[Hub, Hub], router: Router) -> None:
