@@ -13,10 +13,12 @@ import httpx
 import msgspec
 from sqlalchemy import select, text
 
+from contracts.exchange import TicketRated
 from hub.db import utcnow
 from hub.exchange import crypto
 from hub.exchange.delivery import sign_envelope
-from hub.exchange.models import Connection, InboundMessage
+from hub.exchange.models import Connection, InboundMessage, SharedTicket
+from hub.exchange.service import send
 from hub.outbox.models import OutboxMessage
 from hub.outbox.worker import drain_outbox
 from tests.conftest import Tenant
@@ -277,3 +279,43 @@ async def test_dead_letter_after_the_bound_is_visible_on_the_connection(
     assert retried.status_code in (200, 201), retried.text
     await drain(a, b)
     assert [c["body"] for c in await desk.comments(b.client, beta, copy["id"])].count("lost?") == 1
+
+
+async def test_a_refused_message_does_not_hold_back_its_successors(
+    two_hubs: tuple[Hub, Hub], router: Router
+) -> None:
+    """EX-10 (rule 8): message 3 arrives first and is held; message 2, a rating B's rules refuse
+    (B's ticket is not resolved), is answered 200 "rejected" with B's code, recorded with its
+    error, and message 3 is applied right after it."""
+    a, b = two_hubs
+    alpha, beta, original, copy, _, _ = await _setup(a, b)
+    router.down.add("hub-b.test")
+    async with a.db.sessionmaker() as session, session.begin():
+        link = await session.scalar(select(SharedTicket).where(SharedTicket.ticket_id == original["id"]))
+        assert link is not None
+        connection = await session.get(Connection, link.connection_id)
+        assert connection is not None
+        await send(session, connection, link, TicketRated(score=5))
+    await desk.comment(
+        a.client, alpha, original["id"], "after the rating", public=False, pass_to_partner=True
+    )
+    async with a.db.sessionmaker() as session:
+        queued = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.status == "pending", OutboxMessage.topic == "exchange.message")
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+    rating, comment = (m.payload["envelope"] for m in queued)
+    held = await _post(b, sign_envelope(connection, comment))
+    assert held.status_code == 200 and held.json()["outcome"] == "held"
+    rejected = await _post(b, sign_envelope(connection, rating))
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["outcome"] == "rejected" and rejected.json()["code"] == "ticket_not_resolved"
+    assert "after the rating" in [c["body"] for c in await desk.comments(b.client, beta, copy["id"])]
+    assert (await desk.ticket(b.client, beta, copy["id"]))["rating_score"] is None
+    async with b.db.sessionmaker() as session:
+        received = {m.kind: m for m in await session.scalars(select(InboundMessage))}
+    assert received["ticket.rated"].error and received["ticket.rated"].status == "applied"
+    assert received["comment.posted"].status == "applied" and received["comment.posted"].error is None

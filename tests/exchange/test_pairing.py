@@ -7,6 +7,8 @@ import base64
 import ipaddress
 import json
 import socket
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,7 +19,7 @@ from sqlalchemy import select, text, update
 from contracts.exchange import MAX_INBOX_BYTES, SCHEMA_DIR, schemas
 from hub.exchange import crypto
 from hub.exchange.models import Connection, PairingKeyRecord
-from hub.exchange.transport import MessageTooLarge, post_to_partner
+from hub.exchange.transport import TOTAL_TIMEOUT, MessageTooLarge, post_to_partner
 from tests.exchange import desk
 from tests.exchange.conftest import Hub, Router, drain, pair
 
@@ -296,3 +298,21 @@ async def test_a_body_over_the_partner_limit_is_never_sent() -> None:
                 await post_to_partner(http, url, {"jws": "x" * MAX_INBOX_BYTES})
             answer = await post_to_partner(http, url, {"jws": "x" * 1000})
     assert answer.status == 200 and route.call_count == 1
+
+
+async def test_a_partner_that_trickles_its_answer_is_cut_off_after_15_seconds() -> None:
+    """EX-10: the 15 s total timeout: a partner sending a byte every 2 s never trips httpx's
+    per-read timeout, yet the call ends after ``TOTAL_TIMEOUT`` (the delivery retries later)."""
+
+    class Trickle(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for _ in range(30):
+                await asyncio.sleep(2)
+                yield b" "
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Trickle()))
+    started = time.monotonic()
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises(TimeoutError):
+            await post_to_partner(http, "https://partner.example/api/exchange/inbox", {"jws": "x"})
+    assert TOTAL_TIMEOUT <= time.monotonic() - started < TOTAL_TIMEOUT + 3
