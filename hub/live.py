@@ -73,7 +73,7 @@ from sqlalchemy import Index, String, delete, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from hub.db import Base, Database, Id, JSONType, after_commit, utcnow
 from hub.jobs import JobContext, register_job
@@ -348,13 +348,14 @@ def _log_in_commit_order(session: Session) -> None:
     session.flush()
 
 
-def _drop_pending(session: Session, _transaction: Any) -> None:
-    if not session.in_transaction():
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction that ended without committing (rolled back, closed) publishes nothing."""
+    if transaction.parent is None:
         session.info.pop(_PENDING, None)
 
 
 sa_event.listen(Session, "before_commit", _log_in_commit_order)
-sa_event.listen(Session, "after_soft_rollback", _drop_pending)
+sa_event.listen(Session, "after_transaction_end", _drop_pending)
 
 
 async def publish(

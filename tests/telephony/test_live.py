@@ -12,7 +12,7 @@ import pytest
 from litestar import Litestar, Request, get
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from hub.app import create_app
 from hub.auth.guards import employees
@@ -204,3 +204,22 @@ async def test_event_ids_follow_commit_order(app: Litestar, tenant: Tenant) -> N
         assert await asyncio.wait_for(_frames_until_quiet(stream), 10) == [early.id]
     finally:
         await stream.aclose()
+
+
+async def test_rolled_back_events_are_never_logged(app: Litestar, tenant: Tenant) -> None:
+    """TEL-4: an event published in a transaction that rolls back (or is abandoned) reaches no
+    log and no later transaction of the same session."""
+    live = live_of(app)
+    channel = channel_name(tenant.id, "emp", tenant.dispatcher.id)
+    async with live.db.sessionmaker() as session:
+        await session.begin()
+        publish_after_commit(session, channel, "call.ringing", {"n": "rolled back"})
+        await session.rollback()
+        async with session.begin():
+            kept = publish_after_commit(session, channel, "call.ringing", {"n": "kept"})
+    async with live.db.sessionmaker() as session:
+        await session.begin()
+        publish_after_commit(session, channel, "call.ringing", {"n": "abandoned"})
+    async with live.db.sessionmaker() as session, session.begin():
+        logged = (await session.execute(select(LiveEvent.id, LiveEvent.data))).all()
+    assert [(row.id, row.data) for row in logged] == [(kept.id, {"n": "kept"})]
