@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PortableId",
     "UTCDateTime",
     "after_commit",
+    "after_rollback",
     "digits_text",
     "utcnow",
 ]
@@ -81,26 +82,60 @@ AfterCommit = Callable[[], None]
 
 
 def after_commit(session: AsyncSession | Session, callback: AfterCommit) -> None:
-    """Run ``callback`` once the session's current transaction commits (never if it rolls back).
+    """Run ``callback`` once the session's outermost transaction commits (never if it rolls back).
 
-    Services use this to wake workers and publish live events: effects only after commit.
+    Services use this to wake workers and publish live events: effects only after commit. A
+    callback registered inside a savepoint is dropped if that savepoint rolls back, and otherwise
+    waits for the outermost commit like the rest.
     """
     sync = session.sync_session if isinstance(session, AsyncSession) else session
-    sync.info.setdefault("after_commit", []).append(callback)
+    sync.info.setdefault("after_commit", []).append((sync.get_nested_transaction(), callback))
+
+
+def after_rollback(session: AsyncSession | Session, callback: AfterCommit) -> None:
+    """Run ``callback`` if the transaction (or savepoint) it was registered in rolls back, e.g. to
+    remove a file written for a change that did not stay. Forgotten once the outermost commit happens."""
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    sync.info.setdefault("after_rollback", []).append((sync.get_nested_transaction(), callback))
+
+
+Registered = list[tuple[SessionTransaction | None, AfterCommit]]
 
 
 def _run_after_commit(session: Session) -> None:
-    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
-    for callback in callbacks:
+    # SQLAlchemy also reports a released savepoint as a commit; only the outermost one counts.
+    if session.get_nested_transaction() is not None:
+        return
+    session.info.pop("after_rollback", None)
+    pending: Registered = session.info.pop("after_commit", [])
+    for _, callback in pending:
         callback()
 
 
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop("after_commit", None)
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    if not ancestor.nested:
+        return True  # the outermost transaction holds everything
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+def _split(registered: Registered, rolled_back: SessionTransaction) -> tuple[Registered, Registered]:
+    inside = [item for item in registered if _within(item[0], rolled_back)]
+    return inside, [item for item in registered if not _within(item[0], rolled_back)]
+
+
+def _on_rollback(session: Session, rolled_back: SessionTransaction) -> None:
+    _, session.info["after_commit"] = _split(session.info.get("after_commit", []), rolled_back)
+    undo, session.info["after_rollback"] = _split(session.info.get("after_rollback", []), rolled_back)
+    for _, callback in undo:
+        callback()
 
 
 event.listen(Session, "after_commit", _run_after_commit)
-event.listen(Session, "after_soft_rollback", lambda session, _tx: _drop_after_commit(session))
+event.listen(Session, "after_soft_rollback", _on_rollback)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
