@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db import after_commit, utcnow
+from hub.db import after_rollback, utcnow
 from hub.desk.actors import Actor
 from hub.desk.models import Comment, TicketFile
 from hub.desk.service import check_not_final, get_ticket, record_history
@@ -82,7 +83,8 @@ async def attach_file(
     temp = target.with_suffix(".part")
     temp.write_bytes(data)
     temp.replace(target)
-    _remove_on_rollback(session, target)
+    # Only this change's own rollback (its savepoint or the whole transaction) removes the bytes.
+    after_rollback(session, partial(target.unlink, missing_ok=True))
     row = TicketFile(
         account_id=account_id,
         ticket_id=ticket.id,
@@ -118,24 +120,6 @@ async def attach_file(
     )
     await session.flush()
     return row
-
-
-def _remove_on_rollback(session: AsyncSession, target: Path) -> None:
-    sync = session.sync_session
-    state = {"committed": False}
-
-    def committed() -> None:
-        state["committed"] = True
-
-    after_commit(session, committed)
-
-    from sqlalchemy import event
-
-    def on_rollback(_session: object, _tx: object | None = None) -> None:
-        if not state["committed"]:
-            target.unlink(missing_ok=True)
-
-    event.listen(sync, "after_soft_rollback", on_rollback, once=True)
 
 
 async def list_files(

@@ -9,6 +9,11 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from hub.db import Database
+from hub.desk import service
+from hub.desk.actors import Actor
+from hub.desk.files import attach_file, file_path
+from hub.desk.schemas import TicketCreate
 from hub.settings import FileSettings, Settings
 from tests.conftest import Tenant
 from tests.desk.conftest import Desk
@@ -141,3 +146,30 @@ async def test_uploads_are_in_the_history_and_final_tickets_take_no_more(desk: D
     )
     assert response.status_code == 409 and response.json()["code"] == "ticket_final"
     assert len(await desk.get(f"/api/tickets/{t['id']}/files")) == 1
+
+
+async def test_stored_bytes_follow_their_own_transaction(
+    db: Database, settings: Settings, tenant: Tenant
+) -> None:
+    """DESK-6: a file whose upload rolls back leaves no bytes on disk; a file that commits keeps its
+    bytes even when a later, unrelated savepoint in the same transaction rolls back."""
+    actor = Actor("employee", tenant.dispatcher.id, tenant.dispatcher.name)
+    async with db.sessionmaker() as session, session.begin():
+        ticket = await service.create_ticket(session, tenant.id, actor, TicketCreate(title="Files"))
+    with pytest.raises(RuntimeError):
+        async with db.sessionmaker() as session, session.begin():
+            lost = await attach_file(
+                session, settings, tenant.id, ticket.id, actor, filename="a", content_type=None, data=b"a"
+            )
+            lost_path = file_path(settings, lost)
+            assert lost_path.exists()
+            raise RuntimeError("the request fails after the upload")
+    assert not lost_path.exists()
+    async with db.sessionmaker() as session, session.begin():
+        kept = await attach_file(
+            session, settings, tenant.id, ticket.id, actor, filename="b", content_type=None, data=b"b"
+        )
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                raise RuntimeError("an unrelated step fails")
+    assert file_path(settings, kept).read_bytes() == b"b"
