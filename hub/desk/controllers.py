@@ -454,7 +454,10 @@ class ContactActivityController(Controller):
         contact_id: int,
         db_session: AsyncSession,
         principal: Principal,
-        before_id: FilterId = None,
+        before_id: Annotated[
+            int | None,
+            Parameter(ge=1, le=2**62, description="Id of the last entry seen; the page continues after it"),
+        ] = None,
         limit: Limit = 50,
     ) -> list[ActivityRead]:
         rows = await service.list_activity(
