@@ -108,9 +108,16 @@ def _page(query: Select[Any], id_column: Any, after_id: int | None, limit: int) 
     return query.order_by(id_column).limit(limit)
 
 
-async def _refuse_if_ticketed(session: AsyncSession, column: Any, row_id: int, code: str, what: str) -> None:
+async def _refuse_if_ticketed(
+    session: AsyncSession, row: Company | Contact | ServiceObject, column: Any, code: str, what: str
+) -> None:
     """A company, contact or object with tickets stays: deleting it would detach the tickets (the
-    FKs are SET NULL) and take the contact's activity feed (DESK-8) with it."""
+    FKs are SET NULL) and take the contact's activity feed (DESK-8) with it.
+
+    The row is locked first: a ticket being created for it holds the FK's key-share lock, so the
+    check waits for that ticket (and sees it), and a later ticket waits for the delete (and fails)."""
+    await session.refresh(row, with_for_update=True)
+    row_id = row.id
     if await session.scalar(select(Ticket.id).where(column == row_id).limit(1)) is not None:
         raise Conflict(f"The {what} has tickets and cannot be deleted", code=code)
 
@@ -188,7 +195,7 @@ async def update_company(
 
 async def delete_company(session: AsyncSession, account_id: int, company_id: int) -> None:
     company = await get_company(session, account_id, company_id)
-    await _refuse_if_ticketed(session, Ticket.company_id, company.id, "company_in_use", "company")
+    await _refuse_if_ticketed(session, company, Ticket.company_id, "company_in_use", "company")
     await reindex_owner(session, account_id, "company", company.id, [], "RU")
     await session.delete(company)
     try:
@@ -279,7 +286,7 @@ async def update_contact(
 
 async def delete_contact(session: AsyncSession, account_id: int, contact_id: int) -> None:
     contact = await get_contact(session, account_id, contact_id)
-    await _refuse_if_ticketed(session, Ticket.contact_id, contact.id, "contact_in_use", "contact")
+    await _refuse_if_ticketed(session, contact, Ticket.contact_id, "contact_in_use", "contact")
     await reindex_owner(session, account_id, "contact", contact.id, [], "RU")
     # Explicit rather than relying on ON DELETE CASCADE alone, so the ORM's view stays consistent.
     await session.execute(delete(ObjectUser).where(ObjectUser.contact_id == contact.id))
@@ -374,7 +381,7 @@ async def update_object(
 
 async def delete_object(session: AsyncSession, account_id: int, object_id: int) -> None:
     row = await get_object(session, account_id, object_id)
-    await _refuse_if_ticketed(session, Ticket.object_id, row.id, "object_in_use", "object")
+    await _refuse_if_ticketed(session, row, Ticket.object_id, "object_in_use", "object")
     await session.execute(delete(ObjectUser).where(ObjectUser.object_id == row.id))
     await session.delete(row)
     try:

@@ -3,9 +3,18 @@ renaming it keeps the ticket search right."""
 
 from __future__ import annotations
 
-import httpx
+import asyncio
 
-from tests.conftest import Tenant
+import httpx
+import pytest
+
+from hub.db import Database
+from hub.desk import service as desk
+from hub.desk.actors import Actor
+from hub.desk.schemas import TicketCreate
+from hub.errors import HubError
+from hub.people import service as people
+from tests.conftest import PG_URL, Tenant
 from tests.desk.conftest import Desk
 
 
@@ -61,3 +70,32 @@ async def test_renaming_a_client_or_moving_an_object_updates_ticket_search(
         assert [i["id"] for i in found["items"]] == [t["id"]], q
     for q in ("old company", "old contact", "old street"):
         assert (await desk.get("/api/tickets", q=q))["items"] == [], q
+
+
+@pytest.mark.skipif(not PG_URL, reason="row locks: PostgreSQL (SQLite has one writer)")
+async def test_deleting_a_contact_while_a_ticket_for_it_is_created(
+    client: httpx.AsyncClient, db: Database, tenant: Tenant
+) -> None:
+    """DESK-2 / DESK-8: a delete racing a ticket creation for the same contact waits for it and
+    then refuses with 409 contact_in_use; the ticket keeps its contact."""
+    contact = await Desk(client, tenant).contact(name="Racing")
+    actor = Actor("employee", tenant.dispatcher.id, tenant.dispatcher.name)
+    async with db.sessionmaker() as creating:
+        await creating.begin()
+        ticket = await desk.create_ticket(
+            creating, tenant.id, actor, TicketCreate(title="Race", contact_id=contact["id"])
+        )
+
+        async def delete() -> None:
+            async with db.sessionmaker() as deleting, deleting.begin():
+                await people.delete_contact(deleting, tenant.id, contact["id"])
+
+        deleting = asyncio.create_task(delete())
+        await asyncio.sleep(0.3)
+        assert not deleting.done()  # waits for the ticket's transaction
+        await creating.commit()
+    with pytest.raises(HubError) as refused:
+        await deleting
+    assert refused.value.code == "contact_in_use"
+    async with db.sessionmaker() as session:
+        assert (await desk.get_ticket(session, tenant.id, ticket.id)).contact_id == contact["id"]
