@@ -144,7 +144,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 _MAX_ID = 2**63 - 1
 
 
-def reject_impossible_ids(request: Request[Any, Any, Any]) -> None:
+async def reject_impossible_ids(request: Request[Any, Any, Any]) -> None:
     """``before_request`` hook: an integer path parameter no database row can have is a 404."""
     for value in request.path_params.values():
         if isinstance(value, int) and not -_MAX_ID <= value <= _MAX_ID:
