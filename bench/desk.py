@@ -178,7 +178,8 @@ async def queries(
     async def by_number(session: Any, _: int) -> None:
         n = rnd.randint(1, tickets)
         rows, _cursor = await service.list_tickets(session, account_id, service.TicketFilters(q=str(n)))
-        assert rows and rows[0].number == n
+        # Five or more digits also search phone suffixes, so newer tickets of such clients may come first.
+        assert any(row.number == n for row in rows)
 
     async def by_phone(session: Any, _: int) -> None:
         c = rnd.randint(1, contacts)

@@ -99,6 +99,9 @@ class Invoice(Id, Base):
     __tablename__ = "invoices"
     __table_args__ = (
         UniqueConstraint("payment_account_id", "payment_ref"),
+        # A provider's callback names the payment by its own id (or a capture's): one index lookup each.
+        Index("ix_invoices_provider_payment", "payment_account_id", "provider_payment_id"),
+        Index("ix_invoices_provider_capture", "payment_account_id", "provider_capture_id"),
         Index("ix_invoices_account_ticket", "account_id", "ticket_id"),
         Index("ix_invoices_reconcile", "status", "reconcile_due_at"),
     )
