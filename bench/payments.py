@@ -317,7 +317,7 @@ async def run_phases(
     http = Pool(base)
     try:
         warm = refs[:200]
-        await saturate(http, path, warm, sign, 2.0, 16)
+        _, warm_ok, warm_failed = await saturate(http, path, warm, sign, 2.0, 16)
         rest = refs[len(warm) :]
         throughput, ok, failed = await saturate(http, path, rest, sign, args.duration, args.concurrency)
         used = ok + failed
@@ -329,7 +329,7 @@ async def run_phases(
         "ok": ok,
         "failed": failed + late_failed,
         "latencies": latencies,
-        "sent": len(warm) + used + len(latencies),
+        "sent": warm_ok + warm_failed + used + len(latencies),
     }
 
 
