@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import phonenumbers
-from sqlalchemy import delete, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from hub.people.models import PhoneIndex
+from hub.people.models import Company, Contact, PhoneIndex
 
 __all__ = [
     "MIN_CALLER_DIGITS",
@@ -65,12 +66,61 @@ class PhoneMatch:
     owner_id: int
     field: str
     e164: str
+    # Filled only when asked for (``with_names``): the owner's name, and the company it belongs to
+    # (a company is its own company).
+    name: str | None = None
+    company_id: int | None = None
+    company_name: str | None = None
+
+
+_CONTACT = aliased(Contact)
+_CONTACTS_COMPANY = aliased(Company)
+_COMPANY = aliased(Company)
+_WITH_NAMES = (
+    select(
+        PhoneIndex.owner_kind,
+        PhoneIndex.owner_id,
+        PhoneIndex.field,
+        PhoneIndex.e164,
+        PhoneIndex.reversed_digits,
+        func.coalesce(_CONTACT.name, _COMPANY.name),
+        case((PhoneIndex.owner_kind == "contact", _CONTACT.company_id), else_=_COMPANY.id),
+        func.coalesce(_CONTACTS_COMPANY.name, _COMPANY.name),
+    )
+    .outerjoin(
+        _CONTACT,
+        and_(
+            PhoneIndex.owner_kind == "contact",
+            _CONTACT.id == PhoneIndex.owner_id,
+            _CONTACT.account_id == PhoneIndex.account_id,
+        ),
+    )
+    .outerjoin(_CONTACTS_COMPANY, _CONTACTS_COMPANY.id == _CONTACT.company_id)
+    .outerjoin(
+        _COMPANY,
+        and_(
+            PhoneIndex.owner_kind == "company",
+            _COMPANY.id == PhoneIndex.owner_id,
+            _COMPANY.account_id == PhoneIndex.account_id,
+        ),
+    )
+)
+_BARE = select(
+    PhoneIndex.owner_kind, PhoneIndex.owner_id, PhoneIndex.field, PhoneIndex.e164, PhoneIndex.reversed_digits
+)
 
 
 async def find_by_suffix(
-    session: AsyncSession, account_id: int, raw: str, match_digits: int, limit: int = 50
+    session: AsyncSession,
+    account_id: int,
+    raw: str,
+    match_digits: int,
+    limit: int = 50,
+    *,
+    with_names: bool = False,
 ) -> list[PhoneMatch]:
-    """Every company or contact phone in the account ending in the same ``match_digits`` digits."""
+    """Every company or contact phone in the account ending in the same ``match_digits`` digits;
+    with ``with_names`` the owners' names come in the same round trip (the caller pop-up's path)."""
     bounds = suffix_bounds(raw, match_digits)
     if bounds is None:
         return []
@@ -81,13 +131,7 @@ async def find_by_suffix(
         return []
     digits_needed = min(match_digits, len(low))
     rows = await session.execute(
-        select(
-            PhoneIndex.owner_kind,
-            PhoneIndex.owner_id,
-            PhoneIndex.field,
-            PhoneIndex.e164,
-            PhoneIndex.reversed_digits,
-        )
+        (_WITH_NAMES if with_names else _BARE)
         .where(
             PhoneIndex.account_id == account_id,
             PhoneIndex.reversed_digits >= low,
@@ -97,8 +141,8 @@ async def find_by_suffix(
     )
     # A short stored number (an internal 3-digit one) must not match a long caller's suffix.
     return [
-        PhoneMatch(kind, owner_id, field, e164)
-        for kind, owner_id, field, e164, reversed_digits in rows
+        PhoneMatch(kind, owner_id, field, e164, *names)
+        for kind, owner_id, field, e164, reversed_digits, *names in rows
         if len(reversed_digits) >= digits_needed
     ]
 

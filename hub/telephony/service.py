@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Select,
@@ -171,54 +171,28 @@ async def authenticate_pbx(session: AsyncSession, token: str | None) -> Telephon
 # --- caller match (TEL-3) ----------------------------------------------------------------------------
 
 
-_CONTACT_NAMES = (
-    select(Contact.id, Contact.name, Contact.company_id, Company.name)
-    .outerjoin(Company, Company.id == Contact.company_id)
-    .where(Contact.account_id == bindparam("account_id"), Contact.id.in_(bindparam("ids", expanding=True)))
-)
-
-
 async def match_caller(
     session: AsyncSession, settings: TelephonySettings, number: str | None
 ) -> list[MatchRead]:
     """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits.
 
     At most ``MAX_MATCHES`` numbers are read. Contacts come first (a person is a better guess
-    than their company's switchboard). Two
-    queries for the usual caller: the suffix index, then the names (contacts with their company).
+    than their company's switchboard). One round trip: the suffix index joined to the names.
     """
     if not number or not digits_of(number):
         return []
     raw = normalise(number, settings.region) or number
-    found = await find_by_suffix(session, settings.account_id, raw, settings.match_digits, MAX_MATCHES)
-    contact_ids = {m.owner_id for m in found if m.owner_kind == "contact"}
-    company_ids = {m.owner_id for m in found if m.owner_kind == "company"}
-    contacts: dict[int, tuple[str, int | None, str | None]] = {}
-    if contact_ids:
-        rows = await session.execute(
-            _CONTACT_NAMES, {"account_id": settings.account_id, "ids": sorted(contact_ids)}
-        )
-        contacts = {cid: (name, company_id, company) for cid, name, company_id, company in rows.tuples()}
-    companies: dict[int, str] = {}
-    if company_ids:
-        company_rows = await session.execute(
-            select(Company.id, Company.name).where(
-                Company.account_id == settings.account_id, Company.id.in_(company_ids)
-            )
-        )
-        companies = {cid: name for cid, name in company_rows.tuples()}
+    found = await find_by_suffix(
+        session, settings.account_id, raw, settings.match_digits, MAX_MATCHES, with_names=True
+    )
     result: list[MatchRead] = []
     seen: set[tuple[str, int]] = set()
     for m in sorted(found, key=lambda m: (m.owner_kind != "contact", m.owner_id)):
-        if (m.owner_kind, m.owner_id) in seen:
+        if (m.owner_kind, m.owner_id) in seen or m.name is None:
             continue
         seen.add((m.owner_kind, m.owner_id))
-        if m.owner_kind == "contact" and m.owner_id in contacts:
-            name, company_id, company_name = contacts[m.owner_id]
-            result.append(MatchRead("contact", m.owner_id, name, m.field, m.e164, company_id, company_name))
-        elif m.owner_kind == "company" and m.owner_id in companies:
-            name = companies[m.owner_id]
-            result.append(MatchRead("company", m.owner_id, name, m.field, m.e164, m.owner_id, name))
+        kind: Literal["company", "contact"] = "contact" if m.owner_kind == "contact" else "company"
+        result.append(MatchRead(kind, m.owner_id, m.name, m.field, m.e164, m.company_id, m.company_name))
     return result
 
 
