@@ -317,6 +317,7 @@ def print_demo(info: DemoInfo, settings: Settings) -> None:
         f"Sign in: POST {base}/api/auth/login  "
         '{"account": "<slug>", "login": "<login>", "password": "<password>", "kind": "employee"|"app_user"}',
         f"API docs: {base}/docs   (OpenAPI: {base}/docs/openapi.json)",
+        f"Agent console (live caller pop-ups, call list): {base}/console",
         "",
     ]
     print("\n".join(lines), flush=True)
