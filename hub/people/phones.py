@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import and_, case, delete, func, select
@@ -73,6 +74,15 @@ class PhoneMatch:
     company_name: str | None = None
 
 
+def _owner_is(owner: Any, kind: str) -> Any:
+    """The join of an index row to its owner (same account, as a second guard)."""
+    return and_(
+        PhoneIndex.owner_kind == kind,
+        owner.id == PhoneIndex.owner_id,
+        owner.account_id == PhoneIndex.account_id,
+    )
+
+
 _CONTACT = aliased(Contact)
 _CONTACTS_COMPANY = aliased(Company)
 _COMPANY = aliased(Company)
@@ -87,23 +97,9 @@ _WITH_NAMES = (
         case((PhoneIndex.owner_kind == "contact", _CONTACT.company_id), else_=_COMPANY.id),
         func.coalesce(_CONTACTS_COMPANY.name, _COMPANY.name),
     )
-    .outerjoin(
-        _CONTACT,
-        and_(
-            PhoneIndex.owner_kind == "contact",
-            _CONTACT.id == PhoneIndex.owner_id,
-            _CONTACT.account_id == PhoneIndex.account_id,
-        ),
-    )
+    .outerjoin(_CONTACT, _owner_is(_CONTACT, "contact"))
     .outerjoin(_CONTACTS_COMPANY, _CONTACTS_COMPANY.id == _CONTACT.company_id)
-    .outerjoin(
-        _COMPANY,
-        and_(
-            PhoneIndex.owner_kind == "company",
-            _COMPANY.id == PhoneIndex.owner_id,
-            _COMPANY.account_id == PhoneIndex.account_id,
-        ),
-    )
+    .outerjoin(_COMPANY, _owner_is(_COMPANY, "company"))
 )
 _BARE = select(
     PhoneIndex.owner_kind, PhoneIndex.owner_id, PhoneIndex.field, PhoneIndex.e164, PhoneIndex.reversed_digits
