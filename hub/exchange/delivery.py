@@ -18,7 +18,6 @@ from hub.exchange import crypto
 from hub.exchange.models import Connection, ConnectionState
 from hub.exchange.service import TOPIC, record_rejection
 from hub.exchange.transport import MessageTooLarge, PartnerResponse, post_to_partner
-from hub.jobs import wake_job
 from hub.outbox import (
     DeliveryContext,
     MessageView,
@@ -26,7 +25,6 @@ from hub.outbox import (
     TransientDeliveryError,
     outbox_handler,
 )
-from hub.outbox.service import OUTBOX_JOB
 
 __all__ = ["INBOX_PATH", "deliver", "sign_envelope"]
 
@@ -48,8 +46,7 @@ def sign_envelope(connection: Connection, envelope: dict[str, object]) -> str:
 @outbox_handler(TOPIC)
 async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
     envelope = message.payload["envelope"]
-    async with ctx.db.sessionmaker() as session:
-        connection = await session.get(Connection, message.payload["connection_id"])
+    connection = await _connection(ctx, message.payload["connection_id"])
     if connection is None:
         raise PermanentDeliveryError("the connection no longer exists")
     kind = envelope["body"]["kind"]
@@ -69,9 +66,6 @@ async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
     if answer.status in (200, 202) or answer.code in _ALREADY:
         if _outcome(answer) == "rejected":
             await _rejected(ctx, connection, envelope, answer)
-        # One shared ticket's messages go one per worker round (ordering key); start the next round
-        # now instead of after the poll interval, so a burst flows at network speed.
-        wake_job(OUTBOX_JOB)
         return
     if answer.code == "connection_ended":
         if kind == "connection.ended":
@@ -86,6 +80,17 @@ async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
     if answer.code == "message_stale":
         raise TransientDeliveryError(error)
     raise PermanentDeliveryError(error)
+
+
+async def _connection(ctx: DeliveryContext, connection_id: int) -> Connection | None:
+    """The connection as read once per worker round: a busy shared ticket sends several messages
+    a round, and each read would queue behind the requests for the database connection."""
+    key = (Connection, connection_id)
+    if key not in ctx.round_cache:
+        async with ctx.db.sessionmaker() as session:
+            ctx.round_cache[key] = await session.get(Connection, connection_id)
+    cached: Connection | None = ctx.round_cache[key]
+    return cached
 
 
 def _outcome(answer: PartnerResponse) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -49,6 +49,9 @@ class DeliveryContext:
     db: Database
     settings: Settings
     http: httpx.AsyncClient
+    # Lives for one worker round: what a handler read for one message (e.g. the partner
+    # connection) serves the round's other messages, instead of a database read each.
+    round_cache: dict[object, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[DeliveryContext, MessageView], Awaitable[None]]

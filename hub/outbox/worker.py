@@ -2,7 +2,8 @@
 
 A round claims due messages in one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 several workers share the work; SQLite serialises writers by itself), delivers them with no
-session held, then records each outcome in another short transaction, guarded by the claim token
+session held (the messages of one ordering key one after the other, in order, the others side by
+side), then records each outcome in another short transaction, guarded by the claim token
 so a worker whose lease ran out cannot overwrite its successor. A message whose worker died is
 claimed again once its lease passes: delivery is at least once, and the idempotency key makes the
 effect once.
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from tenacity import RetryCallState, wait_exponential_jitter
@@ -51,31 +54,64 @@ def backoff_seconds(settings: OutboxSettings, attempts: int) -> float:
     return float(wait(state))
 
 
-def _due_condition(now: datetime):  # type: ignore[no-untyped-def]
+# How many consecutive messages of one ordering key a round may take: they go one after the
+# other, so a busy shared ticket is not held to one message per round trip, and a long backlog
+# of one key does not take the whole batch from the others.
+CHAIN_LENGTH = 8
+
+
+def _due(message: type[OutboxMessage], now: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        and_(message.status == OutboxStatus.PENDING, message.next_attempt_at <= now),
+        and_(message.status == OutboxStatus.DELIVERING, message.locked_until < now),
+    )
+
+
+def _candidates(now: datetime, limit: int):  # type: ignore[no-untyped-def]
+    """Due messages with the id of the unfinished message before each in its ordering key.
+
+    A keyed message is a candidate only if everything unfinished before it is due as well (so it
+    can be taken in the same round, in front of it) and at most ``CHAIN_LENGTH - 1`` are."""
     earlier = aliased(OutboxMessage)
-    blocked_by_earlier = exists().where(
+    before = (
         earlier.ordering_key == OutboxMessage.ordering_key,
         earlier.id < OutboxMessage.id,
         earlier.status.in_(_UNFINISHED),
     )
-    return and_(
-        or_(
-            and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
-            and_(OutboxMessage.status == OutboxStatus.DELIVERING, OutboxMessage.locked_until < now),
-        ),
-        or_(OutboxMessage.ordering_key.is_(None), ~blocked_by_earlier),
+    waiting_before = exists().where(*before, ~_due(earlier, now))
+    too_deep = select(earlier.id).where(*before).offset(CHAIN_LENGTH - 1).limit(1).exists()
+    previous = select(func.max(earlier.id)).where(*before).scalar_subquery()
+    return (
+        select(OutboxMessage.id, previous)
+        .where(
+            _due(OutboxMessage, now),
+            or_(OutboxMessage.ordering_key.is_(None), and_(~waiting_before, ~too_deep)),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
     )
+
+
+def _in_line(rows: Iterable[tuple[int, int | None]]) -> list[int]:
+    """The candidates whose predecessor in their ordering key is none or taken in this round.
+
+    A gap (a predecessor locked by a concurrent claim, or past the limit) stops its key here, so
+    two workers never deliver one key's messages side by side."""
+    taken: set[int] = set()
+    for message_id, previous in rows:
+        if previous is None or previous in taken:
+            taken.add(message_id)
+    return sorted(taken)
 
 
 async def _claim(
     session: AsyncSession, settings: OutboxSettings, now: datetime
 ) -> tuple[str, list[MessageView]]:
     token = secrets.token_hex(16)
-    candidates = select(OutboxMessage.id).where(_due_condition(now)).order_by(OutboxMessage.id)
-    candidates = candidates.limit(settings.batch_size)
+    candidates = _candidates(now, settings.batch_size)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=OutboxMessage)
-    ids = list(await session.scalars(candidates))
+    ids = _in_line((row[0], row[1]) for row in await session.execute(candidates))
     if not ids:
         return token, []
     rows = await session.execute(
@@ -102,21 +138,53 @@ async def _claim(
     return token, sorted(claimed, key=lambda m: m.id)
 
 
-async def _deliver_one(ctx: DeliveryContext, message: MessageView) -> tuple[str, str | None]:
+Outcome = tuple[str, str | None, datetime]
+
+
+async def _deliver_one(ctx: DeliveryContext, message: MessageView) -> Outcome:
     """Run the topic's handler; the outcome is ``delivered``, ``retry`` or ``dead`` with an error."""
+    started = utcnow()
     handler = handler_for(message.topic)
     if handler is None:
-        return "dead", f"no handler for topic {message.topic!r}"
+        return "dead", f"no handler for topic {message.topic!r}", started
     try:
         await handler(ctx, message)
     except PermanentDeliveryError as exc:
-        return "dead", f"permanent: {exc}"[:2000]
+        return "dead", f"permanent: {exc}"[:2000], started
     except TransientDeliveryError as exc:
-        return "retry", f"transient: {exc}"[:2000]
+        return "retry", f"transient: {exc}"[:2000], started
     except Exception as exc:  # a handler bug must not lose the message: retry, bounded
         log.exception("outbox_handler_failed", topic=message.topic, message_id=message.id)
-        return "retry", f"unexpected: {exc!r}"[:2000]
-    return "delivered", None
+        return "retry", f"unexpected: {exc!r}"[:2000], started
+    return "delivered", None, started
+
+
+async def _deliver_chain(ctx: DeliveryContext, chain: list[MessageView]) -> list[Outcome]:
+    """One ordering key's messages in order. After one that must be retried, the rest are
+    ``released`` untried: they wait behind it (a dead-lettered one does not hold them up). So are
+    those left when half the lease is gone, so that no other worker takes them over meanwhile."""
+    outcomes: list[Outcome] = []
+    give_up_at = time.monotonic() + ctx.settings.outbox.lease_seconds / 2
+    for message in chain:
+        stop = outcomes and outcomes[-1][0] in ("retry", "released")
+        if stop or time.monotonic() > give_up_at:
+            outcomes.append(("released", None, utcnow()))
+        else:
+            outcomes.append(await _deliver_one(ctx, message))
+    return outcomes
+
+
+def _chains(messages: list[MessageView]) -> list[list[MessageView]]:
+    by_key: dict[str, list[MessageView]] = {}
+    chains: list[list[MessageView]] = []
+    for message in messages:
+        if message.ordering_key is None:
+            chains.append([message])
+        elif message.ordering_key in by_key:
+            by_key[message.ordering_key].append(message)
+        else:
+            chains.append(by_key.setdefault(message.ordering_key, [message]))
+    return chains
 
 
 async def _record(
@@ -129,6 +197,18 @@ async def _record(
     started: datetime,
 ) -> None:
     now = utcnow()
+    if outcome == "released":  # never tried: back in line as it was, the attempt not counted
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message.id, OutboxMessage.claim_token == token)
+            .values(
+                status=OutboxStatus.PENDING,
+                attempts=OutboxMessage.attempts - 1,
+                locked_until=None,
+                claim_token=None,
+            )
+        )
+        return
     bound = message.max_attempts or settings.max_attempts
     if outcome == "retry" and message.attempts >= bound:
         outcome = "dead"
@@ -171,11 +251,12 @@ async def deliver_due(ctx: JobContext, *, now: datetime | None = None) -> int:
     if not messages:
         return 0
     delivery = DeliveryContext(ctx.db, ctx.settings, ctx.http)
-    started = utcnow()
-    outcomes = await asyncio.gather(*(_deliver_one(delivery, message) for message in messages))
+    chains = _chains(messages)
+    outcomes = await asyncio.gather(*(_deliver_chain(delivery, chain) for chain in chains))
     async with ctx.db.sessionmaker() as session, session.begin():
-        for message, (outcome, error) in zip(messages, outcomes, strict=True):
-            await _record(session, settings, message, token, outcome, error, started)
+        for chain, chain_outcomes in zip(chains, outcomes, strict=True):
+            for message, (outcome, error, started) in zip(chain, chain_outcomes, strict=True):
+                await _record(session, settings, message, token, outcome, error, started)
     return len(messages)
 
 
@@ -192,6 +273,7 @@ async def drain_outbox(ctx: JobContext, *, now: datetime | None = None, max_roun
 
 @register_job(OUTBOX_JOB, interval=lambda settings: settings.outbox.poll_seconds)
 async def outbox_job(ctx: JobContext) -> None:
-    # Keep going while there is work, so a burst does not wait a poll interval per batch.
-    while await deliver_due(ctx) >= ctx.settings.outbox.batch_size:
+    # Keep going while there is work, so a burst (or a shared ticket's next messages, which wait
+    # for the ones before them) does not wait a poll interval per round.
+    while await deliver_due(ctx) > 0:
         pass

@@ -4,6 +4,7 @@ shared safely between workers, and nothing lost when a worker dies mid-delivery.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -165,6 +166,41 @@ async def test_messages_sharing_an_ordering_key_arrive_in_order_even_across_retr
         for _ in range(10):
             await drain_outbox(jobs, now=_later())
     assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_one_round_sends_a_keys_backlog_in_order_and_stops_it_at_a_failure(
+    app: Litestar, tenant: Tenant
+) -> None:
+    """EX-10 / DESK-10 throughput: one worker round takes several consecutive messages of one
+    ordering key and sends them one after the other, in order (not one message per round); the
+    messages behind one that must be retried are put back untried, their attempt not counted."""
+    jobs: JobContext = app.state.jobs
+    for n in range(4):
+        await _queue(jobs.db, tenant.id, f"chain-{n}", ordering_key="partner:7", n=n)
+    seen: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = int(request.content.decode().split(":")[1].rstrip("}"))
+        seen.append(n)
+        return httpx.Response(503 if n == 2 else 200)
+
+    with respx.mock() as far:
+        far.post(FAR).mock(side_effect=answer)
+        assert await deliver_due(jobs) == 4
+    assert seen == [0, 1, 2]
+    async with jobs.db.sessionmaker() as session:
+        rows = (await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars().all()
+        state = {row.idempotency_key: (row.status, row.attempts) for row in rows}
+    assert state["chain-0"] == ("delivered", 1)
+    assert state["chain-1"] == ("delivered", 1)
+    assert state["chain-2"] == ("pending", 1)
+    assert state["chain-3"] == ("pending", 0)
+    with respx.mock() as far:
+        far.post(FAR).mock(side_effect=lambda request: httpx.Response(200))
+        await drain_outbox(jobs)  # chain-2 waits for its backoff: chain-3 must wait behind it
+        assert not far.calls
+        await drain_outbox(jobs, now=_later())
+        assert [json.loads(call.request.content)["n"] for call in far.calls] == [2, 3]
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
