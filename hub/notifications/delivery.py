@@ -3,6 +3,7 @@ it, and only then talks to the far side (no session is held across network I/O).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -37,24 +38,32 @@ log = structlog.get_logger("hub.notifications")
 # (``forget_config``); other processes see it within CONFIG_TTL_SECONDS.
 CONFIG_TTL_SECONDS = 10.0
 _configs: dict[tuple[int, int | None, str], tuple[float, Any]] = {}
+_loading: dict[tuple[int, int | None, str], asyncio.Lock] = {}
 
 
 def forget_config() -> None:
     _configs.clear()
 
 
+def _cached(key: tuple[int, int | None, str]) -> tuple[float, Any] | None:
+    cached = _configs.get(key)
+    return cached if cached is not None and cached[0] > time.monotonic() else None
+
+
 async def _config(ctx: DeliveryContext, message: MessageView, channel: str) -> Any:
     key = (id(ctx.db), message.account_id, channel)
-    cached = _configs.get(key)
-    if cached is not None and cached[0] > time.monotonic():
-        config = cached[1]
-    else:
-        async with ctx.db.sessionmaker() as session:
-            config = await channel_config(session, message.account_id, channel)
-        _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, config)
-    if config is None:
+    cached = _cached(key)
+    if cached is None:
+        # One read per expiry, not one per message of the batch delivered at that moment.
+        async with _loading.setdefault(key, asyncio.Lock()):
+            cached = _cached(key)
+            if cached is None:
+                async with ctx.db.sessionmaker() as session:
+                    config = await channel_config(session, message.account_id, channel)
+                cached = _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, config)
+    if cached[1] is None:
         raise PermanentDeliveryError(f"the {channel} channel is not configured or switched off")
-    return config
+    return cached[1]
 
 
 @outbox_handler(TOPIC_PREFIX + "email")

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, false, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ from hub.notifications.schemas import (
     ChannelWrite,
     ContactPointCreate,
 )
-from hub.outbox import enqueue
+from hub.outbox import Outgoing, enqueue_many
 
 __all__ = [
     "TOPIC_PREFIX",
@@ -79,31 +79,29 @@ async def notify(
     safe_data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(data or {}))
     batch = key or uuid.uuid4().hex
     message = render(event, ticket, safe_data)
-    queued = 0
     unique: list[Recipient] = list(dict.fromkeys((str(k), int(i)) for k, i in recipients))
     addresses = await _addresses(session, account_id, unique, channels)
-    for kind, recipient_id in unique:
-        for channel, address in addresses.get((kind, recipient_id), []):
-            digest = hashlib.sha256(address.encode()).hexdigest()[:16]
-            await enqueue(
-                session,
-                account_id=account_id,
-                topic=TOPIC_PREFIX + channel,
-                payload={**message, "recipient": [kind, recipient_id], "to": address},
-                idempotency_key=f"notify:{account_id}:{event}:{batch}:{kind}:{recipient_id}:{channel}:{digest}",
-            )
-            queued += 1
+    outgoing = [
+        Outgoing(
+            topic=TOPIC_PREFIX + channel,
+            payload={**message, "recipient": [kind, recipient_id], "to": address},
+            idempotency_key=f"notify:{account_id}:{event}:{batch}:{kind}:{recipient_id}:{channel}:"
+            + hashlib.sha256(address.encode()).hexdigest()[:16],
+        )
+        for kind, recipient_id in unique
+        for channel, address in addresses.get((kind, recipient_id), [])
+    ]
     if "webhook" in channels:
         # One signed call per event, naming the recipients: the far side routes it itself.
-        await enqueue(
-            session,
-            account_id=account_id,
-            topic=TOPIC_PREFIX + "webhook",
-            payload={**message, "recipients": [list(r) for r in unique], "webhook_id": f"msg_{batch}"},
-            idempotency_key=f"notify:{account_id}:{event}:{batch}:webhook",
+        outgoing.append(
+            Outgoing(
+                topic=TOPIC_PREFIX + "webhook",
+                payload={**message, "recipients": [list(r) for r in unique], "webhook_id": f"msg_{batch}"},
+                idempotency_key=f"notify:{account_id}:{event}:{batch}:webhook",
+            )
         )
-        queued += 1
-    return queued
+    await enqueue_many(session, account_id, outgoing)
+    return len(outgoing)
 
 
 async def active_channels(session: AsyncSession, account_id: int, event: str) -> set[str]:
@@ -149,20 +147,15 @@ async def _addresses(
         for employee_id, work_email, work_phone in rows:
             found[("employee", employee_id)] += [("email", work_email or ""), ("sms", work_phone or "")]
     if contact_ids:
-        contacts = await session.execute(
-            select(Contact.id, Contact.email, Contact.mobile, Contact.phone).where(
-                Contact.account_id == account_id, Contact.id.in_(contact_ids)
-            )
-        )
-        for contact_id, email, mobile, phone in contacts:
+        # Their app devices in the same query (one row per device), when push is on.
+        query = select(Contact.id, Contact.email, Contact.mobile, Contact.phone, DeviceToken.token)
+        devices = and_(DeviceToken.contact_id == Contact.id, DeviceToken.account_id == account_id)
+        query = query.outerjoin(DeviceToken, devices if "push" in channels else false())
+        query = query.where(Contact.account_id == account_id, Contact.id.in_(contact_ids))
+        query = query.order_by(Contact.id, DeviceToken.id)
+        for contact_id, email, mobile, phone, token in await session.execute(query):
             found[("contact", contact_id)] += [("email", email or ""), ("sms", mobile or phone or "")]
-        if "push" in channels:
-            tokens = await session.execute(
-                select(DeviceToken.contact_id, DeviceToken.token)
-                .where(DeviceToken.account_id == account_id, DeviceToken.contact_id.in_(contact_ids))
-                .order_by(DeviceToken.id)
-            )
-            for contact_id, token in tokens:
+            if token:
                 found[("contact", contact_id)].append(("push", token))
     if channels & {"email", "sms", "telegram"}:
         points = await session.execute(

@@ -14,13 +14,15 @@ from hub.outbox.handlers import (
     TransientDeliveryError,
     outbox_handler,
 )
-from hub.outbox.service import enqueue
+from hub.outbox.service import Outgoing, enqueue, enqueue_many
 
 __all__ = [
     "DeliveryContext",
     "MessageView",
+    "Outgoing",
     "PermanentDeliveryError",
     "TransientDeliveryError",
     "enqueue",
+    "enqueue_many",
     "outbox_handler",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,9 +16,21 @@ from hub.errors import Conflict, NotFound
 from hub.jobs import wake_job
 from hub.outbox.models import OutboxMessage, OutboxStatus
 
-__all__ = ["OUTBOX_JOB", "enqueue", "get_message", "retry_dead"]
+__all__ = ["OUTBOX_JOB", "Outgoing", "enqueue", "enqueue_many", "get_message", "retry_dead"]
 
 OUTBOX_JOB = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One outbound effect for :func:`enqueue_many` (the arguments of :func:`enqueue`)."""
+
+    topic: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    ordering_key: str | None = None
+    max_attempts: int | None = None
+    not_before: datetime | None = None
 
 
 async def enqueue(
@@ -35,25 +49,47 @@ async def enqueue(
     Nothing leaves the process until that transaction commits; then the local worker is woken.
     Queueing an already known ``idempotency_key`` does nothing.
     """
-    values = {
-        "account_id": account_id,
-        "topic": topic,
-        "payload": payload,
-        "idempotency_key": idempotency_key,
-        "ordering_key": ordering_key,
-        "status": OutboxStatus.PENDING,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "next_attempt_at": not_before or utcnow(),
-        "created_at": utcnow(),
-    }
+    outgoing = Outgoing(topic, payload, idempotency_key, ordering_key, max_attempts, not_before)
+    await enqueue_many(session, account_id, [outgoing])
+
+
+async def enqueue_many(session: AsyncSession, account_id: int | None, messages: Sequence[Outgoing]) -> None:
+    """:func:`enqueue` for several effects in one statement (a fan-out), same guarantees."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "account_id": account_id,
+            "topic": m.topic,
+            "payload": m.payload,
+            "idempotency_key": m.idempotency_key,
+            "ordering_key": m.ordering_key,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "max_attempts": m.max_attempts,
+            "next_attempt_at": m.not_before or now,
+            "created_at": now,
+        }
+        for m in messages
+    ]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    await session.execute(_INSERTS[dialect == "postgresql"], rows)
+    after_commit(session, _wake)
+
+
+_TABLE = cast(Table, OutboxMessage.__table__)
+# Built once: constructing and cache-keying the statement per call cost more than running it.
+_INSERTS = {
+    pg: (postgresql.insert if pg else sqlite.insert)(_TABLE).on_conflict_do_nothing(
+        index_elements=["idempotency_key"]
     )
-    await session.execute(statement)
-    after_commit(session, lambda: wake_job(OUTBOX_JOB))
+    for pg in (False, True)
+}
+
+
+def _wake() -> None:
+    wake_job(OUTBOX_JOB)
 
 
 async def get_message(session: AsyncSession, account_id: int, message_id: int) -> OutboxMessage:
