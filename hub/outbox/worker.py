@@ -16,9 +16,10 @@ import secrets
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from tenacity import RetryCallState, wait_exponential_jitter
@@ -187,33 +188,19 @@ def _chains(messages: list[MessageView]) -> list[list[MessageView]]:
     return chains
 
 
-async def _record(
-    session: AsyncSession,
-    settings: OutboxSettings,
-    message: MessageView,
-    token: str,
-    outcome: str,
-    error: str | None,
-    started: datetime,
-) -> None:
-    now = utcnow()
+def _settle(
+    settings: OutboxSettings, message: MessageView, outcome: str, error: str | None, now: datetime
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The final outcome (a retry past the bound is dead) and the message's new column values."""
+    values: dict[str, Any] = {"locked_until": None, "claim_token": None}
     if outcome == "released":  # never tried: back in line as it was, the attempt not counted
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message.id, OutboxMessage.claim_token == token)
-            .values(
-                status=OutboxStatus.PENDING,
-                attempts=OutboxMessage.attempts - 1,
-                locked_until=None,
-                claim_token=None,
-            )
-        )
-        return
+        values |= {"status": OutboxStatus.PENDING, "attempts": OutboxMessage.attempts - 1}
+        return outcome, None, values
     bound = message.max_attempts or settings.max_attempts
     if outcome == "retry" and message.attempts >= bound:
         outcome = "dead"
         error = f"gave up after {message.attempts} attempts; last error: {error}"
-    values: dict[str, object] = {"locked_until": None, "claim_token": None, "last_error": error}
+    values["last_error"] = error
     if outcome == "delivered":
         values |= {"status": OutboxStatus.DELIVERED, "delivered_at": now}
     elif outcome == "dead":
@@ -221,26 +208,51 @@ async def _record(
     else:
         delay = backoff_seconds(settings, message.attempts)
         values |= {"status": OutboxStatus.PENDING, "next_attempt_at": now + timedelta(seconds=delay)}
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message.id, OutboxMessage.claim_token == token)
-        .values(**values)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        log.warning("outbox_claim_lost", message_id=message.id)
-        return
-    session.add(
-        DeliveryAttempt(
-            message_id=message.id,
-            attempt=message.attempts,
-            started_at=started,
-            finished_at=now,
-            outcome=outcome,
-            error=error,
+    return outcome, error, values
+
+
+async def _record(
+    session: AsyncSession, settings: OutboxSettings, token: str, results: list[tuple[MessageView, Outcome]]
+) -> None:
+    """Store a round's outcomes, each guarded by the claim token, and one attempt row per try.
+
+    The delivered messages (nearly all of them) get the same new values: one UPDATE for them all
+    and one INSERT for all attempt rows, instead of two statements per message."""
+    now = utcnow()
+    settled = [
+        (message, started, *_settle(settings, message, outcome, error, now))
+        for message, (outcome, error, started) in results
+    ]
+    mine = update(OutboxMessage).where(OutboxMessage.claim_token == token).returning(OutboxMessage.id)
+    kept: set[int] = set()
+    delivered = [(message.id, values) for message, _, outcome, _, values in settled if outcome == "delivered"]
+    if delivered:  # all with the same values
+        ids = [message_id for message_id, _ in delivered]
+        kept.update(await session.scalars(mine.where(OutboxMessage.id.in_(ids)).values(delivered[0][1])))
+    for message, _, outcome, _, values in settled:
+        if outcome != "delivered":
+            kept.update(await session.scalars(mine.where(OutboxMessage.id == message.id).values(values)))
+    attempts = []
+    for message, started, outcome, error, _ in settled:
+        if outcome == "released":
+            continue
+        if message.id not in kept:
+            log.warning("outbox_claim_lost", message_id=message.id)
+            continue
+        if outcome == "dead":
+            log.warning("outbox_dead_letter", message_id=message.id, topic=message.topic, error=error)
+        attempts.append(
+            {
+                "message_id": message.id,
+                "attempt": message.attempts,
+                "started_at": started,
+                "finished_at": now,
+                "outcome": outcome,
+                "error": error,
+            }
         )
-    )
-    if outcome == "dead":
-        log.warning("outbox_dead_letter", message_id=message.id, topic=message.topic, error=error)
+    if attempts:
+        await session.execute(insert(DeliveryAttempt), attempts)
 
 
 async def deliver_due(ctx: JobContext, *, now: datetime | None = None) -> int:
@@ -253,10 +265,13 @@ async def deliver_due(ctx: JobContext, *, now: datetime | None = None) -> int:
     delivery = DeliveryContext(ctx.db, ctx.settings, ctx.http)
     chains = _chains(messages)
     outcomes = await asyncio.gather(*(_deliver_chain(delivery, chain) for chain in chains))
+    results = [
+        (message, outcome)
+        for chain, chain_outcomes in zip(chains, outcomes, strict=True)
+        for message, outcome in zip(chain, chain_outcomes, strict=True)
+    ]
     async with ctx.db.sessionmaker() as session, session.begin():
-        for chain, chain_outcomes in zip(chains, outcomes, strict=True):
-            for message, (outcome, error, started) in zip(chain, chain_outcomes, strict=True):
-                await _record(session, settings, message, token, outcome, error, started)
+        await _record(session, settings, token, results)
     return len(messages)
 
 
