@@ -227,10 +227,12 @@ async def _apply(
     from hub.desk import service as desk
 
     body = envelope.body
-    ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
     if isinstance(body, CommentPosted):
-        await _apply_comment(session, settings, connection, link, ticket, body)
-    elif isinstance(body, FilesPosted):
+        # add_comment reads (and locks) the ticket itself: no read of it here first.
+        await _apply_comment(session, settings, connection, link, body)
+        return
+    ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
+    if isinstance(body, FilesPosted):
         await store_blobs(
             session,
             settings,
@@ -309,7 +311,6 @@ async def _apply_comment(
     settings: Settings,
     connection: Connection,
     link: SharedTicket,
-    ticket: Any,
     body: CommentPosted,
 ) -> None:
     """EX-5: from the original, public here. EX-6: from the partner ticket, private here, marked."""
@@ -319,7 +320,7 @@ async def _apply_comment(
     comment = await desk.add_comment(
         session,
         connection.account_id,
-        ticket.id,
+        link.ticket_id,
         _actor(connection, body.author_name),
         body.body or "(files)",
         public=public,
@@ -330,7 +331,7 @@ async def _apply_comment(
         session,
         settings,
         connection.account_id,
-        ticket.id,
+        link.ticket_id,
         _actor(connection, body.author_name),
         body.files,
         comment_id=comment.id,
