@@ -101,7 +101,8 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         plugins=[live.plugin],
         cors_config=CORSConfig(allow_origins=[]),
         request_max_body_size=settings.server.max_request_bytes,
-        state=State({"settings": settings, "db": db, "jobs": jobs, "live": live}),
+        # subject_cache: what this process last read about signed-in people (hub.auth.middleware)
+        state=State({"settings": settings, "db": db, "jobs": jobs, "live": live, "subject_cache": {}}),
         debug=False,
     )
     # Problem JSON errors and msgspec's exact request schemas in /docs/openapi.json.

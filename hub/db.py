@@ -88,15 +88,19 @@ def after_commit(session: AsyncSession | Session, callback: AfterCommit) -> None
     callback registered inside a savepoint is dropped if that savepoint rolls back, and otherwise
     waits for the outermost commit like the rest.
     """
-    sync = session.sync_session if isinstance(session, AsyncSession) else session
-    sync.info.setdefault("after_commit", []).append((sync.get_nested_transaction(), callback))
+    _register(session, "after_commit", callback)
 
 
 def after_rollback(session: AsyncSession | Session, callback: AfterCommit) -> None:
     """Run ``callback`` if the transaction (or savepoint) it was registered in rolls back, e.g. to
     remove a file written for a change that did not stay. Forgotten once the outermost commit happens."""
+    _register(session, "after_rollback", callback)
+
+
+def _register(session: AsyncSession | Session, key: str, callback: AfterCommit) -> None:
+    # Tagged with the savepoint it was registered in (None outside one): see _on_rollback.
     sync = session.sync_session if isinstance(session, AsyncSession) else session
-    sync.info.setdefault("after_rollback", []).append((sync.get_nested_transaction(), callback))
+    sync.info.setdefault(key, []).append((sync.get_nested_transaction(), callback))
 
 
 Registered = list[tuple[SessionTransaction | None, AfterCommit]]

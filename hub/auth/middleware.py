@@ -102,7 +102,5 @@ class HubAuthMiddleware(AbstractAuthenticationMiddleware):
             raise Unauthorized("Send 'Authorization: Bearer <token>' or an X-Api-Key header")
         if principal.kind in ("employee", "app_user"):
             state = connection.app.state
-            if "subject_cache" not in state:  # one per app (and so per database)
-                state.subject_cache = {}
             await check_subject(state.db, principal, state.subject_cache)
         return AuthenticationResult(user=principal, auth=principal)
