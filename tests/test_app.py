@@ -227,3 +227,31 @@ async def test_a_lost_uniqueness_race_is_a_409_problem_not_a_500() -> None:
     assert response.status_code == 409
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == "concurrent_conflict"
+
+
+async def test_a_text_longer_than_its_column_is_a_400_problem_not_a_500() -> None:
+    """Bad input never gets a 500: PostgreSQL refusing an over-long text (SQLSTATE 22001) answers
+    400 ``value_too_long`` (SQLite does not check lengths, so the real server is used here)."""
+    import asyncpg
+    from litestar import Litestar, post
+
+    from hub.errors import exception_handlers
+    from tests.telephony.hubproc import private_pg_url
+
+    dsn = private_pg_url("postgres").replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @post("/long")
+    async def insert_long() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute("CREATE TEMP TABLE short_text (value varchar(3))")
+            await connection.execute("INSERT INTO short_text VALUES ('four')")
+        finally:
+            await connection.close()
+
+    app = Litestar([insert_long], exception_handlers=exception_handlers)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/long")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "value_too_long"
