@@ -46,7 +46,6 @@ __all__ = [
     "list_history",
     "list_tickets",
     "mark_seen",
-    "object_tickets",
     "people_of",
     "rate_ticket",
     "record_history",
@@ -877,17 +876,6 @@ async def list_tickets(
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
     return page, next_cursor
-
-
-async def object_tickets(
-    session: AsyncSession, account_id: int, object_id: int, *, limit: int = 20, client_view: bool = False
-) -> list[Ticket]:
-    """The last ``limit`` tickets of an object, any source (MON-2); one index range scan
-    (account_id, object_id, created_at). ``client_view`` leaves out internal tickets (DESK-3)."""
-    query = select(Ticket).where(Ticket.account_id == account_id, Ticket.object_id == object_id)
-    if client_view:
-        query = query.where(Ticket.type != "internal")
-    return list(await session.scalars(query.order_by(Ticket.created_at.desc()).limit(limit)))
 
 
 async def count_files(session: AsyncSession, ticket_id: int) -> int:
