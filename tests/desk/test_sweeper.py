@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Account
 from hub.db import Database, utcnow
@@ -26,6 +27,14 @@ async def make(db: Database, tenant: Tenant, at: datetime, **fields: object) -> 
     async with db.sessionmaker() as session, session.begin():
         data = TicketCreate(title="Sweeper", responsible_id=tenant.engineer.id, **fields)  # type: ignore[arg-type]
         return (await service.create_ticket(session, tenant.id, employee(tenant), data, now=at)).id
+
+
+async def to_pending(
+    session: AsyncSession, tenant: Tenant, ticket_id: int, comment: str, until: datetime, now: datetime
+) -> None:
+    await service.change_status(
+        session, tenant.id, ticket_id, employee(tenant), "pending", comment=comment, until=until, now=now
+    )
 
 
 async def state(db: Database, tenant: Tenant, ticket_id: int) -> Ticket:
@@ -48,28 +57,10 @@ async def test_pending_returns_to_previous_state_when_until_passes(
     b = await make(db, tenant, t0)
     async with db.sessionmaker() as session, session.begin():
         await service.change_status(session, tenant.id, a, employee(tenant), "in_progress", now=t0)
-        await service.change_status(
-            session,
-            tenant.id,
-            a,
-            employee(tenant),
-            "pending",
-            comment="parts",
-            until=t0 + timedelta(hours=2),
-            now=t0,
-        )
+        await to_pending(session, tenant, a, "parts", t0 + timedelta(hours=2), t0)
         await service.change_status(session, tenant.id, b, employee(tenant), "resolved", now=t0)
         await service.change_status(session, tenant.id, b, employee(tenant), "reopened", now=t0)
-        await service.change_status(
-            session,
-            tenant.id,
-            b,
-            employee(tenant),
-            "pending",
-            comment="client away",
-            until=t0 + timedelta(hours=1),
-            now=t0,
-        )
+        await to_pending(session, tenant, b, "client away", t0 + timedelta(hours=1), t0)
     async with db.sessionmaker() as session, session.begin():
         assert (await sweep(session, t0 + timedelta(minutes=59))).returned == 0
     async with db.sessionmaker() as session, session.begin():
@@ -131,16 +122,7 @@ async def test_pending_time_moves_the_resolution_deadline(
     t0 = utcnow()
     tid = await make(db, tenant, t0, resolution_due_at=t0 + timedelta(hours=4))
     async with db.sessionmaker() as session, session.begin():
-        await service.change_status(
-            session,
-            tenant.id,
-            tid,
-            employee(tenant),
-            "pending",
-            comment="wait",
-            until=t0 + timedelta(hours=7),
-            now=t0 + timedelta(hours=1),
-        )
+        await to_pending(session, tenant, tid, "wait", t0 + timedelta(hours=7), t0 + timedelta(hours=1))
     async with db.sessionmaker() as session, session.begin():
         assert (await sweep(session, t0 + timedelta(hours=5))).resolution_breached == 0  # paused
     async with db.sessionmaker() as session, session.begin():
@@ -208,16 +190,7 @@ async def test_one_poisoned_ticket_does_not_stop_the_round(
     poisoned, good = await make(db, tenant, t0), await make(db, tenant, t0)
     async with db.sessionmaker() as session, session.begin():
         for tid in (poisoned, good):
-            await service.change_status(
-                session,
-                tenant.id,
-                tid,
-                employee(tenant),
-                "pending",
-                comment="wait",
-                until=t0 + timedelta(hours=1),
-                now=t0,
-            )
+            await to_pending(session, tenant, tid, "wait", t0 + timedelta(hours=1), t0)
         await session.execute(
             update(Ticket).where(Ticket.id == poisoned).values(status_before_pending="closed")
         )
