@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -181,10 +181,21 @@ async def _addresses(
 # --- channel settings and switches ---------------------------------------------------------------
 
 
+_Row = TypeVar("_Row")
+
+
 def _insert(session: AsyncSession, model: Any) -> Any:
     """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
     bind = session.get_bind()
     return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(model)
+
+
+async def _upserted(session: AsyncSession, statement: Any, model: type[_Row]) -> _Row:
+    """Run an upsert and return its row as an object, from the RETURNING (no second read).
+
+    ``populate_existing``: the session may hold that row from before the upsert; refresh it."""
+    rows = await session.scalars(statement.returning(model), execution_options={"populate_existing": True})
+    return rows.one()
 
 
 def _read(channel: str, row: NotificationChannel | None) -> ChannelRead:
@@ -229,8 +240,7 @@ async def put_channel(session: AsyncSession, account_id: int, data: ChannelWrite
     # An upsert: two administrators saving the same channel at once both succeed (last one wins).
     statement = _insert(session, NotificationChannel).values(account_id=account_id, channel=channel, **values)
     statement = statement.on_conflict_do_update(index_elements=["account_id", "channel"], set_=values)
-    channel_id = (await session.execute(statement.returning(NotificationChannel.id))).scalar_one()
-    row = await session.get(NotificationChannel, channel_id, populate_existing=True)
+    row = await _upserted(session, statement, NotificationChannel)
     from hub.notifications.delivery import forget_config
 
     after_commit(session, forget_config)
@@ -340,10 +350,7 @@ async def register_device(
     owner = {"account_id": account_id, "contact_id": contact_id, "platform": platform, "last_seen_at": now}
     statement = _insert(session, DeviceToken).values(token=token, created_at=now, **owner)
     statement = statement.on_conflict_do_update(index_elements=["token"], set_=owner)
-    device_id = (await session.execute(statement.returning(DeviceToken.id))).scalar_one()
-    row = await session.get(DeviceToken, device_id, populate_existing=True)
-    assert row is not None
-    return row
+    return await _upserted(session, statement, DeviceToken)
 
 
 async def unregister_device(session: AsyncSession, account_id: int, contact_id: int, device_id: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 import respx
 from authlib.jose import jwt
 from litestar import Litestar
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from hub.connectors.fcm import clear_token_cache
 from hub.db import Database, utcnow
@@ -671,3 +671,39 @@ async def test_concurrent_channel_rule_and_contact_point_saves_all_succeed(
     assert next(c for c in listed.json() if c["channel"] == "telegram")["configured"] is True
     rules_now = await client.get("/api/notifications/rules", headers=headers)
     assert rules_now.json()["rules"]["status_changed"]["sms"] is False
+
+
+async def test_saving_a_channel_or_device_reads_its_row_once_and_answers_the_new_values(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-10: saving a channel again (switched off) and re-registering a device answer with the
+    values just stored, taken from the upsert itself: no second read of the row."""
+    db: Database = app.state.db
+    channel = {"channel": "telegram", "config": {"bot_token": TG_TOKEN, "base_url": TG_BASE}}
+    user = await make_app_user(client, tenant, "Phone owner")
+    first = await client.post("/api/app/devices", json={"token": "tok-reused-1"}, headers=user.headers)
+    assert first.status_code == 201, first.text
+    assert (
+        await client.put("/api/notifications/channels", json=channel, headers=tenant.admin.headers)
+    ).is_success
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        off = await client.put(
+            "/api/notifications/channels", json={**channel, "enabled": False}, headers=tenant.admin.headers
+        )
+        again = await client.post(
+            "/api/app/devices", json={"token": "tok-reused-1", "platform": "ios"}, headers=user.headers
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert off.status_code == 200 and off.json()["enabled"] is False, off.text
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"], again.text
+    assert again.json()["platform"] == "ios"
+    # put_channel: the stored row (to keep its secrets) and the upsert; register_device: the upsert.
+    assert sum("notification_channels" in s for s in statements) == 2
+    assert sum("device_tokens" in s for s in statements) == 1
