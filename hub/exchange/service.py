@@ -539,11 +539,12 @@ async def transfer(
 
 async def _outgoing_link(
     session: AsyncSession, account_id: int, ticket_id: int, connection_id: int | None
-) -> tuple[SharedTicket, Connection]:
+) -> tuple[Any, SharedTicket, Connection]:
+    """The ticket (locked), and its link to the chosen (or latest) active partner."""
     from hub.desk import service as desk
 
     # The ticket's row lock serialises everything that sends on its links (seq, pending decision).
-    await desk.get_ticket(session, account_id, ticket_id, for_update=True)
+    ticket = await desk.get_ticket(session, account_id, ticket_id, for_update=True)
     links = [
         (link, connection)
         for link, connection in await active_links(session, account_id, ticket_id)
@@ -551,7 +552,8 @@ async def _outgoing_link(
     ]
     if not links:
         raise NotFound("The ticket was not transferred to an active partner", code="partner_link_not_found")
-    return links[-1]
+    link, connection = links[-1]
+    return ticket, link, connection
 
 
 def _check_decidable(link: SharedTicket) -> None:
@@ -575,11 +577,10 @@ async def rate_partner(
     """EX-8: confirm the partner's resolution with a score; the partner ticket becomes closed."""
     from hub.desk import service as desk
 
-    link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
+    ticket, link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
     _check_decidable(link)
     await send(session, connection, link, TicketRated(score=data.score, comment=data.comment))
     link.decision_pending = True
-    ticket = await desk.get_ticket(session, account_id, ticket_id)
     await desk.record_history(
         session, ticket, actor, "partner_rated", {"partner": connection.partner_name, "score": data.score}
     )
@@ -592,11 +593,10 @@ async def send_back(
     """EX-8: refuse the partner's resolution with a comment; the partner ticket is reopened."""
     from hub.desk import service as desk
 
-    link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
+    ticket, link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
     _check_decidable(link)
     await send(session, connection, link, TicketSentBack(comment=data.comment))
     link.decision_pending = True
-    ticket = await desk.get_ticket(session, account_id, ticket_id)
     await desk.record_history(
         session,
         ticket,
@@ -699,7 +699,7 @@ async def pass_files(
     data: PartnerFiles,
 ) -> SharedTicket:
     """EX-5: chosen files of the original ticket go to the partner ticket, public there."""
-    link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
+    _, link, connection = await _outgoing_link(session, account_id, ticket_id, data.connection_id)
     rows = await ticket_files(session, account_id, ticket_id, data.file_ids)
     for blobs in blob_batches(settings, rows):
         await send(session, connection, link, FilesPosted(author_name=_name(actor), files=blobs))
