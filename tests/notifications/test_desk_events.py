@@ -34,9 +34,11 @@ def _to(db_messages: list, event: str) -> set[str]:
     return {m.payload["to"] for m in db_messages if m.payload["event"] == event}
 
 
-async def _call(client: httpx.AsyncClient, tenant: Tenant, method: str, path: str, body: Any) -> Any:
+async def _call(
+    client: httpx.AsyncClient, tenant: Tenant, method: str, path: str, body: Any, expected: int = 200
+) -> Any:
     response = await client.request(method, path, json=body, headers=tenant.dispatcher.headers)
-    assert response.status_code in (200, 201), response.text
+    assert response.status_code == expected, response.text
     return response.json()
 
 
@@ -59,6 +61,7 @@ async def test_desk_api_actions_notify_the_right_people(
             "POST",
             "/api/tickets",
             {"title": "Gate broken", "contact_id": client_user.contact_id},
+            expected=201,
         )
         ticket_id = made["id"]
         assert _to(await messages(db), "new_ticket") == {tenant.admin.email}
@@ -68,9 +71,13 @@ async def test_desk_api_actions_notify_the_right_people(
         await _call(client, tenant, "POST", f"/api/tickets/{ticket_id}/status", {"status": "in_progress"})
         assert _to(await messages(db), "status_changed") == {"client@example.com", tenant.engineer.email}
         comments = f"/api/tickets/{ticket_id}/comments"
-        await _call(client, tenant, "POST", comments, {"body": "Internal note", "public": False})
+        await _call(
+            client, tenant, "POST", comments, {"body": "Internal note", "public": False}, expected=201
+        )
         assert _to(await messages(db), "public_comment") == set()
-        await _call(client, tenant, "POST", comments, {"body": "We are on our way", "public": True})
+        await _call(
+            client, tenant, "POST", comments, {"body": "We are on our way", "public": True}, expected=201
+        )
         assert _to(await messages(db), "public_comment") == {"client@example.com"}
         # The client answers (the app has no comment endpoint: the desk service, as a contact).
         async with db.sessionmaker() as session, session.begin():
@@ -106,7 +113,12 @@ async def test_failing_channel_never_blocks_or_undoes_the_ticket_action(
         "/api/contacts", json={"name": "C", "email": "c@example.com"}, headers=tenant.admin.headers
     )
     ticket = await _call(
-        client, tenant, "POST", "/api/tickets", {"title": "Lift stuck", "contact_id": made.json()["id"]}
+        client,
+        tenant,
+        "POST",
+        "/api/tickets",
+        {"title": "Lift stuck", "contact_id": made.json()["id"]},
+        expected=201,
     )
     changed = await _call(
         client,
@@ -141,7 +153,7 @@ async def test_exchange_and_payments_events_render_their_own_words(
     programming error. (The exchange and payments tests drive these events end to end.)"""
     db: Database = app.state.db
     await _email(client, tenant, 2525)
-    made = await _call(client, tenant, "POST", "/api/tickets", {"title": "Boiler"})
+    made = await _call(client, tenant, "POST", "/api/tickets", {"title": "Boiler"}, expected=201)
     async with db.sessionmaker() as session, session.begin():
         ticket = await session.get(Ticket, made["id"])
         for event, data in (
@@ -194,6 +206,7 @@ async def test_resolved_still_told_where_the_rating_request_is_switched_off(
         "POST",
         "/api/tickets",
         {"title": "Door", "contact_id": user.contact_id, "responsible_id": tenant.engineer.id},
+        expected=201,
     )
     await _call(client, tenant, "POST", f"/api/tickets/{made['id']}/status", {"status": "resolved"})
     resolved = [m for m in await messages(db) if m.payload["data"].get("status") == "resolved"]
