@@ -32,46 +32,44 @@ async def _withdraw(world: World, invoice: dict[str, Any]) -> None:
     assert await _cancel_messages(world) == ["delivered"]
 
 
-def _yookassa(far: Any) -> tuple[Any, Any]:
-    yk = FakeYooKassa()
-    yk.install(far)
-    return yk, lambda invoice: yk.payments[invoice["provider_payment_id"]]["status"]
+def _hold_for_capture(yk: FakeYooKassa, invoice: dict[str, Any]) -> None:
+    yk.payments[invoice["provider_payment_id"]]["status"] = "waiting_for_capture"
 
 
-@pytest.mark.parametrize("provider", ["yookassa", "tbank", "cloudpayments", "stripe"])
+# provider -> (its fake, how the issued payment is prepared, where the fake keeps its status, the cancelled value)
+CANCELLED: dict[str, tuple[type, Any, Any, str]] = {
+    "yookassa": (
+        FakeYooKassa,
+        _hold_for_capture,
+        lambda f, i: f.payments[i["provider_payment_id"]]["status"],
+        "canceled",
+    ),
+    "tbank": (FakeTBank, None, lambda f, i: f.payments[i["provider_payment_id"]]["Status"], "CANCELED"),
+    "cloudpayments": (
+        FakeCloudPayments,
+        None,
+        lambda f, i: f.orders[i["payment_ref"]].get("Status"),
+        "Cancelled",
+    ),
+    "stripe": (FakeStripe, None, lambda f, i: f.sessions[i["provider_payment_id"]]["status"], "expired"),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(CANCELLED))
 async def test_made_unpaid_cancels_the_payment_at_the_provider(world: World, far: Any, provider: str) -> None:
     """PAY-3, PAY-5: make-unpaid cancels the old payment through each provider's real API:
     YooKassa POST /payments/{id}/cancel (a payment waiting for capture), T-Bank Cancel (an unpaid
     payment), CloudPayments POST /orders/cancel, Stripe POST /checkout/sessions/{id}/expire."""
-    if provider == "yookassa":
-        yk = FakeYooKassa()
-        yk.install(far)
-        await world.connect("yookassa", yk.credentials)
-        invoice = await _issued(world)
-        yk.payments[invoice["provider_payment_id"]]["status"] = "waiting_for_capture"
-        await _withdraw(world, invoice)
-        assert yk.payments[invoice["provider_payment_id"]]["status"] == "canceled"
-    elif provider == "tbank":
-        tb = FakeTBank()
-        tb.install(far)
-        await world.connect("tbank", tb.credentials)
-        invoice = await _issued(world)
-        await _withdraw(world, invoice)
-        assert tb.payments[invoice["provider_payment_id"]]["Status"] == "CANCELED"
-    elif provider == "cloudpayments":
-        cp = FakeCloudPayments()
-        cp.install(far)
-        await world.connect("cloudpayments", cp.credentials)
-        invoice = await _issued(world)
-        await _withdraw(world, invoice)
-        assert cp.orders[invoice["payment_ref"]]["Status"] == "Cancelled"
-    else:
-        st = FakeStripe()
-        st.install(far)
-        await world.connect("stripe", st.credentials)
-        invoice = await _issued(world)
-        await _withdraw(world, invoice)
-        assert st.sessions[invoice["provider_payment_id"]]["status"] == "expired"
+    fake_type, prepare, status_of, cancelled = CANCELLED[provider]
+    fake = fake_type()
+    fake.install(far)
+    await world.connect(provider, fake.credentials)
+    invoice = await _issued(world)
+    if prepare is not None:
+        prepare(fake, invoice)
+    assert status_of(fake, invoice) != cancelled
+    await _withdraw(world, invoice)
+    assert status_of(fake, invoice) == cancelled
     assert (await world.get(f"/api/invoices/{invoice['id']}"))["status"] == "draft"
 
 
