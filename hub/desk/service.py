@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, or_, select, update
+from sqlalchemy import and_, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Account, Employee
@@ -876,14 +876,3 @@ async def list_tickets(
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
     return page, next_cursor
-
-
-async def count_files(session: AsyncSession, ticket_id: int) -> int:
-    from hub.desk.models import TicketFile
-
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(TicketFile).where(TicketFile.ticket_id == ticket_id)
-        )
-        or 0
-    )
