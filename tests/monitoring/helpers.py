@@ -84,6 +84,21 @@ async def dispatcher_ticket(db: Database, tenant: Tenant, site: Site, **fields: 
         return ticket.id
 
 
+async def monitoring_ticket(client: httpx.AsyncClient, site: Site) -> int:
+    """A ticket the monitoring centre opens for the site's object (its description is private)."""
+    made = await client.post(
+        "/api/monitoring/tickets",
+        json={
+            "object_number": site.number,
+            "operator_name": "Op",
+            "description": "Sensor 5 offline, secret code 9",
+        },
+        headers=site.monitoring,
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["ticket_id"])
+
+
 async def update(db: Database, tenant: Tenant, ticket_id: int, changes: dict[str, Any]) -> None:
     async with db.sessionmaker() as session, session.begin():
         await desk.update_ticket(session, tenant.id, ticket_id, _dispatcher(tenant), changes)

@@ -14,7 +14,15 @@ from hub.desk import service as desk
 from hub.desk.models import Ticket, TicketEvent
 from hub.outbox.models import OutboxMessage
 from tests.conftest import Tenant
-from tests.monitoring.helpers import Site, dispatcher_ticket, make_site, resolve, set_status, update
+from tests.monitoring.helpers import (
+    Site,
+    dispatcher_ticket,
+    make_site,
+    monitoring_ticket,
+    resolve,
+    set_status,
+    update,
+)
 from tests.notifications.helpers import AppUser, configure, make_app_user, service_account
 
 
@@ -36,20 +44,6 @@ async def _app_ticket(client: httpx.AsyncClient, site: Site, who: AppUser, text:
     )
     assert made.status_code == 201, made.text
     return int(made.json()["id"])
-
-
-async def _monitoring_ticket(client: httpx.AsyncClient, site: Site) -> int:
-    made = await client.post(
-        "/api/monitoring/tickets",
-        json={
-            "object_number": site.number,
-            "operator_name": "Op",
-            "description": "Sensor 5 offline, secret code 9",
-        },
-        headers=site.monitoring,
-    )
-    assert made.status_code == 201
-    return int(made.json()["ticket_id"])
 
 
 async def _rate(
@@ -77,7 +71,7 @@ async def test_object_list_last_20_from_any_source_with_header(
     ]
     ids = [await dispatcher_ticket(db, tenant, site, title=f"Ticket {n}") for n in range(22)]
     await dispatcher_ticket(db, tenant, site, title="Staff only", type="internal")
-    monitoring = await _monitoring_ticket(client, site)
+    monitoring = await monitoring_ticket(client, site)
     mine = await _app_ticket(client, site, site.user)
     await update(
         db, tenant, ids[-1], {"responsible_id": tenant.engineer.id, "repair_date": date(2026, 12, 5)}
@@ -238,7 +232,7 @@ async def test_seed_dispatcher_and_monitoring_ticket_description_seen_by_nobody(
     nobody sees the description (also for the monitoring centre's)."""
     site = await make_site(client, tenant)
     by_dispatcher = await dispatcher_ticket(app.state.db, tenant, site)
-    by_monitoring = await _monitoring_ticket(client, site)
+    by_monitoring = await monitoring_ticket(client, site)
     for who in (site.user, site.admin, site.admin2):
         listing = await _list(client, site, who)
         assert {_row(listing, by_dispatcher)["description"], _row(listing, by_monitoring)["description"]} == {
@@ -310,7 +304,7 @@ async def test_seed_dispatcher_ticket_rated_by_an_object_admin_first_come_first_
     monitoring-centre ticket alike, only an object admin, once; whoever is first."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    for ticket_id in (await dispatcher_ticket(db, tenant, site), await _monitoring_ticket(client, site)):
+    for ticket_id in (await dispatcher_ticket(db, tenant, site), await monitoring_ticket(client, site)):
         await resolve(db, tenant, ticket_id)
         by_user = await _rate(client, site.user, ticket_id)
         assert by_user.status_code == 403 and by_user.json()["code"] == "rating_admin_only"
@@ -410,7 +404,7 @@ async def test_seed_rating_push_to_object_admins_for_dispatcher_and_monitoring_t
     admins = {tokens[site.admin.contact_id], tokens[site.admin2.contact_id]}
     await resolve(db, tenant, await dispatcher_ticket(db, tenant, site))
     assert {m.payload["to"] for m in await _rating_pushes(db)} == admins
-    await resolve(db, tenant, await _monitoring_ticket(client, site))
+    await resolve(db, tenant, await monitoring_ticket(client, site))
     pushes = await _rating_pushes(db)
     assert len(pushes) == 4 and {m.payload["to"] for m in pushes} == admins
 

@@ -6,7 +6,7 @@ import httpx
 from litestar import Litestar
 
 from tests.conftest import Tenant
-from tests.monitoring.helpers import Site, dispatcher_ticket, make_site, set_status, update
+from tests.monitoring.helpers import dispatcher_ticket, make_site, monitoring_ticket, set_status, update
 from tests.telephony.server import SseReader, serve
 
 
@@ -54,16 +54,6 @@ async def test_status_changes_reach_every_object_user_live_and_nobody_else(
             assert (frame.event, frame.data["status"]) == ("ticket_status", "resolved")
 
 
-async def _monitoring_ticket(client: httpx.AsyncClient, site: Site) -> int:
-    made = await client.post(
-        "/api/monitoring/tickets",
-        json={"object_number": site.number, "operator_name": "Op", "description": "Zone 3 tamper, code 77"},
-        headers=site.monitoring,
-    )
-    assert made.status_code == 201, made.text
-    return int(made.json()["ticket_id"])
-
-
 async def test_new_tickets_and_changes_reach_the_admins_stream_too(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
@@ -80,7 +70,7 @@ async def test_new_tickets_and_changes_reach_the_admins_stream_too(
             admin, user = SseReader(admin_stream), SseReader(user_stream)
             await admin.connected()
             await user.connected()
-            ticket_id = await _monitoring_ticket(client, site)
+            ticket_id = await monitoring_ticket(client, site)
             for reader in (admin, user):
                 frame = await reader.next()
                 assert (frame.event, frame.data["ticket_id"]) == ("ticket_created", ticket_id)
