@@ -29,7 +29,6 @@ __all__ = [
     "MAX_FILES_PER_MESSAGE",
     "MAX_FILE_BYTES",
     "MAX_INBOX_BYTES",
-    "MAX_MESSAGE_FILE_BYTES",
     "PROTOCOL_VERSION",
     "SCHEMA_DIR",
     "Body",
@@ -81,7 +80,6 @@ Status = Literal["open", "in_progress", "pending", "resolved", "reopened", "clos
 # 1.8 times their size); the inbox accepts bodies up to 16 MiB. So one file, and all the files of
 # one message together, have at most 8 MiB; a sender splits more files over several messages.
 MAX_FILE_BYTES = 8 * 1024 * 1024
-MAX_MESSAGE_FILE_BYTES = MAX_FILE_BYTES
 MAX_FILES_PER_MESSAGE = 15
 MAX_INBOX_BYTES = 16 * 1024 * 1024
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.exchange import MAX_FILE_BYTES, MAX_FILES_PER_MESSAGE, MAX_MESSAGE_FILE_BYTES, FileBlob
+from contracts.exchange import MAX_FILE_BYTES, MAX_FILES_PER_MESSAGE, FileBlob
 from hub.desk.actors import Actor
 from hub.errors import BadRequest, PayloadTooLarge, Unprocessable
 from hub.settings import Settings
@@ -38,14 +38,12 @@ def fits_partner(row: Any) -> bool:
 
 def blob_batches(settings: Settings, rows: list[Any]) -> list[list[FileBlob]]:
     """The files as blobs, split into groups that each fit one message: at most
-    ``MAX_FILES_PER_MESSAGE`` files and ``MAX_MESSAGE_FILE_BYTES`` bytes together (the signed
+    ``MAX_FILES_PER_MESSAGE`` files and ``MAX_FILE_BYTES`` bytes together (the signed
     message must stay under the partner's 16 MiB inbox limit)."""
     groups: list[list[Any]] = []
     size = 0
     for row in rows:
-        full = groups and (
-            len(groups[-1]) == MAX_FILES_PER_MESSAGE or size + row.size > MAX_MESSAGE_FILE_BYTES
-        )
+        full = groups and (len(groups[-1]) == MAX_FILES_PER_MESSAGE or size + row.size > MAX_FILE_BYTES)
         if not groups or full:
             groups.append([])
             size = 0
