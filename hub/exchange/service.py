@@ -734,12 +734,11 @@ async def mirror_public_files(db: Database, settings: Settings) -> int:
             if not rows:
                 continue
             link.files_upto = rows[-1].id
-            fitting = [row for row in rows if fits_partner(row)]
-            if len(fitting) < len(rows):
-                too_large = [row for row in rows if not fits_partner(row)]
+            too_large = [row for row in rows if not fits_partner(row)]
+            if too_large:
                 await _too_large_to_mirror(session, link, connection, too_large)
             author = (rows[0].uploaded_by_name or "staff")[:200]
-            for blobs in blob_batches(settings, fitting):
+            for blobs in blob_batches(settings, [row for row in rows if fits_partner(row)]):
                 await send(session, connection, link, FilesPosted(author_name=author, files=blobs))
             sent += len(rows)
     return sent
