@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.events import TicketCreated, subscribe
-from hub.errors import BadRequest, NotFound
+from hub.errors import BadRequest
 from hub.telephony import service
-from hub.telephony.models import Call
 
 __all__ = ["bind_created_ticket"]
 
@@ -23,10 +21,5 @@ async def bind_created_ticket(session: AsyncSession, event: TicketCreated) -> No
     except (TypeError, ValueError) as exc:
         raise BadRequest("call_id must be the hub's call id", code="invalid_call_id") from exc
     ticket = event.ticket
-    # A call of another account is "not found", like any foreign id.
-    exists = await session.scalar(
-        select(Call.id).where(Call.account_id == ticket.account_id, Call.id == call_id)
-    )
-    if exists is None:
-        raise NotFound("No such call", code="call_not_found")
+    # bind_ticket reads the call within the ticket's account: another account's call is "not found".
     await service.bind_ticket(session, ticket.account_id, call_id, ticket.id, event.actor, automatic=True)
