@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -23,6 +23,7 @@ __all__ = [
     "RefundRequest",
     "decode_json",
     "equal",
+    "refund_by_ref",
     "send",
 ]
 
@@ -117,6 +118,20 @@ class RefundRequest:
 
 # ``get_refund`` answers this state when the provider, asked by our reference, knows no such refund.
 REFUND_NOT_FOUND = "not_found"
+
+
+def refund_by_ref(
+    items: list[dict[str, Any]] | None,
+    request: RefundRequest,
+    to_event: Callable[[dict[str, Any]], ProviderEvent],
+) -> ProviderEvent:
+    """Our refund among a payment's refunds listed by the provider, found by the ``refund_ref``
+    we sent in its metadata; REFUND_NOT_FOUND when the provider never received it."""
+    for item in items or []:
+        metadata = item.get("metadata") or {}
+        if isinstance(metadata, dict) and metadata.get("refund_ref") == request.refund_ref:
+            return to_event(item)
+    return ProviderEvent("refund", REFUND_NOT_FOUND, "api.refund", refund_ref=request.refund_ref)
 
 
 def equal(a: str | bytes, b: str | bytes) -> bool:

@@ -22,7 +22,6 @@ from litestar import Response
 
 from contracts.payments import YooKassaNotification
 from hub.connectors.payments.base import (
-    REFUND_NOT_FOUND,
     CallbackRejected,
     CreatedPayment,
     PaymentRequest,
@@ -32,6 +31,7 @@ from hub.connectors.payments.base import (
     json_of,
     pa_credential,
     problem,
+    refund_by_ref,
     send,
 )
 from hub.payments.money import parse_amount, quantize
@@ -226,11 +226,9 @@ async def get_refund(http: httpx.AsyncClient, account: Any, request: RefundReque
         params={"payment_id": request.provider_payment_id, "limit": 100},
         auth=_auth(account),
     )
-    for item in json_of(response).get("items") or []:
-        metadata = item.get("metadata") or {}
-        if isinstance(metadata, dict) and metadata.get("refund_ref") == request.refund_ref:
-            return _refund_event(item, "api.refund")
-    return ProviderEvent("refund", REFUND_NOT_FOUND, "api.refund", refund_ref=request.refund_ref)
+    return refund_by_ref(
+        json_of(response).get("items"), request, lambda item: _refund_event(item, "api.refund")
+    )
 
 
 async def cancel_payment(http: httpx.AsyncClient, account: Any, provider_payment_id: str) -> None:
