@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
@@ -21,6 +22,7 @@ __all__ = [
     "UTCDateTime",
     "after_commit",
     "after_rollback",
+    "dialect_insert",
     "digits_text",
     "utcnow",
 ]
@@ -95,6 +97,17 @@ def after_rollback(session: AsyncSession | Session, callback: AfterCommit) -> No
     """Run ``callback`` if the transaction (or savepoint) it was registered in rolls back, e.g. to
     remove a file written for a change that did not stay. Forgotten once the outermost commit happens."""
     _register(session, "after_rollback", callback)
+
+
+def dialect_insert(session_or_dialect: AsyncSession | str, table: Any) -> Any:
+    """INSERT with the dialect's ON CONFLICT clauses (PostgreSQL or SQLite), for a session's
+    database or a dialect name."""
+    name = (
+        session_or_dialect
+        if isinstance(session_or_dialect, str)
+        else session_or_dialect.get_bind().dialect.name
+    )
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
 
 
 def _register(session: AsyncSession | Session, key: str, callback: AfterCommit) -> None:

@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 from sqlalchemy import and_, delete, false, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db import after_commit, utcnow
+from hub.db import after_commit, dialect_insert, utcnow
 from hub.errors import BadRequest, NotFound, Unprocessable
 from hub.notifications.models import ContactPoint, DeviceToken, NotificationChannel, NotificationRule
 from hub.notifications.render import render
@@ -184,12 +183,6 @@ async def _addresses(
 _Row = TypeVar("_Row")
 
 
-def _insert(session: AsyncSession, model: Any) -> Any:
-    """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
-    bind = session.get_bind()
-    return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(model)
-
-
 async def _upserted(session: AsyncSession, statement: Any, model: type[_Row]) -> _Row:
     """Run an upsert and return its row as an object, from the RETURNING (no second read).
 
@@ -238,7 +231,9 @@ async def put_channel(session: AsyncSession, account_id: int, data: ChannelWrite
         raise Unprocessable(f"Invalid {channel} settings: {exc}", code="invalid_channel_config") from exc
     values = {"config": msgspec.to_builtins(config), "enabled": data.enabled, "updated_at": utcnow()}
     # An upsert: two administrators saving the same channel at once both succeed (last one wins).
-    statement = _insert(session, NotificationChannel).values(account_id=account_id, channel=channel, **values)
+    statement = dialect_insert(session, NotificationChannel).values(
+        account_id=account_id, channel=channel, **values
+    )
     statement = statement.on_conflict_do_update(index_elements=["account_id", "channel"], set_=values)
     row = await _upserted(session, statement, NotificationChannel)
     from hub.notifications.delivery import forget_config
@@ -281,7 +276,7 @@ async def set_rules(
     for event, per_channel in changes.items():
         for channel, enabled in per_channel.items():
             # An upsert, so concurrent saves of the same switch both succeed.
-            statement = _insert(session, NotificationRule).values(
+            statement = dialect_insert(session, NotificationRule).values(
                 account_id=account_id, event=event, channel=channel, enabled=enabled
             )
             await session.execute(
@@ -314,7 +309,7 @@ async def add_contact_point(session: AsyncSession, account_id: int, data: Contac
         "address": data.address.strip(),
     }
     # Adding a known address (also twice at once) answers with the one already there.
-    statement = _insert(session, ContactPoint).values(**key, created_at=utcnow())
+    statement = dialect_insert(session, ContactPoint).values(**key, created_at=utcnow())
     await session.execute(statement.on_conflict_do_nothing(index_elements=list(key)))
     point = await session.scalar(select(ContactPoint).filter_by(**key))
     assert point is not None  # inserted just now or by the concurrent call it collided with
@@ -348,7 +343,7 @@ async def register_device(
     company's app account, moves the token there; concurrent registrations both succeed."""
     now = utcnow()
     owner = {"account_id": account_id, "contact_id": contact_id, "platform": platform, "last_seen_at": now}
-    statement = _insert(session, DeviceToken).values(token=token, created_at=now, **owner)
+    statement = dialect_insert(session, DeviceToken).values(token=token, created_at=now, **owner)
     statement = statement.on_conflict_do_update(index_elements=["token"], set_=owner)
     return await _upserted(session, statement, DeviceToken)
 

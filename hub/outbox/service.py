@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db import after_commit, utcnow
+from hub.db import after_commit, dialect_insert, utcnow
 from hub.errors import Conflict, NotFound
 from hub.jobs import wake_job
 from hub.outbox.models import OutboxMessage, OutboxStatus
@@ -81,7 +80,7 @@ async def enqueue_many(session: AsyncSession, account_id: int | None, messages: 
 _TABLE = cast(Table, OutboxMessage.__table__)
 # Built once: constructing and cache-keying the statement per call cost more than running it.
 _INSERTS = {
-    pg: (postgresql.insert if pg else sqlite.insert)(_TABLE).on_conflict_do_nothing(
+    pg: dialect_insert("postgresql" if pg else "sqlite", _TABLE).on_conflict_do_nothing(
         index_elements=["idempotency_key"]
     )
     for pg in (False, True)

@@ -18,11 +18,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.connectors.payments.base import CallbackRejected, ProviderEvent
-from hub.db import Database, utcnow
+from hub.db import Database, dialect_insert, utcnow
 from hub.desk.actors import Actor
 from hub.payments import desk
 from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, Refund
@@ -59,11 +58,6 @@ class Outcome:
 
 
 _PAYMENT_REF = re.compile(r"inv(\d+)-(\d+)")
-
-
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def _row(pa: PaymentAccount, event: ProviderEvent | None, raw: RawCallback, **values: Any) -> dict[str, Any]:
@@ -154,7 +148,7 @@ async def _claim_key(
 ) -> int | None:
     """Insert the attempt holding the event's apply key; None when another attempt holds it."""
     return await session.scalar(  # type: ignore[no-any-return]
-        _insert(session)(CallbackAttempt)
+        dialect_insert(session, CallbackAttempt)
         .values(
             **_row(
                 pa,
@@ -176,7 +170,7 @@ async def _duplicate(
 ) -> Outcome:
     await _refuse_replay(session, pa, raw)
     await session.execute(
-        _insert(session)(CallbackAttempt)
+        dialect_insert(session, CallbackAttempt)
         .values(**_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key, invoice_id=invoice_id))
         .on_conflict_do_nothing()
     )
@@ -289,7 +283,7 @@ async def _without_key(
                 },
             )
     stored = await session.scalar(
-        _insert(session)(CallbackAttempt)
+        dialect_insert(session, CallbackAttempt)
         .values(**_row(pa, event, raw, outcome="ignored", replay_key=raw.replay_key, invoice_id=invoice_id))
         .on_conflict_do_nothing()
         .returning(CallbackAttempt.id)

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telephony import PbxEventResult
 from hub.accounts.models import Account, Employee
-from hub.db import utcnow
+from hub.db import dialect_insert, utcnow
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
 from hub.desk.service import add_activity, get_ticket, record_history
@@ -251,15 +251,7 @@ async def _lock_call(session: AsyncSession, account_id: int, external_id: str) -
 
 
 def _insert_ignoring_conflict(dialect: str, table: Any, unique: list[str], returning: Any) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement: Any = pg_insert(table)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table)
-    return statement.on_conflict_do_nothing(index_elements=unique).returning(returning)
+    return dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=unique).returning(returning)
 
 
 # INSERT … ON CONFLICT DO NOTHING RETURNING id, per dialect: one round trip, no savepoint.
