@@ -457,8 +457,8 @@ async def _pairing_handshake_needs_the_secret(w: World) -> None:
         nonce="n" * 20,
         iat=utcnow(),
     )
-    private_a, public_a = crypto.pairing_keypair("a-secret-of-account-a")
-    token = crypto.sign(private_a, public_a, kid, msgspec.json.encode(request))
+    private_a, _ = crypto.pairing_keypair("a-secret-of-account-a")
+    token = crypto.sign(private_a, kid, msgspec.json.encode(request))
     response = await w.client.post("/api/exchange/handshake", json={"jws": token})
     assert response.status_code == 401 and response.json()["code"] == "bad_signature"
     assert await _exchange_db_snapshot(w) == before

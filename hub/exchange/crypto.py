@@ -56,10 +56,9 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def sign(private: str, public: str, kid: str, payload: bytes) -> str:
+def sign(private: str, kid: str, payload: bytes) -> str:
     """Compact JWS (RFC 7515) with ``alg`` ``EdDSA`` (RFC 8037). Written here rather than with a JOSE
     library: those cap a token at 256 kB, and messages carry files of up to 8 MiB."""
-    del public  # the private key determines it; kept for callers that hold the pair
     header = b64url(json.dumps({"alg": "EdDSA", "kid": kid}, separators=(",", ":")).encode())
     signing_input = f"{header}.{b64url(payload)}"
     key = Ed25519PrivateKey.from_private_bytes(_unb64url(private))

@@ -37,7 +37,6 @@ def sign_envelope(connection: Connection, envelope: dict[str, object]) -> str:
     stamped = {**envelope, "sent_at": utcnow().isoformat()}
     return crypto.sign(
         connection.private_key,
-        connection.public_key,
         f"{connection.uuid}/{connection.side}",
         msgspec.json.encode(stamped),
     )

@@ -208,8 +208,8 @@ async def connect_with_key(
         nonce=secrets.token_urlsafe(18),
         iat=utcnow(),
     )
-    proof_private, proof_public = crypto.pairing_keypair(key.secret)
-    token = crypto.sign(proof_private, proof_public, key.kid, msgspec.json.encode(request))
+    proof_private, _ = crypto.pairing_keypair(key.secret)
+    token = crypto.sign(proof_private, key.kid, msgspec.json.encode(request))
     try:
         answer = await post_to_partner(http, hub_url + HANDSHAKE_PATH, {"jws": token})
     except (httpx.HTTPError, ValueError, TimeoutError) as exc:
@@ -331,7 +331,7 @@ async def accept_handshake(session: AsyncSession, settings: Settings, token: Sig
         iat=now,
     )
     log.info("exchange_connected", account_id=record.account_id, connection=request.conn, side="issuer")
-    return SignedToken(crypto.sign(private, public, f"{request.conn}/issuer", msgspec.json.encode(accepted)))
+    return SignedToken(crypto.sign(private, f"{request.conn}/issuer", msgspec.json.encode(accepted)))
 
 
 # --- connections (EX-3) -------------------------------------------------------------------------

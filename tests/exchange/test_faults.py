@@ -151,7 +151,6 @@ async def test_tampered_wrong_key_replayed_and_stale_messages_are_refused(
     stale_claims = {**claims, "sent_at": (utcnow() - timedelta(minutes=10)).isoformat()}
     stale_token = crypto.sign(
         connection.private_key,
-        connection.public_key,
         f"{connection.uuid}/{connection.side}",
         msgspec.json.encode(stale_claims),
     )

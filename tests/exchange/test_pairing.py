@@ -185,7 +185,7 @@ async def test_a_bad_handshake_answer_is_502_partner_answer_invalid(
     announces is 502 partner_answer_invalid (the partner is at fault, not the administrator), and
     no connection is stored."""
     a, b = two_hubs
-    other_private, other_public = crypto.new_keypair()
+    other_private, _ = crypto.new_keypair()
     _, announced = crypto.new_keypair()
     claims = {
         "v": 1,
@@ -196,9 +196,7 @@ async def test_a_bad_handshake_answer_is_502_partner_answer_invalid(
         "nonce": "n" * 24,
         "iat": "2026-01-01T00:00:00Z",
     }
-    wrongly_signed = crypto.sign(
-        other_private, other_public, f"{claims['conn']}/issuer", json.dumps(claims).encode()
-    )
+    wrongly_signed = crypto.sign(other_private, f"{claims['conn']}/issuer", json.dumps(claims).encode())
     for answer in (
         httpx.Response(200, text="<html>hello</html>"),
         httpx.Response(200, json={"jws": "not.a.jws"}),
