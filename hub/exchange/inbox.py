@@ -177,6 +177,12 @@ async def _apply_or_reject(
     of a ticket that is no longer resolved, ...) is recorded on the message instead of refusing
     the delivery. The ticket's sequence moves on either way, so one refused message never holds
     up the ones after it; the savepoint undoes whatever the refused message had half done."""
+    from hub.desk import service as desk
+
+    # Lock order: the ticket, then its link. A local change to the ticket (a comment passed to the
+    # partner) locks the ticket and then moves the link's out_seq; taking the link first here
+    # deadlocked against it on PostgreSQL.
+    await desk.get_ticket(session, connection.account_id, link.ticket_id, for_update=True)
     link.in_seq = envelope.seq or link.in_seq
     try:
         async with session.begin_nested():
