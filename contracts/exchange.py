@@ -14,6 +14,9 @@ Wire forms (all JSON, UTF-8):
   :class:`ConnectAccepted`;
 * ``POST {partner hub}/api/exchange/inbox`` with :class:`SignedToken` whose ``jws`` carries one
   :class:`Envelope`, answered with :class:`InboxResult` or problem JSON (RFC 9457) with a ``code``.
+
+Members a receiver does not know are ignored (so a version can gain optional information); an
+unknown ``kind`` or version is refused. Times carry an offset: a time without one is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "MAX_INBOX_BYTES",
     "PROTOCOL_VERSION",
     "SCHEMA_DIR",
+    "SUPPORTED_VERSIONS",
     "Body",
     "CommentPosted",
     "ConnectAccepted",
@@ -53,6 +57,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+# The protocol versions this implementation speaks; the handshake picks the highest one both do.
+SUPPORTED_VERSIONS = (1,)
 
 Uuid = Annotated[
     str,
@@ -73,7 +79,12 @@ PublicKey = Annotated[
     ),
 ]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# A time without an offset is ambiguous between two hubs: refused (400), never guessed.
+Instant = Annotated[
+    datetime, msgspec.Meta(tz=True, description="RFC 3339 date-time with an offset (Z or +hh:mm)")
+]
 Text = Annotated[str, msgspec.Meta(max_length=20_000)]
+Versions = Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(min_length=1, max_length=32)]
 Side = Literal["issuer", "acceptor"]
 Status = Literal["open", "in_progress", "pending", "resolved", "reopened", "closed", "cancelled"]
 # Files travel inside the signed message (base64 in JSON, inside a base64url JWS payload: about
@@ -84,7 +95,7 @@ MAX_FILES_PER_MESSAGE = 15
 MAX_INBOX_BYTES = 16 * 1024 * 1024
 
 
-class PairingKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PairingKey(msgspec.Struct, kw_only=True):
     """What the pairing key encodes. The issuing hub stores only a one-way verifier of ``secret``."""
 
     v: Literal[1] = 1
@@ -93,13 +104,13 @@ class PairingKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     secret: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
 
 
-class SignedToken(msgspec.Struct, forbid_unknown_fields=True):
+class SignedToken(msgspec.Struct):
     """A compact JWS (RFC 7515), ``alg`` ``EdDSA`` (Ed25519, RFC 8037)."""
 
     jws: Annotated[str, msgspec.Meta(max_length=24 * 1024 * 1024)]
 
 
-class ConnectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ConnectRequest(msgspec.Struct, kw_only=True):
     """Acceptor -> issuer. JWS header ``kid`` = the pairing key's ``kid``; signed with the Ed25519
     key whose 32-byte seed is SHA-256("hub-exchange-pairing-v1" || secret): the signature proves
     possession of the secret, which itself never travels."""
@@ -111,10 +122,12 @@ class ConnectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name  # the acceptor account's name, shown to the issuer
     public_key: PublicKey  # the acceptor's Ed25519 key for this connection
     nonce: Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
-    iat: datetime
+    iat: Instant
+    # The protocol versions the acceptor speaks (absent: [1]); the issuer answers with its choice.
+    versions: Versions = msgspec.field(default_factory=lambda: [PROTOCOL_VERSION])
 
 
-class ConnectAccepted(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ConnectAccepted(msgspec.Struct, kw_only=True):
     """Issuer -> acceptor, the handshake's answer. JWS header ``kid`` = ``{conn}/issuer``; signed
     with the issuer's new connection key, whose public half is in the payload."""
 
@@ -124,10 +137,10 @@ class ConnectAccepted(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name  # the issuer account's name, shown to the acceptor
     public_key: PublicKey
     nonce: str  # the request's nonce, binding answer to request
-    iat: datetime
+    iat: Instant
 
 
-class FileBlob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class FileBlob(msgspec.Struct, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
     content_type: Annotated[str, msgspec.Meta(max_length=200)] = "application/octet-stream"
     size: Annotated[int, msgspec.Meta(ge=0, le=MAX_FILE_BYTES)]
@@ -135,7 +148,7 @@ class FileBlob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data: str  # base64 (standard alphabet) of exactly ``size`` bytes hashing to ``sha256``
 
 
-class EndClient(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class EndClient(msgspec.Struct, kw_only=True):
     """The end client's details, passed only when the sender chose to (EX-4)."""
 
     company: Annotated[str, msgspec.Meta(max_length=200)] | None = None
@@ -146,7 +159,7 @@ class EndClient(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     object_address: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-class _Body(msgspec.Struct, tag_field="kind", kw_only=True, forbid_unknown_fields=True):
+class _Body(msgspec.Struct, tag_field="kind", kw_only=True):
     """Message bodies, told apart by ``kind``."""
 
 
@@ -187,7 +200,7 @@ class StatusUpdate(_Body, tag="ticket.status", kw_only=True):
     status: Status
     responsible_name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     comment: Text | None = None
-    changed_at: datetime
+    changed_at: Instant
 
 
 class TicketRated(_Body, tag="ticket.rated", kw_only=True):
@@ -220,7 +233,7 @@ Body = (
 )
 
 
-class Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Envelope(msgspec.Struct, kw_only=True):
     """One message. JWS header ``kid`` = ``{conn}/{sender}``, signed with the sender's connection key.
 
     ``id`` is unique per message and stays the same on every re-delivery; the receiver applies it
@@ -231,7 +244,7 @@ class Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: Uuid
     conn: Uuid
     sender: Side
-    sent_at: datetime  # set at each delivery attempt; the receiver refuses it outside +-5 minutes
+    sent_at: Instant  # set at each delivery attempt; the receiver refuses it outside +-5 minutes
     ticket: Uuid | None = None
     seq: Annotated[int, msgspec.Meta(ge=1)] | None = None
     body: Body

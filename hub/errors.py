@@ -22,6 +22,7 @@ __all__ = [
     "HubError",
     "NotFound",
     "PayloadTooLarge",
+    "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
     "exception_handlers",
@@ -86,6 +87,12 @@ class PayloadTooLarge(HubError):
     status = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+class TooManyRequests(HubError):
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
 
 
 class Unprocessable(HubError):
@@ -166,9 +173,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def _out_of_range(exc: BaseException) -> bool:
     """A number the database cannot store (SQLite OverflowError, asyncpg int64 range, SQLSTATE 22003)."""
-    return any(
-        isinstance(c, OverflowError) or getattr(c, "sqlstate", None) == "22003" for c in _causes(exc)
-    )
+    return any(isinstance(c, OverflowError) or getattr(c, "sqlstate", None) == "22003" for c in _causes(exc))
 
 
 def _too_long(exc: BaseException) -> bool:

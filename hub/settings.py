@@ -11,6 +11,7 @@ import msgspec
 
 __all__ = [
     "DatabaseSettings",
+    "ExchangeSettings",
     "FileSettings",
     "SecuritySettings",
     "ServerSettings",
@@ -62,10 +63,20 @@ class OutboxSettings(msgspec.Struct, frozen=True):
     # Exponential backoff with jitter between attempts: initial, then doubling, capped.
     initial_delay_seconds: float = 2.0
     max_delay_seconds: float = 600.0
-    # A claimed message whose worker died is taken over after this lease.
-    lease_seconds: float = 120.0
+    # A claimed message whose worker died is taken over after this lease; a live worker renews it
+    # every third of it while it delivers (so a slow delivery is never taken over).
+    lease_seconds: float = 15.0
     batch_size: int = 50
     poll_seconds: float = 1.0
+
+
+class ExchangeSettings(msgspec.Struct, frozen=True):
+    """Limits of the partner inbox (contracts/EXCHANGE.md): what one partner may make us hold."""
+
+    # Messages held (waiting for an earlier seq) per connection; beyond: 429 too_many_held.
+    max_held: int = 1000
+    # How far past the next expected seq a message may be; beyond: 422 seq_too_far.
+    max_seq_ahead: int = 1000
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -75,6 +86,7 @@ class Settings(msgspec.Struct, frozen=True):
     files: FileSettings
     security: SecuritySettings
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    exchange: ExchangeSettings = msgspec.field(default_factory=ExchangeSettings)
 
     @property
     def files_dir(self) -> Path:
@@ -170,9 +182,13 @@ def load_settings() -> Settings:
             max_attempts=_int("OUTBOX_MAX_ATTEMPTS", 10),
             initial_delay_seconds=_float("OUTBOX_INITIAL_DELAY_SECONDS", 2.0),
             max_delay_seconds=_float("OUTBOX_MAX_DELAY_SECONDS", 600.0),
-            lease_seconds=_float("OUTBOX_LEASE_SECONDS", 120.0),
+            lease_seconds=_float("OUTBOX_LEASE_SECONDS", 15.0),
             batch_size=_int("OUTBOX_BATCH_SIZE", 50),
             poll_seconds=_float("OUTBOX_POLL_SECONDS", 1.0),
+        ),
+        exchange=ExchangeSettings(
+            max_held=_int("EXCHANGE_MAX_HELD", 1000),
+            max_seq_ahead=_int("EXCHANGE_MAX_SEQ_AHEAD", 1000),
         ),
     )
 

@@ -13,8 +13,8 @@ from hub.auth.guards import administrators, dispatchers, employees
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
 from hub.exchange import delivery as _delivery  # noqa: F401  (registers the outbox handler)
+from hub.exchange import held, service
 from hub.exchange import jobs as _jobs  # noqa: F401  (registers the file-mirroring job)
-from hub.exchange import service
 from hub.exchange import subscribers as _subscribers  # noqa: F401  (registers desk event subscribers)
 from hub.exchange.inbox import receive
 from hub.exchange.schemas import (
@@ -99,6 +99,19 @@ class ExchangeController(Controller):
         row = await service.disconnect(
             db_session, principal.account_id, connection_id, Actor.from_principal(principal)
         )
+        return await service.connection_read(db_session, row)
+
+    @post(
+        "/connections/{connection_id:int}/skip-gaps",
+        guards=[administrators],
+        status_code=200,
+        summary="Skip message numbers the partner lost for good and apply what waits behind them (EX-10)",
+    )
+    async def skip_gaps(
+        self, connection_id: int, db_session: AsyncSession, principal: Principal, settings: Settings
+    ) -> ConnectionRead:
+        row = await service.get_connection(db_session, principal.account_id, connection_id)
+        await held.skip_gaps(db_session, settings, row, Actor.from_principal(principal))
         return await service.connection_read(db_session, row)
 
 

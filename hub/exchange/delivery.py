@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import msgspec
+import structlog
 from sqlalchemy import update
 
 from hub.db import utcnow
 from hub.exchange import crypto
 from hub.exchange.models import Connection, ConnectionState
-from hub.exchange.service import TOPIC, record_rejection
+from hub.exchange.service import TOPIC, record_protocol_error, record_rejection
 from hub.exchange.transport import MessageTooLarge, PartnerResponse, post_to_partner
 from hub.outbox import (
     DeliveryContext,
@@ -29,8 +30,11 @@ from hub.outbox import (
 __all__ = ["INBOX_PATH", "deliver", "sign_envelope"]
 
 INBOX_PATH = "/api/exchange/inbox"
+log = structlog.get_logger("hub.exchange")
 # Answers that mean "the partner already has it": the effect happened once; stop retrying.
 _ALREADY = {"message_already_received"}
+# Answers that mean our numbering or ids went wrong: never "delivered"; dead-lettered and alerted.
+_PROTOCOL_ERRORS = {"message_id_reused", "seq_already_used"}
 
 
 def sign_envelope(connection: Connection, envelope: dict[str, object]) -> str:
@@ -66,6 +70,9 @@ async def deliver(ctx: DeliveryContext, message: MessageView) -> None:
         if _outcome(answer) == "rejected":
             await _rejected(ctx, connection, envelope, answer)
         return
+    if answer.code in _PROTOCOL_ERRORS:
+        reason = await _protocol_error(ctx, connection, envelope, answer)
+        raise PermanentDeliveryError(reason)
     if answer.code == "connection_ended":
         if kind == "connection.ended":
             return
@@ -105,6 +112,22 @@ async def _rejected(
     detail = str(body.get("detail") or "refused by the partner")[:1000]
     async with ctx.db.sessionmaker() as session, session.begin():
         await record_rejection(session, connection, envelope, code, detail)
+
+
+async def _protocol_error(
+    ctx: DeliveryContext, connection: Connection, envelope: dict[str, Any], answer: PartnerResponse
+) -> str:
+    """The partner refused a message as a second use of an id or a number: nothing reached it, and
+    retrying cannot help. Recorded on the ticket and sent to the account's administrators."""
+    code = str(answer.code)
+    reason = (
+        f"protocol error: the partner refused message {envelope['id']} (seq {envelope.get('seq')}) "
+        f"as {code}; it was not applied there"
+    )
+    log.error("exchange_protocol_error", connection=connection.uuid, message=envelope["id"], code=code)
+    async with ctx.db.sessionmaker() as session, session.begin():
+        await record_protocol_error(session, connection, envelope, code, reason)
+    return reason
 
 
 async def _ended_by_partner(ctx: DeliveryContext, connection: Connection) -> None:

@@ -7,12 +7,13 @@ applied exactly once, however often it is delivered.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +33,17 @@ from contracts.exchange import (
 from hub.db import utcnow
 from hub.desk.actors import Actor
 from hub.desk.models import Comment
-from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
+from hub.desk.workflow import FINAL
+from hub.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    HubError,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+)
 from hub.exchange import crypto
 from hub.exchange.files import check_blobs, store_blobs
 from hub.exchange.models import Connection, ConnectionState, InboundMessage, SharedTicket
@@ -40,7 +51,16 @@ from hub.exchange.service import send
 from hub.notifications import notify
 from hub.settings import Settings
 
-__all__ = ["MAX_AGE", "ORIGIN", "partner_author", "receive", "send_status"]
+__all__ = [
+    "MAX_AGE",
+    "ORIGIN",
+    "apply_held",
+    "digest_of",
+    "lock_shared_ticket",
+    "partner_author",
+    "receive",
+    "send_status",
+]
 
 log = structlog.get_logger("hub.exchange")
 # A signed message older (or further in the future) than this is refused as stale.
@@ -71,6 +91,10 @@ async def _authenticate(session: AsyncSession, token: SignedToken) -> tuple[Conn
         raise BadRequest(f"Malformed message: {exc}", code="message_malformed") from exc
     if envelope.conn != conn_uuid or envelope.sender != sender:
         raise Unauthorized("The message does not match its key", code="unknown_key")
+    if envelope.v != connection.protocol_version:
+        raise BadRequest(
+            f"This connection speaks protocol version {connection.protocol_version}", code="message_malformed"
+        )
     if connection.state != ConnectionState.ACTIVE:
         raise Gone("The partner connection has ended", code="connection_ended")
     if abs(utcnow() - envelope.sent_at) > MAX_AGE:
@@ -78,19 +102,23 @@ async def _authenticate(session: AsyncSession, token: SignedToken) -> tuple[Conn
     return connection, envelope
 
 
+def digest_of(envelope: Envelope) -> str:
+    """SHA-256 of the message as decoded, without ``sent_at`` (re-stamped at each attempt): a
+    re-delivery has the digest of the first delivery, another message with the same id does not."""
+    content = msgspec.to_builtins(envelope)
+    content.pop("sent_at", None)
+    return hashlib.sha256(msgspec.json.encode(content, order="sorted")).hexdigest()
+
+
 async def receive(session: AsyncSession, settings: Settings, token: SignedToken) -> InboxResult:
+    """Rules 1-8 of contracts/EXCHANGE.md section 3, in that order; a refusal changes nothing."""
     connection, envelope = await _authenticate(session, token)
-    seen = await session.scalar(
-        select(InboundMessage.id).where(
-            InboundMessage.connection_id == connection.id, InboundMessage.message_id == envelope.id
-        )
-    )
-    if seen is not None:
-        raise Conflict("This message was already received", code="message_already_received")
     body = envelope.body
     check_blobs(_files_of(body))  # a file that does not match its hash is malformed: refused
+    digest = digest_of(envelope)
     if isinstance(body, ConnectionEnded):
-        await _record(session, connection, envelope, "applied")
+        await _check_not_seen(session, connection, envelope, digest)
+        await _record(session, connection, envelope, "applied", digest)
         connection.state = ConnectionState.ENDED
         connection.ended_at = utcnow()
         connection.ended_by = "partner"
@@ -98,43 +126,143 @@ async def receive(session: AsyncSession, settings: Settings, token: SignedToken)
         return InboxResult(envelope.id, "applied")
     if envelope.ticket is None or envelope.seq is None:
         raise BadRequest("A ticket message needs ticket and seq", code="message_malformed")
-    link = await session.scalar(
-        select(SharedTicket).where(
-            SharedTicket.connection_id == connection.id, SharedTicket.uuid == envelope.ticket
-        )
-    )
+    # Everything below reads and moves the shared ticket's position under its locks, so two
+    # messages of one ticket (in any order, at once) never both read the same position.
+    link = await lock_shared_ticket(session, connection, envelope.ticket)
+    await _check_not_seen(session, connection, envelope, digest)
     if isinstance(body, TicketTransfer):
-        if link is not None:
-            raise Conflict("This ticket was already transferred", code="ticket_already_shared")
-        if envelope.seq != 1:
-            raise BadRequest("A transfer is message 1 of its ticket", code="message_malformed")
-        await _record(session, connection, envelope, "applied")
-        link = await _apply_transfer(session, settings, connection, envelope.ticket, body)
-        await _apply_held(session, settings, connection, link)
-        return InboxResult(envelope.id, "applied")
-    if link is None:
+        return await _receive_transfer(session, settings, connection, link, envelope, digest)
+    if link is None and (isinstance(body, _TO_ORIGINAL) or envelope.seq == 1):
         raise NotFound("No such ticket is shared on this connection", code="ticket_not_shared")
-    direction_ok = (
-        link.direction == "outgoing"
-        if isinstance(body, _TO_ORIGINAL)
-        else link.direction == "incoming"
-        if isinstance(body, _TO_PARTNER)
-        else True
-    )
-    if not direction_ok:
+    if link is not None and not _direction_ok(link, body):
         raise Unprocessable("This message cannot travel in this direction", code="wrong_direction")
-    if envelope.seq <= link.in_seq:
-        raise Conflict("This ticket's message was already applied", code="message_already_received")
-    if envelope.seq > link.in_seq + 1:
-        # EX-10 order: wait for the predecessor, then apply in sequence.
-        await _record(session, connection, envelope, "held")
+    await _check_seq_free(session, connection, envelope, link)
+    if link is None or envelope.seq > link.in_seq + 1:
+        # EX-10 order: wait for the predecessor (for a ticket not known yet: for its transfer).
+        await _check_hold_limits(session, settings, connection, envelope, link)
+        await _record(session, connection, envelope, "held", digest)
         return InboxResult(envelope.id, "held")
-    record = await _record(session, connection, envelope, "applied")
+    record = await _record(session, connection, envelope, "applied", digest)
     refusal = await _apply_or_reject(session, settings, connection, link, envelope, record)
-    await _apply_held(session, settings, connection, link)
+    await apply_held(session, settings, connection, link)
     if refusal is not None:
         return InboxResult(envelope.id, "rejected", code=refusal.code, detail=refusal.detail)
     return InboxResult(envelope.id, "applied")
+
+
+async def _receive_transfer(
+    session: AsyncSession,
+    settings: Settings,
+    connection: Connection,
+    link: SharedTicket | None,
+    envelope: Envelope,
+    digest: str,
+) -> InboxResult:
+    assert isinstance(envelope.body, TicketTransfer) and envelope.ticket is not None
+    if link is not None:
+        raise Conflict("This ticket was already transferred", code="ticket_already_shared")
+    if envelope.seq != 1:
+        raise BadRequest("A transfer is message 1 of its ticket", code="message_malformed")
+    await _record(session, connection, envelope, "applied", digest)
+    link = await _apply_transfer(session, settings, connection, envelope.ticket, envelope.body)
+    await apply_held(session, settings, connection, link)  # messages that overtook their transfer
+    return InboxResult(envelope.id, "applied")
+
+
+def _direction_ok(link: SharedTicket, body: Any) -> bool:
+    if isinstance(body, _TO_ORIGINAL):
+        return link.direction == "outgoing"
+    if isinstance(body, _TO_PARTNER):
+        return link.direction == "incoming"
+    return True
+
+
+async def lock_shared_ticket(
+    session: AsyncSession, connection: Connection, shared_uuid: str
+) -> SharedTicket | None:
+    """Serialise everything that reads or moves one shared ticket's inbound position.
+
+    Lock order: the shared ticket's advisory lock (PostgreSQL; it exists before the link does, so
+    a message that overtakes its transfer waits for it), then the local ticket, then the link: the
+    order a local change takes too (ticket, then the link's out_seq). SQLite has one writer."""
+    from hub.desk import service as desk
+
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"exchange:{connection.id}:{shared_uuid}".encode()).digest()[:8])
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key - (1 << 63)})
+    query = select(SharedTicket).where(
+        SharedTicket.connection_id == connection.id, SharedTicket.uuid == shared_uuid
+    )
+    link = await session.scalar(query)
+    if link is None:
+        return None
+    await desk.get_ticket(session, connection.account_id, link.ticket_id, for_update=True)
+    return await session.scalar(query.with_for_update().execution_options(populate_existing=True))
+
+
+async def _check_not_seen(
+    session: AsyncSession, connection: Connection, envelope: Envelope, digest: str
+) -> None:
+    """Rule 5: a re-delivery is ``message_already_received``; a different message under a used id
+    is a protocol error the sender must see (``message_id_reused``), never "delivered"."""
+    seen = (
+        await session.execute(
+            select(InboundMessage.id, InboundMessage.digest).where(
+                InboundMessage.connection_id == connection.id, InboundMessage.message_id == envelope.id
+            )
+        )
+    ).first()
+    if seen is None:
+        return
+    if seen.digest not in (None, digest):  # None: received before digests were kept
+        raise Conflict("Another message was received under this id", code="message_id_reused")
+    raise Conflict("This message was already received", code="message_already_received")
+
+
+async def _check_seq_free(
+    session: AsyncSession, connection: Connection, envelope: Envelope, link: SharedTicket | None
+) -> None:
+    """Rule 7: a new message with a number already taken (applied, held or rejected) is a protocol
+    error of the sender's numbering: ``seq_already_used``."""
+    taken = await session.scalar(
+        select(InboundMessage.message_id).where(
+            InboundMessage.connection_id == connection.id,
+            InboundMessage.ticket_uuid == envelope.ticket,
+            InboundMessage.seq == envelope.seq,
+        )
+    )
+    if taken is not None or (link is not None and (envelope.seq or 0) <= link.in_seq):
+        raise Conflict(
+            f"Message {envelope.seq} of this ticket was already received as another message",
+            code="seq_already_used",
+        )
+
+
+async def _check_hold_limits(
+    session: AsyncSession,
+    settings: Settings,
+    connection: Connection,
+    envelope: Envelope,
+    link: SharedTicket | None,
+) -> None:
+    """What one partner may make us hold: a bounded jump ahead, a bounded number of messages."""
+    limits = settings.exchange
+    expected = (link.in_seq if link is not None else 0) + 1
+    if (envelope.seq or 0) - expected >= limits.max_seq_ahead:
+        raise Unprocessable(
+            f"Message {envelope.seq} is too far ahead of the next expected one ({expected})",
+            code="seq_too_far",
+        )
+    held = await session.scalar(
+        select(func.count()).where(
+            InboundMessage.connection_id == connection.id, InboundMessage.status == "held"
+        )
+    )
+    if (held or 0) >= limits.max_held:
+        raise TooManyRequests(
+            f"{held} messages of this connection wait for their predecessors; try again later",
+            code="too_many_held",
+        )
 
 
 def _files_of(body: Any) -> list[FileBlob]:
@@ -142,7 +270,7 @@ def _files_of(body: Any) -> list[FileBlob]:
 
 
 async def _record(
-    session: AsyncSession, connection: Connection, envelope: Envelope, status: str
+    session: AsyncSession, connection: Connection, envelope: Envelope, status: str, digest: str
 ) -> InboundMessage:
     """Claim the message id first, so a concurrent duplicate fails on the unique key before any effect."""
     record = InboundMessage(
@@ -153,6 +281,7 @@ async def _record(
         seq=envelope.seq,
         kind=type(envelope.body).__struct_config__.tag or "",
         status=status,
+        digest=digest,
         envelope=msgspec.to_builtins(envelope) if status == "held" else None,
         received_at=utcnow(),
         applied_at=utcnow() if status == "applied" else None,
@@ -173,16 +302,10 @@ async def _apply_or_reject(
     envelope: Envelope,
     record: InboundMessage,
 ) -> HubError | None:
-    """Apply one in-order message; a refusal by this account's rules (a second rating, a send-back
-    of a ticket that is no longer resolved, ...) is recorded on the message instead of refusing
-    the delivery. The ticket's sequence moves on either way, so one refused message never holds
-    up the ones after it; the savepoint undoes whatever the refused message had half done."""
-    from hub.desk import service as desk
-
-    # Lock order: the ticket, then its link. A local change to the ticket (a comment passed to the
-    # partner) locks the ticket and then moves the link's out_seq; taking the link first here
-    # deadlocked against it on PostgreSQL.
-    await desk.get_ticket(session, connection.account_id, link.ticket_id, for_update=True)
+    """Apply one in-order message (the caller holds the ticket's locks); a refusal by this
+    account's rules (a second rating, a comment on a closed ticket, ...) is recorded on the message
+    instead of refusing the delivery. The ticket's sequence moves on either way, so one refused
+    message never holds up the ones after it; the savepoint undoes whatever it had half done."""
     link.in_seq = envelope.seq or link.in_seq
     try:
         async with session.begin_nested():
@@ -200,9 +323,11 @@ async def _apply_or_reject(
     return None
 
 
-async def _apply_held(
+async def apply_held(
     session: AsyncSession, settings: Settings, connection: Connection, link: SharedTicket
-) -> None:
+) -> int:
+    """Apply the held successors of the link's position, in order (caller holds the locks)."""
+    applied = 0
     while True:
         held = await session.scalar(
             select(InboundMessage).where(
@@ -213,10 +338,15 @@ async def _apply_held(
             )
         )
         if held is None or held.envelope is None:
-            return
+            return applied
         envelope = msgspec.convert(held.envelope, Envelope)
         held.status, held.envelope, held.applied_at = "applied", None, utcnow()
-        await _apply_or_reject(session, settings, connection, link, envelope, held)
+        if not _direction_ok(link, envelope.body):  # held before its ticket was known
+            link.in_seq = envelope.seq or link.in_seq
+            held.error = "wrong_direction: this message cannot travel in this direction"
+        else:
+            await _apply_or_reject(session, settings, connection, link, envelope, held)
+        applied += 1
 
 
 def _actor(connection: Connection, name: str | None = None) -> Actor:
@@ -233,12 +363,13 @@ async def _apply(
     from hub.desk import service as desk
 
     body = envelope.body
-    if isinstance(body, CommentPosted):
-        # add_comment reads (and locks) the ticket itself: no read of it here first.
-        await _apply_comment(session, settings, connection, link, body)
-        return
     ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id)
-    if isinstance(body, FilesPosted):
+    if isinstance(body, CommentPosted | FilesPosted) and ticket.status in FINAL:
+        # Rule 8: received, but a closed ticket takes nothing new; the sender shows the refusal.
+        raise Conflict(f"The ticket is {ticket.status}: it takes nothing new", code="ticket_final")
+    if isinstance(body, CommentPosted):
+        await _apply_comment(session, settings, connection, link, body)
+    elif isinstance(body, FilesPosted):
         await store_blobs(
             session,
             settings,

@@ -67,6 +67,8 @@ class Connection(Id, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
     ended_by: Mapped[str | None] = mapped_column(String(10))  # us | partner
+    # The protocol version chosen at the handshake; every envelope of the connection carries it.
+    protocol_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     @property
     def partner_side(self) -> str:
@@ -127,7 +129,10 @@ class InboundMessage(Id, Base):
     __tablename__ = "exchange_inbound_messages"
     __table_args__ = (
         UniqueConstraint("connection_id", "message_id"),
-        Index("ix_exchange_inbound_held", "connection_id", "ticket_uuid", "seq"),
+        # One message per number of a shared ticket, by construction: a second message with a used
+        # number is a protocol error (seq_already_used), never "already received".
+        UniqueConstraint("connection_id", "ticket_uuid", "seq"),
+        Index("ix_exchange_inbound_status", "connection_id", "status"),
     )
 
     account_id: Mapped[int] = mapped_column(PortableId, ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -139,6 +144,8 @@ class InboundMessage(Id, Base):
     seq: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10))  # applied | held
+    # SHA-256 of the message without its sent_at: a re-delivery has the same, another message not.
+    digest: Mapped[str | None] = mapped_column(String(64))
     envelope: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # kept only while held
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

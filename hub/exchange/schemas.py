@@ -61,6 +61,9 @@ class DeliveryStatus(msgspec.Struct, kw_only=True):
     backlog: int  # queued or being delivered
     dead: int  # dead-lettered: see GET /api/outbox?status=dead
     last_error: str | None
+    # Received from the partner and waiting for an earlier message of their ticket (EX-10); a
+    # number that never comes is skipped with POST /api/exchange/connections/{id}/skip-gaps.
+    held: int = 0
 
 
 class ConnectionRead(msgspec.Struct, kw_only=True):

@@ -19,8 +19,10 @@ import msgspec
 import structlog
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts.exchange import (
+    SUPPORTED_VERSIONS,
     Body,
     ConnectAccepted,
     ConnectionEnded,
@@ -39,7 +41,13 @@ from hub.desk.actors import Actor
 from hub.errors import BadRequest, Conflict, Gone, HubError, NotFound, Unauthorized, Unprocessable
 from hub.exchange import crypto
 from hub.exchange.files import blob_batches, files_to_send, fits_partner, ticket_files, to_send_on
-from hub.exchange.models import Connection, ConnectionState, PairingKeyRecord, SharedTicket
+from hub.exchange.models import (
+    Connection,
+    ConnectionState,
+    InboundMessage,
+    PairingKeyRecord,
+    SharedTicket,
+)
 from hub.exchange.schemas import (
     ConnectionRead,
     DeliveryStatus,
@@ -52,6 +60,7 @@ from hub.exchange.schemas import (
     TransferCreate,
 )
 from hub.exchange.transport import check_partner_address, post_to_partner
+from hub.notifications import notify
 from hub.outbox import enqueue
 from hub.outbox.models import OutboxMessage, OutboxStatus
 from hub.settings import Settings
@@ -71,6 +80,7 @@ __all__ = [
     "partner_links",
     "pass_files",
     "rate_partner",
+    "record_protocol_error",
     "record_rejection",
     "revoke_pairing_key",
     "send",
@@ -207,6 +217,7 @@ async def connect_with_key(
         public_key=public,
         nonce=secrets.token_urlsafe(18),
         iat=utcnow(),
+        versions=list(SUPPORTED_VERSIONS),
     )
     proof_private, _ = crypto.pairing_keypair(key.secret)
     token = crypto.sign(proof_private, key.kid, msgspec.json.encode(request))
@@ -233,6 +244,7 @@ async def connect_with_key(
         public_key=public,
         state=ConnectionState.ACTIVE,
         created_at=utcnow(),
+        protocol_version=accepted.v,
     )
     async with db.sessionmaker() as session, session.begin():
         session.add(connection)
@@ -260,6 +272,8 @@ def _verify_accepted(body: Any, request: ConnectRequest) -> ConnectAccepted:
         accepted = msgspec.json.decode(crypto.verify(token.jws, claimed.public_key), type=ConnectAccepted)
     except Unauthorized as exc:
         raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer is not signed") from exc
+    if accepted.v not in request.versions:
+        raise PartnerRefused(502, "partner_answer_invalid", "The partner hub chose a version we do not speak")
     if kid != f"{request.conn}/issuer" or accepted.conn != request.conn or accepted.nonce != request.nonce:
         raise PartnerRefused(502, "partner_answer_invalid", "The partner hub's answer does not match")
     return accepted
@@ -279,6 +293,7 @@ async def accept_handshake(session: AsyncSession, settings: Settings, token: Sig
     now = utcnow()
     if request.kid != kid or abs(now - request.iat) > CLOCK_SKEW:
         raise Unauthorized("Stale or mismatched handshake", code="handshake_stale")
+    version = _common_version(request.versions)
     if record.revoked_at is not None:
         raise Gone("The pairing key was revoked", code="pairing_key_revoked")
     if record.used_at is not None:
@@ -318,11 +333,13 @@ async def accept_handshake(session: AsyncSession, settings: Settings, token: Sig
         public_key=public,
         state=ConnectionState.ACTIVE,
         created_at=now,
+        protocol_version=version,
     )
     session.add(connection)
     await session.flush()
     record.connection_id = connection.id
     accepted = ConnectAccepted(
+        v=version,  # type: ignore[arg-type]  # one of SUPPORTED_VERSIONS
         conn=request.conn,
         hub=settings.server.public_url,
         name=account.name,
@@ -332,6 +349,18 @@ async def accept_handshake(session: AsyncSession, settings: Settings, token: Sig
     )
     log.info("exchange_connected", account_id=record.account_id, connection=request.conn, side="issuer")
     return SignedToken(crypto.sign(private, f"{request.conn}/issuer", msgspec.json.encode(accepted)))
+
+
+def _common_version(offered: list[int]) -> int:
+    """The highest protocol version both hubs speak, else 400 ``version_unsupported``."""
+    common = set(offered) & set(SUPPORTED_VERSIONS)
+    if not common:
+        raise BadRequest(
+            f"This hub speaks protocol versions {list(SUPPORTED_VERSIONS)}",
+            code="version_unsupported",
+            versions=list(SUPPORTED_VERSIONS),
+        )
+    return max(common)
 
 
 # --- connections (EX-3) -------------------------------------------------------------------------
@@ -370,8 +399,17 @@ async def delivery_status(session: AsyncSession, connection: Connection) -> Deli
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     )
+    held = await session.scalar(
+        select(func.count()).where(
+            InboundMessage.connection_id == connection.id, InboundMessage.status == "held"
+        )
+    )
     return DeliveryStatus(
-        last_success_at=row[0], backlog=int(row[1]), dead=int(row[2]), last_error=last_error
+        last_success_at=row[0],
+        backlog=int(row[1]),
+        dead=int(row[2]),
+        last_error=last_error,
+        held=int(held or 0),
     )
 
 
@@ -412,15 +450,14 @@ async def send(session: AsyncSession, connection: Connection, link: SharedTicket
     one shared ticket's messages in line in the outbox, under the connection's key prefix."""
     message_id = str(uuid.uuid4())
     envelope: dict[str, Any] = {
-        "v": 1,
+        "v": connection.protocol_version,
         "id": message_id,
         "conn": connection.uuid,
         "sender": connection.side,
         "body": msgspec.to_builtins(body),
     }
     if link is not None:
-        link.out_seq += 1
-        envelope |= {"ticket": link.uuid, "seq": link.out_seq}
+        envelope |= {"ticket": link.uuid, "seq": await _next_seq(session, link)}
     await enqueue(
         session,
         account_id=connection.account_id,
@@ -430,6 +467,26 @@ async def send(session: AsyncSession, connection: Connection, link: SharedTicket
         ordering_key=connection.ordering_key(link.uuid if link is not None else None),
     )
     return message_id
+
+
+async def _next_seq(session: AsyncSession, link: SharedTicket) -> int:
+    """The link's next outgoing number, drawn in one atomic UPDATE ... RETURNING.
+
+    The row lock it takes is held to commit, so two transactions sending on one shared ticket get
+    distinct numbers in commit order (their outbox rows too), whatever else either of them has
+    locked: no lost update of a counter read earlier without a lock."""
+    if link in session.dirty:
+        await session.flush()  # the UPDATE below must not be overwritten by a pending change
+    seq = await session.scalar(
+        update(SharedTicket)
+        .where(SharedTicket.id == link.id)
+        .values(out_seq=SharedTicket.out_seq + 1)
+        .returning(SharedTicket.out_seq)
+        .execution_options(synchronize_session=False)
+    )
+    assert seq is not None
+    set_committed_value(link, "out_seq", seq)
+    return int(seq)
 
 
 async def active_links(
@@ -656,6 +713,46 @@ async def record_rejection(
     )
 
 
+async def record_protocol_error(
+    session: AsyncSession, connection: Connection, envelope: dict[str, Any], code: str, reason: str
+) -> None:
+    """A message the partner refused as a protocol error (a used id or number): the ticket's history
+    says so and the account's administrators are alerted; the message itself is dead-lettered."""
+    from hub.accounts.models import Employee
+    from hub.desk import service as desk
+
+    link = await session.scalar(
+        select(SharedTicket).where(
+            SharedTicket.connection_id == connection.id, SharedTicket.uuid == envelope.get("ticket")
+        )
+    )
+    ticket = await desk.get_ticket(session, connection.account_id, link.ticket_id) if link else None
+    if ticket is not None:
+        await desk.record_history(
+            session,
+            ticket,
+            Actor("system", None, "exchange"),
+            "partner_protocol_error",
+            {"partner": connection.partner_name, "code": code, "message": envelope["id"], "reason": reason},
+        )
+    admins = await session.scalars(
+        select(Employee.id).where(
+            Employee.account_id == connection.account_id,
+            Employee.role == "administrator",
+            Employee.active.is_(True),
+        )
+    )
+    await notify(
+        session,
+        account_id=connection.account_id,
+        event="partner_protocol_error",
+        ticket=ticket,
+        recipients=[("employee", admin) for admin in admins],
+        data={"partner": connection.partner_name, "code": code, "reason": reason},
+        key=f"exchange-protocol-error:{envelope['id']}",
+    )
+
+
 async def partner_links(session: AsyncSession, account_id: int, ticket_id: int) -> list[PartnerLinkRead]:
     """EX-7: what the ticket knows about its partner tickets."""
     from hub.desk import service as desk
@@ -712,36 +809,57 @@ async def mirror_public_files(db: Database, settings: Settings) -> int:
 
     The desk has no file event, so a short periodic job picks them up; ``files_upto`` on the link
     (moved in the same transaction as the enqueue) makes each file go once, also with several
-    workers (rows are locked with SKIP LOCKED on PostgreSQL)."""
+    workers. Each link is mirrored in a transaction of its own that locks the ticket before the
+    link, the order every other writer of a shared ticket takes."""
     from hub.desk.models import TicketFile
 
-    sent = 0
-    async with db.sessionmaker() as session, session.begin():
-        query = (
-            select(SharedTicket, Connection)
-            .join(Connection, Connection.id == SharedTicket.connection_id)
-            .where(
-                Connection.state == ConnectionState.ACTIVE,
-                select(TicketFile.id).where(to_send_on(SharedTicket)).exists(),
+    async with db.sessionmaker() as session:
+        link_ids = list(
+            await session.scalars(
+                select(SharedTicket.id)
+                .join(Connection, Connection.id == SharedTicket.connection_id)
+                .where(
+                    Connection.state == ConnectionState.ACTIVE,
+                    select(TicketFile.id).where(to_send_on(SharedTicket)).exists(),
+                )
+                .order_by(SharedTicket.id)
+                .limit(100)
             )
-            .order_by(SharedTicket.id)
-            .limit(100)
         )
-        if not db.is_sqlite:
-            query = query.with_for_update(skip_locked=True, of=SharedTicket)
-        for link, connection in (await session.execute(query)).tuples():
-            rows = await files_to_send(session, link)
-            if not rows:
-                continue
-            link.files_upto = rows[-1].id
-            too_large = [row for row in rows if not fits_partner(row)]
-            if too_large:
-                await _too_large_to_mirror(session, link, connection, too_large)
-            author = (rows[0].uploaded_by_name or "staff")[:200]
-            for blobs in blob_batches(settings, [row for row in rows if fits_partner(row)]):
-                await send(session, connection, link, FilesPosted(author_name=author, files=blobs))
-            sent += len(rows)
+    sent = 0
+    for link_id in link_ids:
+        async with db.sessionmaker() as session, session.begin():
+            sent += await _mirror_link(session, settings, link_id)
     return sent
+
+
+async def _mirror_link(session: AsyncSession, settings: Settings, link_id: int) -> int:
+    from hub.desk import service as desk
+
+    link = await session.get(SharedTicket, link_id)
+    if link is None:
+        return 0
+    await desk.get_ticket(session, link.account_id, link.ticket_id, for_update=True)
+    link = await session.scalar(
+        select(SharedTicket)
+        .where(SharedTicket.id == link_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    connection = await session.get(Connection, link.connection_id) if link is not None else None
+    if link is None or connection is None or connection.state != ConnectionState.ACTIVE:
+        return 0
+    rows = await files_to_send(session, link)  # read under the lock: another worker's are gone
+    if not rows:
+        return 0
+    link.files_upto = rows[-1].id
+    too_large = [row for row in rows if not fits_partner(row)]
+    if too_large:
+        await _too_large_to_mirror(session, link, connection, too_large)
+    author = (rows[0].uploaded_by_name or "staff")[:200]
+    for blobs in blob_batches(settings, [row for row in rows if fits_partner(row)]):
+        await send(session, connection, link, FilesPosted(author_name=author, files=blobs))
+    return len(rows)
 
 
 async def _too_large_to_mirror(

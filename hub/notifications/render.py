@@ -51,6 +51,12 @@ def render(event: str, ticket: Any, data: dict[str, Any]) -> dict[str, Any]:
             f"{ref}: partner decision",
             f"{partner} set its ticket to {status or data.get('status')}.",
         )
+    elif event == "partner_protocol_error":
+        partner = data.get("partner") or "A partner"
+        subject, text = (
+            f"{ref}: message to {partner} refused",
+            f"{partner} refused a message as {data.get('code')}: {data.get('reason')}",
+        )
     elif event == "refund_requested":
         subject, text = f"{ref}: refund requested", f"A refund of {data.get('amount', '')} was requested."
     elif event == "refund_changed":

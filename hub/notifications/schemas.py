@@ -32,6 +32,7 @@ EVENTS = (
     "public_comment",
     "rating_request",
     "partner_decision",
+    "partner_protocol_error",
     "refund_requested",
     "refund_changed",
 )

@@ -4,14 +4,17 @@ A round claims due messages in one short transaction (``FOR UPDATE SKIP LOCKED``
 several workers share the work; SQLite serialises writers by itself), delivers them with no
 session held (the messages of one ordering key one after the other, in order, the others side by
 side), then records each outcome in another short transaction, guarded by the claim token
-so a worker whose lease ran out cannot overwrite its successor. A message whose worker died is
-claimed again once its lease passes: delivery is at least once, and the idempotency key makes the
-effect once.
+so a worker whose lease ran out cannot overwrite its successor. While it delivers, a worker
+renews its claims' lease every few seconds (a heartbeat), so the lease can be short: a message
+whose worker died (kill -9, a lost machine) is claimed again seconds later, not minutes, while a
+slow delivery that is still going is never taken over. Delivery is at least once, and the
+idempotency key makes the effect once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Iterable
@@ -20,6 +23,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from tenacity import RetryCallState, wait_exponential_jitter
@@ -160,12 +164,17 @@ async def _deliver_one(ctx: DeliveryContext, message: MessageView) -> Outcome:
     return "delivered", None, started
 
 
+# How long one round may keep delivering a chain before it hands the rest back: a long backlog of
+# one key must not keep the round (and the other keys' next messages) waiting.
+ROUND_SECONDS = 60.0
+
+
 async def _deliver_chain(ctx: DeliveryContext, chain: list[MessageView]) -> list[Outcome]:
     """One ordering key's messages in order. After one that must be retried, the rest are
     ``released`` untried: they wait behind it (a dead-lettered one does not hold them up). So are
-    those left when half the lease is gone, so that no other worker takes them over meanwhile."""
+    those left when the round has run for ``ROUND_SECONDS``."""
     outcomes: list[Outcome] = []
-    give_up_at = time.monotonic() + ctx.settings.outbox.lease_seconds / 2
+    give_up_at = time.monotonic() + ROUND_SECONDS
     for message in chain:
         stop = outcomes and outcomes[-1][0] in ("retry", "released")
         if stop or time.monotonic() > give_up_at:
@@ -255,6 +264,25 @@ async def _record(
         await session.execute(insert(DeliveryAttempt), attempts)
 
 
+async def _renew_lease(ctx: JobContext, token: str) -> None:
+    """Keep this round's claims alive while it delivers: every third of the lease, push their
+    ``locked_until`` a whole lease ahead. A worker that dies stops renewing, and its claims pass
+    to another worker within one lease."""
+    lease = ctx.settings.outbox.lease_seconds
+    mine = (OutboxMessage.claim_token == token, OutboxMessage.status == OutboxStatus.DELIVERING)
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            async with ctx.db.sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(*mine)
+                    .values(locked_until=utcnow() + timedelta(seconds=lease))
+                )
+        except SQLAlchemyError:  # a missed beat only shortens the lease; the next one may get through
+            log.warning("outbox_lease_renewal_failed", exc_info=True)
+
+
 async def deliver_due(ctx: JobContext, *, now: datetime | None = None) -> int:
     """One round: claim what is due, deliver it, record the outcomes. Returns how many were tried."""
     settings = ctx.settings.outbox
@@ -264,7 +292,13 @@ async def deliver_due(ctx: JobContext, *, now: datetime | None = None) -> int:
         return 0
     delivery = DeliveryContext(ctx.db, ctx.settings, ctx.http)
     chains = _chains(messages)
-    outcomes = await asyncio.gather(*(_deliver_chain(delivery, chain) for chain in chains))
+    heartbeat = asyncio.create_task(_renew_lease(ctx, token))
+    try:
+        outcomes = await asyncio.gather(*(_deliver_chain(delivery, chain) for chain in chains))
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     results = [
         (message, outcome)
         for chain, chain_outcomes in zip(chains, outcomes, strict=True)

@@ -163,34 +163,53 @@ async def test_tampered_wrong_key_replayed_and_stale_messages_are_refused(
     assert await desk.comments(b.client, beta, copy["id"]) == comments_before
 
 
-async def test_message_for_a_foreign_ticket_is_refused(one_hub: Hub) -> None:
-    """EX-10: C, paired with B, names a ticket B shares with A: refused 404 ticket_not_shared,
-    nothing changes."""
+async def test_message_for_a_foreign_ticket_never_reaches_it(one_hub: Hub) -> None:
+    """EX-10: C, paired with B, names a ticket B shares with A. A status update is refused 404
+    ticket_not_shared; a comment is held as one for a ticket C has not transferred yet (its transfer
+    may be on its way), counted on C's connection, and never lands on the ticket B shares with A."""
     hub = one_hub
     alpha, beta, gamma = hub.tenants
     ab, _ = await pair(hub, alpha, hub, beta)
-    gb, _ = await pair(hub, gamma, hub, beta)
+    gb, bg = await pair(hub, gamma, hub, beta)
     original = await desk.new_ticket(hub.client, alpha)
     await desk.transfer(hub.client, alpha, original["id"], ab)
     await drain(hub)
-    shared = (await desk.partner_link(hub.client, alpha, original["id"]))[0]["shared_uuid"]
+    shared = (await desk.partner_link(hub.client, alpha, original["id"]))[0]
+    copy = (await desk.tickets(hub.client, beta))[0]
+    comments_before = await desk.comments(hub.client, beta, copy["id"])
     async with hub.db.sessionmaker() as session:
         c_side = await session.get(Connection, gb)
     assert c_side is not None
     before = await _snapshot(hub)
-    envelope = {
-        "v": 1,
-        "id": str(uuid.uuid4()),
-        "conn": c_side.uuid,
-        "sender": c_side.side,
-        "ticket": shared,
-        "seq": 2,
-        "body": {"kind": "comment.posted", "ref": "1", "author_name": "Mallory", "body": "hijack"},
+
+    def envelope(body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "id": str(uuid.uuid4()),
+            "conn": c_side.uuid,
+            "sender": c_side.side,
+            "ticket": shared["shared_uuid"],
+            "seq": 2,
+            "body": body,
+        }
+
+    status = {
+        "kind": "ticket.status",
+        "number": 7,
+        "status": "resolved",
+        "changed_at": "2026-01-01T00:00:00Z",
     }
-    refused = await _post(hub, sign_envelope(c_side, envelope))
+    refused = await _post(hub, sign_envelope(c_side, envelope(status)))
     assert refused.status_code == 404 and refused.json()["code"] == "ticket_not_shared"
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert await _snapshot(hub) == before
+    hijack = {"kind": "comment.posted", "ref": "1", "author_name": "Mallory", "body": "hijack"}
+    held = await _post(hub, sign_envelope(c_side, envelope(hijack)))
+    assert held.status_code == 200 and held.json()["outcome"] == "held"
+    await drain(hub)
+    assert await desk.comments(hub.client, beta, copy["id"]) == comments_before
+    on_c = await hub.client.get(f"/api/exchange/connections/{bg}", headers=beta.admin.headers)
+    assert on_c.json()["delivery"]["held"] == 1
 
 
 async def test_out_of_order_messages_wait_for_their_predecessor(

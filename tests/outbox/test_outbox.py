@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import respx
 from litestar import Litestar
@@ -268,8 +269,8 @@ class _SlowFarSide(BaseHTTPRequestHandler):
 async def test_killing_a_worker_mid_delivery_loses_nothing(
     app: Litestar, tenant: Tenant, database_url: str, tmp_path: Path
 ) -> None:
-    """DESK-10 (durable outbox): a worker process killed with SIGKILL during a delivery: after its
-    lease, another worker delivers it."""
+    """DESK-10 (durable outbox): a worker process killed with SIGKILL during a delivery: its claim
+    lapses within one (short) lease, as nobody renews it, and another worker delivers it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFarSide)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -293,10 +294,16 @@ async def test_killing_a_worker_mid_delivery_loses_nothing(
         assert arrived, "the worker process never started delivering"
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
+        lease = jobs.settings.outbox.lease_seconds
         async with jobs.db.sessionmaker() as session:
-            assert await session.scalar(select(OutboxMessage.status)) == "delivering"
-        # Another worker takes over once the dead worker's lease has passed.
-        await drain_outbox(jobs, now=utcnow() + timedelta(seconds=jobs.settings.outbox.lease_seconds + 1))
+            claim = (await session.execute(select(OutboxMessage.status, OutboxMessage.locked_until))).one()
+        assert claim.status == "delivering"
+        # Seconds, not minutes: the dead worker's claim passes within one lease of now.
+        assert lease <= 30 and claim.locked_until <= utcnow() + timedelta(seconds=lease)
+        # Another worker takes over once it has passed, on the real clock.
+        deadline = time.monotonic() + 4 * lease
+        while await drain_outbox(jobs) == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -307,6 +314,40 @@ async def test_killing_a_worker_mid_delivery_loses_nothing(
         assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
     # The far side saw the same idempotency key both times, so it applies the effect once.
     assert set(_SlowFarSide.keys) == {"survives-kill"}
+
+
+async def test_a_slow_delivery_keeps_its_claim_while_its_worker_lives(
+    app: Litestar, tenant: Tenant, database_url: str
+) -> None:
+    """DESK-10: the lease is short so that a dead worker's messages move on quickly; a live worker
+    renews it while the far side is slow, so a second worker never delivers the message twice."""
+    jobs: JobContext = app.state.jobs
+    settings = msgspec.structs.replace(jobs.settings, outbox=OutboxSettings(lease_seconds=0.6))
+    await _queue(jobs.db, tenant.id, "slow-one")
+    second_db = Database(database_url)
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(2.5)  # four leases
+        return httpx.Response(200)
+
+    async def keep_trying(worker: JobContext, until: asyncio.Task[int]) -> None:
+        while not until.done():
+            await deliver_due(worker)
+            await asyncio.sleep(0.1)
+
+    with respx.mock() as far:
+        route = far.post(FAR).mock(side_effect=slow)
+        async with httpx.AsyncClient() as http_a, httpx.AsyncClient() as http_b:
+            worker_a = JobContext(db=jobs.db, settings=settings, http=http_a)
+            worker_b = JobContext(db=second_db, settings=settings, http=http_b)
+            first = asyncio.create_task(deliver_due(worker_a))
+            await asyncio.sleep(0.2)
+            await keep_trying(worker_b, first)
+            assert await first == 1
+    await second_db.dispose()
+    assert route.call_count == 1
+    async with jobs.db.sessionmaker() as session:
+        assert await session.scalar(select(OutboxMessage.status)) == "delivered"
 
 
 @pytest.fixture(autouse=True)
