@@ -1,276 +1,884 @@
-"""Partner-exchange benchmark (issue 3): public comment committed in B -> private copy committed in A.
+"""Partner-exchange benchmark (issue 10): comments both ways at once, files mirrored in parallel.
 
-Starts two ``hub serve`` processes (A: "Alpha Security", B: "Beta Lifts"), each with its own
-SQLite database (or its own PostgreSQL database with ``--pg``), pairs them, transfers a ticket from A
-to B, then posts public comments on B's ticket and measures, per comment, the time between its
-commit in B and the commit of its private copy in A (the ``created_at`` of both rows, read from the
-two databases; both processes share this machine's clock). It prints:
+Starts two real ``hub serve`` processes, A ("Alpha Security") and B ("Beta Lifts"), each on its own
+fresh PostgreSQL database (``bench_exchange_a`` / ``bench_exchange_b`` on ``--pg-server``; with
+``--sqlite`` each on its own SQLite file), pairs them through the HTTP API and transfers 10 tickets
+from A to B. Then, all at once:
 
-* baseline: a bare HTTP round trip to the other hub process (``GET /health``);
-* latency p50 / p99 at ``--rate`` comments per second (default 50);
-* the sustained maximum: comments posted as fast as 8 clients can, divided by the time until the
-  last copy is committed in A;
-* a partner restart during a paced run: A is stopped and started again; every comment must arrive
-  exactly once, in order;
-* peak RSS of both hubs and of this process.
+* A posts comments on its original tickets with ``pass_to_partner`` (copies land on B's tickets);
+* B posts public comments on its partner tickets (copies land, private, on A's originals);
+* public files (1-3 MiB each, a few dozen) are uploaded to B's partner tickets while the comments
+  run, so the file-mirroring job sends them to A concurrently with the comment messages.
 
-    .venv/bin/python -m bench.exchange               # 500 comments per phase
-    .venv/bin/python -m bench.exchange --scale 0.1   # quick check: 50 per phase
+1,000 comments in all (``--comments``, times ``--scale``), spread evenly over the tickets and both
+sides. Each (side, ticket) pair is one keep-alive connection posting its comments one after another
+(20 connections at once), so its posting order is known; every body starts with a unique marker
+``bench:<side>:<ticket>:<index>``. The generator speaks HTTP/1.1 over plain asyncio streams: httpx
+needs more CPU per request than the hub spends on a bare endpoint, so httpx clients cannot outrun
+one on this machine (the ``httpx`` line shows it). After the load the bench waits (at most
+``--settle-timeout`` s) for both outboxes to settle, then reads both databases directly and prints:
+
+* lost / duplicated: comments (and files) with no copy / more than one copy on the other side;
+* stranded: messages still ``held`` in exchange_inbound_messages plus ``exchange.message`` outbox
+  rows not delivered (pending, delivering or dead), on both hubs;
+* order violations: per ticket and side, neighbouring copies (by id) in another order than posted;
+* latency per comment from its ``created_at`` on the sender to its copy's ``created_at`` on the
+  receiver (both stamped by the hubs inside their transactions, just before commit; one machine
+  clock): p50 / p99, each way;
+* throughput: copies committed per second from the first post to the last copy;
+* floors from the same run: a bare ``GET /health`` (one connection: p50/p99; the load generator's
+  connections: requests/s, with the hub's CPU share showing who the limit was; the same with
+  httpx clients), the same store work in plain asyncpg (one comment row + one outbox row per
+  transaction, 20 at a time on a 10-connection pool like the hub's, scratch tables in
+  ``bench_exchange``) per second; the generator's comment rate against its /health rate;
+* peak RSS (VmHWM) of both hubs and of this process, and CPU seconds of each;
+
+and finally ONE JSON line with every figure.
+
+    .venv/bin/python -m bench.exchange                 # PostgreSQL, 1,000 comments, 30 files
+    .venv/bin/python -m bench.exchange --scale 0.2     # quick check: 200 comments, 6 files
+    .venv/bin/python -m bench.exchange --sqlite        # the same on two SQLite files
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import json
+import os
+import random
+import re
 import resource
+import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
-from datetime import datetime
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 
-from tests.exchange.hubproc import HubProcess
+from bench._hubs import PG_SERVER, Hub, asyncpg_dsn, fresh_database
 
-PG_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+TOPIC = "exchange.message"
+MARKER = re.compile(r"^bench:([AB]):(\d+):(\d+)\b")
+FILE_MARKER = re.compile(r"^bench-file-(\d+)-")
+MiB = 1024 * 1024
 
 
 def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def r(value: float, digits: int = 1) -> float | None:
+    return None if value != value else round(value, digits)  # NaN -> null in the JSON line
 
 
-async def created_at(hub: HubProcess, prefix: str) -> dict[str, datetime]:
-    """body -> created_at of the comments whose body starts with ``prefix``, read from the database."""
-    query = "SELECT body, created_at FROM ticket_comments WHERE body LIKE ?"
-    if hub.database_url.startswith("sqlite"):
-        path = hub.database_url.split("///", 1)[1]
+def as_utc(value: Any) -> datetime:
+    """A created_at as read: aware from PostgreSQL, a naive UTC string from SQLite."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-        def read() -> list[tuple[str, str]]:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-                return db.execute(query, (prefix + "%",)).fetchall()
 
-        rows = await asyncio.to_thread(read)
-        return {body: datetime.fromisoformat(str(at)) for body, at in rows}
-    import asyncpg
+class RawClient:
+    """One keep-alive HTTP/1.1 connection written with plain asyncio streams: the load generator.
 
-    conn = await asyncpg.connect(hub.database_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        records = await conn.fetch(query.replace("?", "$1"), prefix + "%")
-    finally:
-        await conn.close()
-    return {r["body"]: r["created_at"].replace(tzinfo=None) for r in records}
+    httpx costs this machine milliseconds of CPU per request (measured in the run: the generator
+    line), more than the hub spends on a bare endpoint, so httpx clients cannot outrun one; this
+    costs a few microseconds. Requests carry a Content-Length; responses must too (the hub's do)."""
+
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body else ""
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n{self.head}{extra}\r\n".encode()
+            + body
+        )
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            if length is None:
+                raise RuntimeError(f"response without Content-Length: {head[:200]!r}")
+            data = await self.reader.readexactly(int(length.group(1)))
+        except BaseException:
+            await self.close()
+            raise
+        if re.search(rb"(?i)\r\nconnection:\s*close", head):
+            await self.close()
+        return int(head[9:12]), data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Store:
+    """Direct reads of one hub's database (asyncpg, or sqlite3 read-only in a thread)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.conn: asyncpg.Connection | None = None
+
+    async def open(self) -> None:
+        if not self.hub.is_sqlite:
+            self.conn = await asyncpg.connect(asyncpg_dsn(self.hub.database_url))
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def fetch(self, sql: str) -> list[dict[str, Any]]:
+        if self.conn is not None:
+            return [dict(row) for row in await self.conn.fetch(sql)]
+
+        def read() -> list[dict[str, Any]]:
+            db = sqlite3.connect(f"file:{self.hub.sqlite_path}?mode=ro", uri=True, timeout=30)
+            try:
+                db.row_factory = sqlite3.Row
+                return [dict(row) for row in db.execute(sql).fetchall()]
+            finally:
+                db.close()
+
+        return await asyncio.to_thread(read)
+
+    async def value(self, sql: str) -> int:
+        rows = await self.fetch(sql)
+        return int(next(iter(rows[0].values())) or 0) if rows else 0
+
+    async def comments(self) -> list[dict[str, Any]]:
+        return await self.fetch(
+            "SELECT id, ticket_id, body, author_kind, created_at FROM ticket_comments"
+            " WHERE body LIKE 'bench:%' ORDER BY id"
+        )
+
+    async def files(self) -> list[dict[str, Any]]:
+        return await self.fetch(
+            "SELECT id, ticket_id, filename, size, uploaded_by_kind, created_at FROM ticket_files"
+            " WHERE filename LIKE 'bench-file-%' ORDER BY id"
+        )
+
+    async def copies(self) -> int:
+        return await self.value(
+            "SELECT count(*) FROM ticket_comments WHERE author_kind = 'partner' AND body LIKE 'bench:%'"
+        )
+
+    async def backlog(self) -> dict[str, int]:
+        """Exchange work not finished: held inbound messages and undelivered outbox rows, by state."""
+        held = await self.value("SELECT count(*) FROM exchange_inbound_messages WHERE status = 'held'")
+        rows = await self.fetch(
+            f"SELECT status, count(*) AS n FROM outbox_messages WHERE topic = '{TOPIC}' GROUP BY status"
+        )
+        counts = {row["status"]: int(row["n"]) for row in rows}
+        return {
+            "held": held,
+            "pending": counts.get("pending", 0),
+            "delivering": counts.get("delivering", 0),
+            "dead": counts.get("dead", 0),
+            "delivered": counts.get("delivered", 0),
+        }
+
+
+@dataclass
+class Posted:
+    side: str
+    ticket: int  # 0..tickets-1, the shared ticket's index
+    index: int  # position in its (side, ticket) stream
+    comment_id: int
+    http_ms: float
+
+
+@dataclass
+class Load:
+    posted: list[Posted] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    files: list[tuple[str, int, int]] = field(default_factory=list)  # name, ticket index, size
+    file_errors: list[str] = field(default_factory=list)
+    file_ms: list[float] = field(default_factory=list)
+    done: int = 0
+    started_at: datetime | None = None
+    post_seconds: float = 0.0
+    files_seconds: float = 0.0
 
 
 class Bench:
-    def __init__(self, a: HubProcess, b: HubProcess, http: httpx.AsyncClient) -> None:
-        self.a, self.b, self.http = a, b, http
-        self.alpha, self.beta = a.tenants[0], b.tenants[0]
+    def __init__(self, a: Hub, b: Hub, args: argparse.Namespace) -> None:
+        self.a, self.b, self.args = a, b, args
+        self.http = httpx.AsyncClient(timeout=120, trust_env=False)
+        self.store = {"A": Store(a), "B": Store(b)}
+
+    # -- setup ---------------------------------------------------------------------------------
 
     async def setup(self, tickets: int) -> None:
+        """Pair B with A by a key A issues, transfer ``tickets`` tickets A -> B, and map each
+        original on A to its partner ticket on B (through the links' shared uuid)."""
+        alpha, beta = self.a.tenant, self.b.tenant
+        assert alpha is not None and beta is not None
         issued = await self.http.post(
-            f"{self.a.base_url}/api/exchange/pairing-keys", json={}, headers=self.alpha.admin.headers
+            f"{self.a.base_url}/api/exchange/pairing-keys", json={}, headers=alpha.admin.headers
         )
+        assert issued.status_code == 201, issued.text
         connected = await self.http.post(
             f"{self.b.base_url}/api/exchange/connections",
             json={"key": issued.json()["key"]},
-            headers=self.beta.admin.headers,
+            headers=beta.admin.headers,
         )
         assert connected.status_code == 201, connected.text
         conns = await self.http.get(
-            f"{self.a.base_url}/api/exchange/connections", headers=self.alpha.admin.headers
+            f"{self.a.base_url}/api/exchange/connections", headers=alpha.admin.headers
         )
-        self.original_ids: list[int] = []
+        connection_id = conns.json()[0]["id"]
+        originals: list[int] = []
         for n in range(tickets):
             ticket = await self.http.post(
                 f"{self.a.base_url}/api/tickets",
-                json={"title": f"Bench {n}"},
-                headers=self.alpha.dispatcher.headers,
+                json={"title": f"Bench shared ticket {n}"},
+                headers=alpha.dispatcher.headers,
             )
-            self.original_ids.append(ticket.json()["id"])
+            assert ticket.status_code == 201, ticket.text
+            originals.append(ticket.json()["id"])
             moved = await self.http.post(
-                f"{self.a.base_url}/api/exchange/tickets/{ticket.json()['id']}/transfer",
-                json={"connection_id": conns.json()[0]["id"]},
-                headers=self.alpha.dispatcher.headers,
+                f"{self.a.base_url}/api/exchange/tickets/{originals[-1]}/transfer",
+                json={"connection_id": connection_id},
+                headers=alpha.dispatcher.headers,
             )
             assert moved.status_code == 201, moved.text
-        self.copy_ids: list[int] = []
-        while len(self.copy_ids) < tickets:
-            page = await self.http.get(f"{self.b.base_url}/api/tickets", headers=self.beta.dispatcher.headers)
-            self.copy_ids = sorted(t["id"] for t in page.json()["items"] if t["source"] == "partner")
+        deadline = time.monotonic() + 60
+        while True:
+            out = await self.store["A"].fetch(
+                "SELECT ticket_id, uuid FROM exchange_shared_tickets WHERE direction = 'outgoing'"
+            )
+            inc = await self.store["B"].fetch(
+                "SELECT ticket_id, uuid FROM exchange_shared_tickets WHERE direction = 'incoming'"
+            )
+            if len(inc) >= tickets:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(inc)} of {tickets} transferred tickets reached B")
             await asyncio.sleep(0.1)
+        on_b = {row["uuid"]: int(row["ticket_id"]) for row in inc}
+        by_original = {int(row["ticket_id"]): on_b[row["uuid"]] for row in out}
+        self.ticket_ids = {"A": originals, "B": [by_original[t] for t in originals]}
 
-    async def comment(self, body: str, n: int) -> None:
-        ticket_id = self.copy_ids[n % len(self.copy_ids)]
-        response = await self.http.post(
-            f"{self.b.base_url}/api/tickets/{ticket_id}/comments",
-            json={"body": body, "public": True},
-            headers=self.beta.dispatcher.headers,
+    # -- floors --------------------------------------------------------------------------------
+
+    async def health_round_trip(self, count: int) -> list[float]:
+        samples = []
+        client = RawClient(self.a.port)
+        try:
+            for _ in range(count):
+                started = time.perf_counter()
+                status, _ = await client.request("GET", "/health")
+                samples.append((time.perf_counter() - started) * 1000)
+                assert status == 200, status
+        finally:
+            await client.close()
+        return samples
+
+    async def health_flood(self, clients: int, seconds: float) -> dict[str, float]:
+        """For comparison: ``clients`` httpx clients, each one request after another, against the
+        bare endpoint: the rate they reach, and how busy that keeps the hub and this process."""
+        samples: list[float] = []
+        stop = time.perf_counter() + seconds
+
+        async def client() -> None:
+            async with httpx.AsyncClient(base_url=self.a.base_url, timeout=30, trust_env=False) as http:
+                while time.perf_counter() < stop:
+                    started = time.perf_counter()
+                    response = await http.get("/health")
+                    samples.append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 200
+
+        cpu, own = self.a.cpu_seconds(), own_cpu_seconds()
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - started
+        return {
+            "rps": len(samples) / wall,
+            "p50_ms": pct(samples, 0.5),
+            "p99_ms": pct(samples, 0.99),
+            "hub_cpu_share": (self.a.cpu_seconds() - cpu) / wall,
+            "bench_cpu_share": (own_cpu_seconds() - own) / wall,
+        }
+
+    async def health_capacity(self, connections: int, seconds: float) -> dict[str, float]:
+        """The load generator (``connections`` :class:`RawClient` connections, one request after
+        another each) against the bare endpoint: what the endpoint serves when the client is not
+        the limit, and how busy that keeps the hub."""
+        samples: list[float] = []
+        stop = time.perf_counter() + seconds
+
+        async def connection() -> None:
+            client = RawClient(self.a.port)
+            try:
+                while time.perf_counter() < stop:
+                    started = time.perf_counter()
+                    status, _ = await client.request("GET", "/health")
+                    samples.append((time.perf_counter() - started) * 1000)
+                    assert status == 200, status
+            finally:
+                await client.close()
+
+        cpu, own = self.a.cpu_seconds(), own_cpu_seconds()
+        started = time.perf_counter()
+        await asyncio.gather(*(connection() for _ in range(connections)))
+        wall = time.perf_counter() - started
+        return {
+            "rps": len(samples) / wall,
+            "p50_ms": pct(samples, 0.5),
+            "p99_ms": pct(samples, 0.99),
+            "hub_cpu_share": (self.a.cpu_seconds() - cpu) / wall,
+            "bench_cpu_share": (own_cpu_seconds() - own) / wall,
+        }
+
+    # -- load ----------------------------------------------------------------------------------
+
+    async def load(self, total: int, tickets: int, files: int, uploaders: int, seed: int) -> Load:
+        """``total`` comments over 2 x ``tickets`` streams (side, ticket), every stream one client
+        posting in order; ``files`` public files uploaded to B's partner tickets meanwhile, file j
+        once j/files of the comments are posted, so the uploads spread over the comment load."""
+        alpha, beta = self.a.tenant, self.b.tenant
+        assert alpha is not None and beta is not None
+        streams: dict[tuple[str, int], int] = Counter()
+        for k in range(total):
+            streams["AB"[k % 2], (k // 2) % tickets] += 1
+        result = Load()
+        rng = random.Random(seed)
+        sizes = [rng.randint(1 * MiB, 3 * MiB) for _ in range(files)]
+
+        async def stream(side: str, ticket: int, count: int) -> None:
+            hub = self.a if side == "A" else self.b
+            headers = (alpha if side == "A" else beta).dispatcher.headers
+            ticket_id = self.ticket_ids[side][ticket]
+            extra = {"public": False, "pass_to_partner": True} if side == "A" else {"public": True}
+            client = RawClient(hub.port, headers)
+            try:
+                for index in range(count):
+                    body = f"bench:{side}:{ticket}:{index} comment {index + 1} of {count} from {side}"
+                    started = time.perf_counter()
+                    try:
+                        status, data = await client.request(
+                            "POST",
+                            f"/api/tickets/{ticket_id}/comments",
+                            json.dumps({"body": body, **extra}).encode(),
+                        )
+                    except (OSError, RuntimeError, asyncio.IncompleteReadError) as exc:
+                        result.errors.append(f"{side}{ticket}#{index}: {exc!r}")
+                        continue
+                    finally:
+                        result.done += 1
+                    if status != 201:
+                        result.errors.append(f"{side}{ticket}#{index}: {status} {data[:300]!r}")
+                        continue
+                    ms = (time.perf_counter() - started) * 1000
+                    result.posted.append(Posted(side, ticket, index, int(json.loads(data)["id"]), ms))
+            finally:
+                await client.close()
+
+        queue = iter(range(files))
+
+        async def uploader() -> None:
+            async with httpx.AsyncClient(base_url=self.b.base_url, timeout=300, trust_env=False) as http:
+                for j in queue:
+                    while result.done < j * total / files and result.done < total:
+                        await asyncio.sleep(0.02)
+                    ticket = j % tickets
+                    name = f"bench-file-{j:03d}-t{ticket}.bin"
+                    data = os.urandom(sizes[j])
+                    started = time.perf_counter()
+                    try:
+                        response = await http.post(
+                            f"/api/tickets/{self.ticket_ids['B'][ticket]}/files",
+                            files={"file": (name, data, "application/octet-stream")},
+                            data={"public": "true"},
+                            headers=beta.dispatcher.headers,
+                        )
+                    except httpx.HTTPError as exc:
+                        result.file_errors.append(f"{name}: {exc!r}")
+                        continue
+                    if response.status_code != 201:
+                        result.file_errors.append(f"{name}: {response.status_code} {response.text[:300]}")
+                        continue
+                    result.file_ms.append((time.perf_counter() - started) * 1000)
+                    result.files.append((name, ticket, sizes[j]))
+
+        async def timed(work: Awaitable[Any], attr: str) -> None:
+            started = time.perf_counter()
+            await work
+            setattr(result, attr, time.perf_counter() - started)
+
+        result.started_at = datetime.now(UTC)
+        await asyncio.gather(
+            timed(asyncio.gather(*(stream(s, t, n) for (s, t), n in streams.items())), "post_seconds"),
+            timed(asyncio.gather(*(uploader() for _ in range(uploaders))), "files_seconds"),
         )
-        assert response.status_code == 201, response.text
+        return result
 
-    async def paced(self, prefix: str, count: int, rate: float) -> None:
-        start = time.perf_counter()
-        tasks = []
+    async def settle(self, expected_copies: int, expected_files: int, timeout: float) -> dict[str, Any]:
+        """Wait until every copy arrived and both hubs have nothing left to send or hold; or, when
+        something never arrives, until nothing has moved for ``quiet`` seconds; at most ``timeout``."""
+        started = time.monotonic()
+        quiet = 8.0
+        last: tuple[Any, ...] | None = None
+        since = time.monotonic()
+        while True:
+            copies = await self.store["A"].copies() + await self.store["B"].copies()
+            mirrored = await self.store["A"].value(
+                "SELECT count(*) FROM ticket_files WHERE uploaded_by_kind = 'partner'"
+                " AND filename LIKE 'bench-file-%'"
+            )
+            backlog = {side: await self.store[side].backlog() for side in "AB"}
+            busy = sum(b["held"] + b["pending"] + b["delivering"] for b in backlog.values())
+            state = (copies, mirrored, busy, tuple(b["delivered"] for b in backlog.values()))
+            if state != last:
+                last, since = state, time.monotonic()
+            complete = copies >= expected_copies and mirrored >= expected_files
+            if complete and busy == 0:
+                reason = "settled"
+                break
+            if busy == 0 and time.monotonic() - since > quiet:
+                reason = "quiet (outboxes empty, copies missing)"
+                break
+            if time.monotonic() - started > timeout:
+                reason = f"timeout after {timeout:.0f} s"
+                break
+            await asyncio.sleep(0.25)
+        return {"seconds": time.monotonic() - started, "reason": reason, "backlog": backlog}
+
+    # -- checks --------------------------------------------------------------------------------
+
+    async def check(self, load: Load) -> dict[str, Any]:
+        rows = {side: await self.store[side].comments() for side in "AB"}
+        index_of = {side: {tid: n for n, tid in enumerate(self.ticket_ids[side])} for side in "AB"}
+        # Originals: what each side committed itself (by marker); copies: what arrived from the other.
+        originals: dict[str, dict[str, Any]] = {}
+        copies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        stray = 0
+        for side in "AB":
+            for row in rows[side]:
+                m = MARKER.match(row["body"])
+                if m is None:
+                    continue
+                marker = m.group(0)
+                if row["author_kind"] == "partner":
+                    if m.group(1) == side:  # an echo: a side's own comment came back to it
+                        stray += 1
+                    copies[marker].append({**row, "side": side})
+                elif m.group(1) == side:
+                    originals[marker] = {**row, "side": side}
+                else:
+                    stray += 1
+        lost = [k for k in originals if not copies.get(k)]
+        duplicated = sum(len(v) - 1 for k, v in copies.items() if len(v) > 1)
+        without_original = [k for k in copies if k not in originals]
+        misplaced = 0
+        latencies: dict[str, list[float]] = {"A": [], "B": []}
+        last_copy: datetime | None = None
+        # (sender side, ticket index) -> markers in the sender's commit order / in the copies' order
+        sent_order: dict[tuple[str, int], list[str]] = defaultdict(list)
+        got_order: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
+        for marker, original in sorted(originals.items(), key=lambda kv: int(kv[1]["id"])):
+            side = original["side"]
+            other = "B" if side == "A" else "A"
+            ticket = index_of[side].get(int(original["ticket_id"]), -1)
+            sent_order[side, ticket].append(marker)
+            for copy in copies.get(marker, []):
+                if copy["side"] != other or index_of[other].get(int(copy["ticket_id"])) != ticket:
+                    misplaced += 1
+                    continue
+                got_order[side, ticket].append((int(copy["id"]), marker))
+            if copies.get(marker):
+                first = min(copies[marker], key=lambda c: int(c["id"]))
+                arrived = as_utc(first["created_at"])
+                latencies[side].append((arrived - as_utc(original["created_at"])).total_seconds() * 1000)
+                last_copy = arrived if last_copy is None else max(last_copy, arrived)
+        order_violations = 0
+        streams_out_of_order = 0
+        posting_order_differs = 0
+        for key, markers in sent_order.items():
+            position = {m: n for n, m in enumerate(markers)}
+            seen: set[str] = set()
+            got = []
+            for _, m in sorted(got_order[key]):
+                if m not in seen:
+                    seen.add(m)
+                    got.append(position[m])
+            inversions = sum(1 for x, y in itertools.pairwise(got) if y < x)
+            order_violations += inversions
+            streams_out_of_order += inversions > 0
+            # The sender's own commit order must be the order the stream posted them in.
+            posted_as = [int(m.rsplit(":", 1)[1]) for m in markers]
+            posting_order_differs += posted_as != sorted(posted_as)
+        # Files: every public bench file on B must be on A exactly once.
+        a_files = await self.store["A"].files()
+        b_files = await self.store["B"].files()
+        uploaded = {row["filename"] for row in b_files if row["uploaded_by_kind"] != "partner"}
+        mirrored = Counter(row["filename"] for row in a_files if row["uploaded_by_kind"] == "partner")
+        both = latencies["A"] + latencies["B"]
+        return {
+            "originals": len(originals),
+            "copies": sum(len(v) for v in copies.values()),
+            "lost": len(lost),
+            "lost_sample": sorted(lost)[:10],
+            "duplicated": duplicated,
+            "copies_without_original": len(without_original),
+            "misplaced": misplaced,
+            "echoes_or_strays": stray,
+            "order_violations": order_violations,
+            "streams_out_of_order": streams_out_of_order,
+            "streams": len(sent_order),
+            "sender_order_differs": posting_order_differs,
+            "latency_ms": both,
+            "latency_a_to_b_ms": latencies["A"],
+            "latency_b_to_a_ms": latencies["B"],
+            "last_copy": last_copy,
+            "files_uploaded": len(uploaded),
+            "files_lost": len(uploaded - set(mirrored)),
+            "files_duplicated": sum(n - 1 for n in mirrored.values() if n > 1),
+            "files_mirrored": sum(mirrored.values()),
+        }
+
+
+# -- store floor (plain asyncpg, or sqlite3 with --sqlite) -------------------------------------------
+
+SCRATCH_DDL = """
+CREATE TABLE bench_comments (
+    id BIGSERIAL PRIMARY KEY, account_id BIGINT NOT NULL, ticket_id BIGINT NOT NULL, body TEXT NOT NULL,
+    public BOOLEAN NOT NULL, important BOOLEAN NOT NULL, author_kind VARCHAR(20) NOT NULL,
+    author_id BIGINT, author_name VARCHAR(300), created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX ix_bench_comments_ticket_id_id ON bench_comments (ticket_id, id);
+CREATE TABLE bench_outbox (
+    id BIGSERIAL PRIMARY KEY, account_id BIGINT, topic VARCHAR(100) NOT NULL, payload JSONB NOT NULL,
+    idempotency_key VARCHAR(200) NOT NULL UNIQUE, ordering_key VARCHAR(200), status VARCHAR(20) NOT NULL,
+    attempts INTEGER NOT NULL, next_attempt_at TIMESTAMPTZ NOT NULL, created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX ix_bench_outbox_due ON bench_outbox (status, next_attempt_at);
+CREATE INDEX ix_bench_outbox_ordering ON bench_outbox (ordering_key, id);
+"""
+INSERT_COMMENT = (
+    "INSERT INTO bench_comments (account_id, ticket_id, body, public, important, author_kind, author_id,"
+    " author_name, created_at) VALUES ($1, $2, $3, true, false, 'employee', 1, 'Dispatcher', $4) RETURNING id"
+)
+INSERT_OUTBOX = (
+    "INSERT INTO bench_outbox (account_id, topic, payload, idempotency_key, ordering_key, status, attempts,"
+    " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)"
+)
+
+
+async def store_floor(url: str | None, sqlite_path: Path, count: int, concurrency: int) -> dict[str, float]:
+    """One comment row + one outbox row per transaction, ``concurrency`` at a time (the hub's pool
+    holds 10 connections, so the pool here does too)."""
+    samples: list[float] = []
+    payload = json.dumps({"kind": "comment_posted", "body": "x" * 80})
+
+    if url is None:  # --sqlite: the same two INSERTs with the standard library, one writer
+        db = sqlite3.connect(sqlite_path, isolation_level=None)
+        ddl = SCRATCH_DDL.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY").replace("JSONB", "TEXT")
+        db.executescript(ddl.replace("TIMESTAMPTZ", "TEXT"))
+        db.execute("PRAGMA journal_mode=WAL")
+        started = time.perf_counter()
         for n in range(count):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.comment(f"{prefix}{n:06}", n)))
-        await asyncio.gather(*tasks)
+            t0 = time.perf_counter()
+            now = datetime.now(UTC).isoformat()
+            db.execute("BEGIN")
+            cid = db.execute(
+                re.sub(r"\$\d", "?", INSERT_COMMENT), (1, n % 10, f"floor comment {n}", now)
+            ).fetchone()[0]
+            db.execute(
+                re.sub(r"\$\d", "?", INSERT_OUTBOX.replace("$6, $6", "$6, $7")),
+                (1, TOPIC, payload, f"floor:{cid}", f"exchange:conn:1:{n % 10}", now, now),
+            )
+            db.execute("COMMIT")
+            samples.append((time.perf_counter() - t0) * 1000)
+        wall = time.perf_counter() - started
+        db.close()
+        return {"tps": count / wall, "p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99)}
 
-    async def flood(self, prefix: str, count: int, clients: int = 8) -> None:
-        queue = iter(range(count))
+    await fresh_database(url, migrate=False)
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=min(10, concurrency), max_size=10)
+    assert pool is not None
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(SCRATCH_DDL)
+        numbers = iter(range(count))
 
         async def worker() -> None:
-            for n in queue:
-                await self.comment(f"{prefix}{n:06}", n)
+            for n in numbers:
+                t0 = time.perf_counter()
+                async with pool.acquire() as conn, conn.transaction():
+                    now = datetime.now(UTC)
+                    cid = await conn.fetchval(INSERT_COMMENT, 1, n % 10, f"floor comment {n}", now)
+                    await conn.execute(
+                        INSERT_OUTBOX, 1, TOPIC, payload, f"floor:{cid}", f"exchange:conn:1:{n % 10}", now
+                    )
+                samples.append((time.perf_counter() - t0) * 1000)
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
-
-    async def arrived(self, prefix: str, count: int, timeout: float = 300) -> dict[str, datetime]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            at_a = await created_at(self.a, prefix)
-            if len(at_a) >= count:
-                return at_a
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"{prefix}: only {len(at_a)} of {count} arrived")
-
-    async def latencies(self, prefix: str, count: int) -> list[float]:
-        at_a = await self.arrived(prefix, count)
-        at_b = await created_at(self.b, prefix)
-        return [(at_a[body] - at_b[body]).total_seconds() * 1000 for body in at_b]
-
-
-async def baseline(http: httpx.AsyncClient, url: str, count: int) -> list[float]:
-    samples = []
-    for _ in range(count):
         started = time.perf_counter()
-        await http.get(f"{url}/health")
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    finally:
+        await pool.close()
+    return {"tps": count / wall, "p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99)}
 
 
-async def main(scale: float, rate: float, pg: bool, tickets: int) -> None:
-    n = max(20, int(500 * scale))
+# -- main --------------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    total = max(2 * args.tickets, int(args.comments * args.scale))
+    files = max(1, round(args.files * args.scale)) if args.files else 0
+    clients = 2 * args.tickets
     root = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
     urls: list[str | None] = [None, None]
-    if pg:
-        from tests.telephony.hubproc import fresh_database
-
-        urls = [f"{PG_SERVER}/bench_exchange_a", f"{PG_SERVER}/bench_exchange_b"]
-        for url in urls:
+    scratch: str | None = None
+    if not args.sqlite:
+        server = args.pg_server.rstrip("/")
+        urls = [f"{server}/bench_exchange_a", f"{server}/bench_exchange_b"]
+        scratch = f"{server}/bench_exchange"
+        for url in urls:  # one at a time: alembic's upgrade is not safe to run in two threads
+            assert url is not None
             await fresh_database(url)
-    a = HubProcess("Alpha", root, urls[0], HUB_OUTBOX_POLL_SECONDS="1.0")
-    b = HubProcess("Beta", root, urls[1], HUB_OUTBOX_POLL_SECONDS="1.0")
-    await a.seed("Alpha Security")
-    await b.seed("Beta Lifts")
+    env = {
+        "HUB_OUTBOX_POLL_SECONDS": str(args.poll),
+        "HUB_OUTBOX_INITIAL_DELAY_SECONDS": "0.2",
+        "HUB_OUTBOX_MAX_DELAY_SECONDS": "1.0",
+        "HUB_OUTBOX_MAX_ATTEMPTS": "1000",
+    }
+    a = Hub("Alpha", root, urls[0], **env)
+    b = Hub("Beta", root, urls[1], **env)
+    await a.seed("Alpha Security", "alpha")
+    await b.seed("Beta Lifts", "beta")
+    engine = "SQLite" if args.sqlite else "PostgreSQL"
+    print(
+        f"exchange bench: {engine}, two hub processes; {total} comments over {args.tickets} shared tickets"
+        f" from both sides ({clients} connections), {files} public files of 1-3 MiB mirrored B -> A meanwhile"
+    )
     a.start()
     b.start()
+    bench = Bench(a, b, args)
     try:
         await asyncio.gather(a.wait_ready(), b.wait_ready())
-        async with httpx.AsyncClient(timeout=60) as http:
-            bench = Bench(a, b, http)
-            await bench.setup(tickets)
-            print(
-                f"exchange bench: {n} comments per phase, {'PostgreSQL' if pg else 'SQLite'}, two hub processes"
-            )
-            base = await baseline(http, a.base_url, 200)
-            print(
-                f"baseline  bare HTTP round trip to the other hub: p50 {pct(base, 0.5):.1f} ms  p99 {pct(base, 0.99):.1f} ms"
-            )
+        for store in bench.store.values():
+            await store.open()
+        await bench.setup(args.tickets)
 
-            await bench.paced("w-", 20, 20)  # warm-up
-            await bench.arrived("w-", 20)
-            started = time.perf_counter()
-            await bench.paced("p-", n, rate)
-            lat = await bench.latencies("p-", n)
-            print(
-                f"paced     {rate:.0f} comments/s for {time.perf_counter() - started:.1f} s: "
-                f"B commit -> A commit p50 {pct(lat, 0.5):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  "
-                f"max {max(lat):.1f} ms  mean {statistics.fmean(lat):.1f} ms"
-            )
+        # Floors, measured before the load in this same run.
+        rtt = await bench.health_round_trip(max(100, int(500 * args.scale)))
+        seconds = max(2.0, 5.0 * args.scale)
+        capacity = await bench.health_capacity(clients, seconds)
+        flood = await bench.health_flood(clients, seconds)
+        store = await store_floor(scratch, root / "floor.db", max(500, int(5000 * args.scale)), clients)
+        print(
+            f"floor     GET /health, one connection, one request at a time: p50 {pct(rtt, 0.5):.2f} ms"
+            f"  p99 {pct(rtt, 0.99):.2f} ms"
+        )
+        print(
+            f"floor     GET /health, the load generator ({clients} keep-alive connections): {capacity['rps']:.0f} req/s"
+            f"  p50 {capacity['p50_ms']:.1f} ms  p99 {capacity['p99_ms']:.1f} ms"
+            f"  (CPU: hub {capacity['hub_cpu_share'] * 100:.0f}% of a core, bench {capacity['bench_cpu_share'] * 100:.0f}%)"
+        )
+        print(
+            f"httpx     GET /health, {clients} httpx clients instead: {flood['rps']:.0f} req/s"
+            f"  p50 {flood['p50_ms']:.1f} ms  p99 {flood['p99_ms']:.1f} ms"
+            f"  (CPU: hub {flood['hub_cpu_share'] * 100:.0f}%, bench {flood['bench_cpu_share'] * 100:.0f}%)"
+            f" = {flood['rps'] / capacity['rps'] * 100:.0f}% of the generator's rate"
+        )
+        print(
+            f"floor     store work in plain {'sqlite3' if args.sqlite else 'asyncpg'} (comment row + outbox row,"
+            f" one transaction, {1 if args.sqlite else clients} at a time): {store['tps']:.0f} tx/s"
+            f"  p50 {store['p50_ms']:.2f} ms  p99 {store['p99_ms']:.2f} ms"
+        )
 
-            first = time.perf_counter()
-            await bench.flood("f-", n)
-            posted = time.perf_counter() - first
-            at_a = await bench.arrived("f-", n)
-            at_b = await created_at(b, "f-")
-            span = (max(at_a.values()) - min(at_b.values())).total_seconds()
-            lat = [(at_a[k] - at_b[k]).total_seconds() * 1000 for k in at_b]
-            print(
-                f"sustained {n / span:.0f} comments/s end to end (posting alone {n / posted:.0f}/s); "
-                f"latency under flood p50 {pct(lat, 0.5):.0f} ms  p99 {pct(lat, 0.99):.0f} ms"
-            )
+        cpu_before = {"A": a.cpu_seconds(), "B": b.cpu_seconds(), "bench": own_cpu_seconds()}
+        wall0 = time.perf_counter()
+        load = await bench.load(total, args.tickets, files, args.uploaders, args.seed)
+        posted = len(load.posted)
+        post_rate = posted / load.post_seconds if load.post_seconds else 0.0
+        http_ms = [p.http_ms for p in load.posted]
+        print(
+            f"load      {posted} of {total} comments posted in {load.post_seconds:.1f} s = {post_rate:.0f}/s"
+            f" ({post_rate / capacity['rps'] * 100:.1f}% of the generator's own {capacity['rps']:.0f} req/s on /health);"
+            f" POST p50 {pct(http_ms, 0.5):.0f} ms  p99 {pct(http_ms, 0.99):.0f} ms;"
+            f" {len(load.files)} of {files} files ({sum(f[2] for f in load.files) / MiB:.0f} MiB)"
+            f" uploaded in {load.files_seconds:.1f} s; errors: {len(load.errors)} comments, {len(load.file_errors)} files"
+        )
+        for error in (load.errors + load.file_errors)[:5]:
+            print(f"          error: {error}")
 
-            restart_count = max(20, n // 2)
-            paced = asyncio.create_task(bench.paced("r-", restart_count, rate))
-            await asyncio.sleep(restart_count / rate / 3)
-            a.stop()
-            await asyncio.sleep(2.0)
-            a.start()
-            await a.wait_ready()
-            await paced
-            await bench.arrived("r-", restart_count)
-            bodies: list[str] = []
-            in_order = True
-            for original_id in bench.original_ids:
-                link = await http.get(
-                    f"{a.base_url}/api/exchange/tickets/{original_id}/partner-link",
-                    headers=bench.alpha.dispatcher.headers,
-                )
-                number = link.json()[0]["partner_number"]
-                page = await http.get(
-                    f"{b.base_url}/api/tickets",
-                    params={"q": str(number)},
-                    headers=bench.beta.dispatcher.headers,
-                )
-                copy_id = next(t["id"] for t in page.json()["items"] if t["number"] == number)
-                got = await http.get(
-                    f"{a.base_url}/api/tickets/{original_id}/comments", headers=bench.alpha.dispatcher.headers
-                )
-                sent = await http.get(
-                    f"{b.base_url}/api/tickets/{copy_id}/comments", headers=bench.beta.dispatcher.headers
-                )
-                arrived = [c["body"] for c in got.json() if c["body"].startswith("r-")]
-                bodies += arrived
-                # Per ticket, A has them in B's commit order.
-                in_order = in_order and arrived == [
-                    c["body"] for c in sent.json() if c["body"].startswith("r-")
-                ]
-            lost = restart_count - len(set(bodies))
-            duplicated = len(bodies) - len(set(bodies))
-            print(
-                f"restart   A stopped 2 s during a {rate:.0f}/s run of {restart_count}: "
-                f"lost {lost}, duplicated {duplicated}, in order {in_order}"
-            )
-            print(
-                f"memory    peak RSS hub A {peak_rss_mb(a.process.pid) if a.process else 0:.0f} MB (since restart), "
-                f"hub B {peak_rss_mb(b.process.pid) if b.process else 0:.0f} MB, "
-                f"bench {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-            )
+        settled = await bench.settle(posted * 1, len(load.files), args.settle_timeout)
+        cpu = {side: (hub.cpu_seconds() - cpu_before[side]) for side, hub in (("A", a), ("B", b))}
+        cpu["bench"] = own_cpu_seconds() - cpu_before["bench"]
+        wall = time.perf_counter() - wall0
+        result = await bench.check(load)
+        backlog = settled["backlog"]
+        held = backlog["A"]["held"] + backlog["B"]["held"]
+        undelivered = sum(backlog[s][k] for s in "AB" for k in ("pending", "delivering", "dead"))
+        stranded = held + undelivered
+        lat = result["latency_ms"]
+        span = (
+            (result["last_copy"] - load.started_at).total_seconds()
+            if result["last_copy"] and load.started_at
+            else float("nan")
+        )
+        throughput = (result["copies"] - result["duplicated"]) / span if span == span and span > 0 else 0.0
+        print(
+            f"settle    {settled['reason']} {settled['seconds']:.1f} s after the last post;"
+            f" backlog A {backlog['A']}, B {backlog['B']}"
+        )
+        print(
+            f"result    lost {result['lost']}  duplicated {result['duplicated']}  stranded {stranded}"
+            f" (held {held}, outbox undelivered {undelivered})  order violations {result['order_violations']}"
+            f" ({result['streams_out_of_order']} of {result['streams']} streams)"
+            f"  misplaced {result['misplaced']}  echoes/strays {result['echoes_or_strays']}"
+            f"  copies without original {result['copies_without_original']}"
+        )
+        if result["lost_sample"]:
+            print(f"          lost e.g. {', '.join(result['lost_sample'])}")
+        print(
+            f"files     {result['files_uploaded']} uploaded on B, {result['files_mirrored']} copies on A:"
+            f" lost {result['files_lost']}  duplicated {result['files_duplicated']}"
+        )
+        a_b, b_a = result["latency_a_to_b_ms"], result["latency_b_to_a_ms"]
+        print(
+            f"latency   sender commit -> partner commit: p50 {pct(lat, 0.5):.0f} ms  p99 {pct(lat, 0.99):.0f} ms"
+            f"  max {max(lat, default=float('nan')):.0f} ms  mean {statistics.fmean(lat) if lat else float('nan'):.0f} ms"
+            f"  (A->B p50 {pct(a_b, 0.5):.0f} / p99 {pct(a_b, 0.99):.0f} ms,"
+            f" B->A p50 {pct(b_a, 0.5):.0f} / p99 {pct(b_a, 0.99):.0f} ms)"
+        )
+        print(
+            f"throughput {throughput:.1f} comments/s end to end (first post -> last copy committed, {span:.1f} s);"
+            f" CPU over load+settle ({wall:.0f} s): hub A {cpu['A']:.0f} s, hub B {cpu['B']:.0f} s,"
+            f" bench {cpu['bench']:.0f} s"
+        )
+        rss = {
+            "hub_a_mb": r(a.peak_rss_mb()),
+            "hub_b_mb": r(b.peak_rss_mb()),
+            "bench_mb": r(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
+        print(
+            f"memory    peak RSS hub A {rss['hub_a_mb']} MB, hub B {rss['hub_b_mb']} MB, bench {rss['bench_mb']} MB"
+        )
+        figures = {
+            "bench": "exchange",
+            "engine": engine.lower(),
+            "comments": total,
+            "posted": posted,
+            "post_errors": len(load.errors),
+            "tickets": args.tickets,
+            "lost": result["lost"],
+            "duplicated": result["duplicated"],
+            "stranded": stranded,
+            "stranded_held": held,
+            "stranded_outbox": undelivered,
+            "order_violations": result["order_violations"],
+            "streams_out_of_order": result["streams_out_of_order"],
+            "misplaced": result["misplaced"],
+            "echoes_or_strays": result["echoes_or_strays"],
+            "copies_without_original": result["copies_without_original"],
+            "settle": settled["reason"],
+            "settle_s": r(settled["seconds"]),
+            "p50_ms": r(pct(lat, 0.5)),
+            "p99_ms": r(pct(lat, 0.99)),
+            "max_ms": r(max(lat, default=float("nan"))),
+            "a_to_b_p50_ms": r(pct(a_b, 0.5)),
+            "a_to_b_p99_ms": r(pct(a_b, 0.99)),
+            "b_to_a_p50_ms": r(pct(b_a, 0.5)),
+            "b_to_a_p99_ms": r(pct(b_a, 0.99)),
+            "throughput": r(throughput),
+            "span_s": r(span),
+            "generator": {
+                "connections": clients,
+                "post_rate": r(post_rate),
+                "post_p50_ms": r(pct(http_ms, 0.5)),
+                "post_p99_ms": r(pct(http_ms, 0.99)),
+                "health_rps": r(capacity["rps"]),
+                "post_rate_vs_health": r(post_rate / capacity["rps"], 4),
+                "httpx_health_rps": r(flood["rps"]),
+                "httpx_health_p50_ms": r(flood["p50_ms"], 2),
+                "httpx_health_p99_ms": r(flood["p99_ms"], 2),
+                "httpx_bench_cpu_share": r(flood["bench_cpu_share"], 2),
+            },
+            "files": {
+                "uploaded": result["files_uploaded"],
+                "upload_errors": len(load.file_errors),
+                "mib": r(sum(f[2] for f in load.files) / MiB),
+                "mirrored": result["files_mirrored"],
+                "lost": result["files_lost"],
+                "duplicated": result["files_duplicated"],
+            },
+            "floors": {
+                "health_p50_ms": r(pct(rtt, 0.5), 2),
+                "health_p99_ms": r(pct(rtt, 0.99), 2),
+                "health_rps": r(capacity["rps"]),
+                "health_load_p50_ms": r(capacity["p50_ms"], 2),
+                "health_load_p99_ms": r(capacity["p99_ms"], 2),
+                "health_hub_cpu_share": r(capacity["hub_cpu_share"], 2),
+                "health_bench_cpu_share": r(capacity["bench_cpu_share"], 2),
+                "store_tps": r(store["tps"]),
+                "store_p50_ms": r(store["p50_ms"], 2),
+                "store_p99_ms": r(store["p99_ms"], 2),
+            },
+            "cpu_s": {"hub_a": r(cpu["A"]), "hub_b": r(cpu["B"]), "bench": r(cpu["bench"])},
+            "rss": rss,
+        }
+        print(json.dumps(figures))
+        return figures
     finally:
+        await bench.http.aclose()
+        for s in bench.store.values():
+            await s.close()
         a.stop()
         b.stop()
+        if args.keep:
+            print(f"kept {root} (hub logs in Alpha/hub.log, Beta/hub.log)")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
-if __name__ == "__main__":
+def _run(main_: Callable[[argparse.Namespace], Awaitable[Any]]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="fraction of 500 comments per phase")
-    parser.add_argument("--rate", type=float, default=50.0, help="comments per second in the paced phases")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the comments, files and floors")
+    parser.add_argument("--comments", type=int, default=1000, help="comments in all, both sides together")
     parser.add_argument("--tickets", type=int, default=10, help="shared tickets the comments are spread over")
-    parser.add_argument("--pg", action="store_true", help="each hub on its own local PostgreSQL database")
-    args = parser.parse_args()
-    asyncio.run(main(args.scale, args.rate, args.pg, args.tickets))
+    parser.add_argument(
+        "--files", type=int, default=30, help="public files (1-3 MiB) uploaded on B's tickets"
+    )
+    parser.add_argument("--uploaders", type=int, default=3, help="concurrent file uploads")
+    parser.add_argument("--sqlite", action="store_true", help="each hub on its own SQLite file")
+    parser.add_argument("--pg-server", default=PG_SERVER, help="PostgreSQL server for the hub databases")
+    parser.add_argument("--poll", type=float, default=1.0, help="HUB_OUTBOX_POLL_SECONDS of both hubs")
+    parser.add_argument("--settle-timeout", type=float, default=180.0, help="longest wait after the load (s)")
+    parser.add_argument("--seed", type=int, default=10, help="random seed of the file sizes")
+    parser.add_argument("--keep", action="store_true", help="keep the data directories and hub logs")
+    asyncio.run(main_(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    _run(main)

@@ -65,6 +65,8 @@ async def skip_gaps(
     ).all()
     skipped: dict[str, list[int]] = {}
     for shared_uuid, first_held in waiting:
+        if shared_uuid is None:
+            continue
         link = await lock_shared_ticket(session, connection, shared_uuid)
         if link is None or first_held is None or first_held <= link.in_seq + 1:
             continue  # its transfer never came (nothing to apply to), or nothing is missing

@@ -248,7 +248,7 @@ async def _check_hold_limits(
     """What one partner may make us hold: a bounded jump ahead, a bounded number of messages."""
     limits = settings.exchange
     expected = (link.in_seq if link is not None else 0) + 1
-    if (envelope.seq or 0) - expected >= limits.max_seq_ahead:
+    if (envelope.seq or 0) - expected > limits.max_seq_ahead:
         raise Unprocessable(
             f"Message {envelope.seq} is too far ahead of the next expected one ({expected})",
             code="seq_too_far",

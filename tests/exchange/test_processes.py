@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy import select
 
+from hub.db import Database
+from hub.outbox.models import OutboxMessage
 from tests.conftest import Tenant
 from tests.exchange import desk
 from tests.exchange.hubproc import HubProcess
@@ -282,6 +287,64 @@ async def test_partner_restart_everything_arrives_once_in_order(tmp_path: Path) 
             return bool(view["delivery"]["backlog"] == 0 and view["delivery"]["last_success_at"])
 
         await eventually(drained, "backlog drained")
+
+
+async def test_sender_killed_mid_delivery_resumes_after_restart(tmp_path: Path) -> None:
+    """EX-10 and the durable outbox: A's hub is killed (SIGKILL) while it delivers a comment to a
+    partner that does not answer. Its claims lapse within one short lease instead of minutes, so
+    the restarted hub goes on at once, and every comment arrives exactly once, in order."""
+    async with hubs(tmp_path, "Alpha", "Beta") as (a, b), httpx.AsyncClient(timeout=30) as http:
+        alpha, beta = a.tenants[0], b.tenants[0]
+        a_conn, _ = await _pair(http, a, b)
+        original = await desk.new_ticket(http, alpha, a.base_url, title="Gate motor")
+        await desk.transfer(http, alpha, original["id"], a_conn, base=a.base_url)
+        copy = await _partner_ticket(http, b, beta, "Gate motor")
+        assert b.process is not None and a.process is not None
+        b.process.send_signal(signal.SIGSTOP)  # B accepts connections but answers nothing
+        try:
+            for n in range(5):
+                await desk.comment(
+                    http, alpha, original["id"], f"k{n}", public=False, pass_to_partner=True, base=a.base_url
+                )
+
+            async def claimed() -> list[datetime] | None:
+                rows = await _outbox_claims(a)
+                return rows or None
+
+            await eventually(claimed, "A delivering to the frozen partner")
+            a.process.send_signal(signal.SIGKILL)
+            a.process.wait(timeout=10)
+            a.process = None
+            lease = 15.0  # the outbox's default lease
+            assert all(
+                until <= datetime.now(UTC) + timedelta(seconds=lease) for until in await _outbox_claims(a)
+            )
+        finally:
+            b.process.send_signal(signal.SIGCONT)
+        a.start()
+        await a.wait_ready()
+
+        async def all_there() -> list[str] | None:
+            bodies = [x for x in await _bodies(http, b, beta, copy["id"]) if x.startswith("k")]
+            return bodies if len(bodies) >= 5 else None
+
+        bodies = await eventually(all_there, "every comment after the restart", timeout=4 * lease)
+        assert bodies == [f"k{n}" for n in range(5)]
+
+
+async def _outbox_claims(hub: HubProcess) -> list[datetime]:
+    """``locked_until`` of the hub's exchange messages being delivered, read from its database."""
+    db = Database(hub.database_url)
+    try:
+        async with db.sessionmaker() as session:
+            rows = await session.scalars(
+                select(OutboxMessage.locked_until).where(
+                    OutboxMessage.status == "delivering", OutboxMessage.topic == "exchange.message"
+                )
+            )
+            return [row for row in rows if row is not None]
+    finally:
+        await db.dispose()
 
 
 async def test_chain_of_three_hubs_no_echo(tmp_path: Path) -> None:
