@@ -8,16 +8,31 @@ in-process state).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import Database
 from hub.settings import Settings
 
-__all__ = ["JobContext", "PeriodicJob", "register_job", "registered_jobs", "run_jobs", "wake_job"]
+__all__ = [
+    "JobContext",
+    "PeriodicJob",
+    "notify_job",
+    "register_job",
+    "registered_jobs",
+    "run_jobs",
+    "wake_job",
+]
+
+# PostgreSQL channel on which a committed transaction wakes a job in every process.
+WAKE_CHANNEL = "hub_jobs"
 
 log = structlog.get_logger("hub.jobs")
 
@@ -55,6 +70,17 @@ def wake_job(name: str) -> None:
     """Run the named job's next round now in every loop of this process (others poll)."""
     for event in _LOCAL_WAKERS.get(name, ()):
         event.set()
+
+
+async def notify_job(session: AsyncSession, name: str) -> None:
+    """Wake the named job in the other processes when the caller's transaction commits
+    (PostgreSQL NOTIFY is delivered at commit, never for a rolled-back transaction). The caller
+    wakes its own process with :func:`wake_job` after commit; SQLite has one process."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_NOTIFY, {"name": name})
+
+
+_NOTIFY = text(f"SELECT pg_notify('{WAKE_CHANNEL}', :name)")
 
 
 def register_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
@@ -96,4 +122,29 @@ async def run_jobs(ctx: JobContext, jobs: list[PeriodicJob], stop: asyncio.Event
     """Run every job in its own loop until ``stop`` is set."""
     for job in jobs:
         ctx.wake_events.setdefault(job.name, asyncio.Event())
-    await asyncio.gather(*(_loop(job, ctx, stop) for job in jobs))
+    async with _listening_for_wakeups(ctx.db):
+        await asyncio.gather(*(_loop(job, ctx, stop) for job in jobs))
+
+
+@contextlib.asynccontextmanager
+async def _listening_for_wakeups(db: Database) -> AsyncIterator[None]:
+    """On PostgreSQL, LISTEN for :func:`notify_job` from other processes on a connection of its
+    own; a lost listener only means the jobs fall back to their polling interval."""
+    if db.is_sqlite:
+        yield
+        return
+    import asyncpg
+
+    dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        connection = await asyncpg.connect(dsn, timeout=10)
+        await connection.add_listener(WAKE_CHANNEL, lambda _c, _pid, _channel, name: wake_job(name))
+    except (OSError, asyncpg.PostgresError):
+        log.warning("job_wakeup_listener_unavailable", exc_info=True)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close(timeout=5)

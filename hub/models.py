@@ -4,6 +4,7 @@ from hub.accounts import models as accounts_models
 from hub.db import Base
 from hub.desk import models as desk_models
 from hub.exchange import models as exchange_models
+from hub.intake import models as intake_models
 from hub.live import LiveEvent
 from hub.monitoring import models as monitoring_models
 from hub.notifications import models as notifications_models
@@ -18,6 +19,7 @@ __all__ = [
     "accounts_models",
     "desk_models",
     "exchange_models",
+    "intake_models",
     "monitoring_models",
     "notifications_models",
     "outbox_models",

@@ -12,6 +12,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.auth.controllers import AuthController
     from hub.desk.controllers import ContactActivityController, TicketController
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
+    from hub.intake import worker as _intake_worker  # noqa: F401  (registers the apply job)
+    from hub.intake.controllers import IntakeController
     from hub.monitoring.controllers import MONITORING_CONTROLLERS
     from hub.notifications.controllers import AppDeviceController, NotificationController
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
@@ -29,6 +31,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         EmployeeController,
         ApiKeyController,
         OutboxController,
+        IntakeController,
         CompanyController,
         ContactController,
         ObjectController,

@@ -1,0 +1,220 @@
+"""The intake worker: claim due events in batches, apply them in order per key, record outcomes.
+
+A round claims up to ``BATCH`` due events in one short transaction (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, read in id order through a partial index), takes only those whose earlier events of
+the same ``order_key`` are done or taken in the same round, prepares them with no session open
+(a source may call a provider's API), then applies them all in ONE transaction, a savepoint per
+event, and records every outcome in one executemany UPDATE guarded by the round's claim token.
+Applying and recording commit together: an event is applied exactly once, and a worker killed
+mid-batch leaves its events claimed until the lease passes, then another worker applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import structlog
+from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import utcnow
+from hub.intake.models import IntakeEvent, IntakeState
+from hub.intake.service import INTAKE_JOB
+from hub.intake.sources import Applied, EventView, TransientApplyError, source_for
+from hub.jobs import JobContext, register_job
+
+__all__ = ["BATCH", "LEASE", "apply_due", "drain_intake"]
+
+log = structlog.get_logger("hub.intake")
+BATCH = 200
+# A claimed event whose worker died is claimed again after this (a batch applies in well under it).
+LEASE = timedelta(seconds=30)
+MAX_ATTEMPTS = 10
+_TABLE = cast(Table, IntakeEvent.__table__)
+_C = _TABLE.c
+_VIEW_COLUMNS = (
+    _C.id,
+    _C.source,
+    _C.account_id,
+    _C.endpoint_id,
+    _C.dedupe_key,
+    _C.replay_key,
+    _C.order_key,
+    _C.headers,
+    _C.body,
+    _C.remote_addr,
+    _C.received_at,
+    _C.attempts,
+)
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(_C.state == IntakeState.PENDING, _C.next_attempt_at <= now),
+        and_(_C.state == IntakeState.APPLYING, _C.locked_until < now),
+    )
+
+
+async def _claim(session: AsyncSession, now: datetime, token: str) -> list[EventView]:
+    unfinished = _C.state.in_((IntakeState.PENDING, IntakeState.APPLYING))
+    due = select(_C.id, _C.order_key).where(unfinished, _due(now)).order_by(_C.id).limit(BATCH)
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = (await session.execute(due)).all()
+    if not rows:
+        return []
+    keys = {key for _, key in rows if key is not None}
+    earlier: dict[str, set[int]] = {}
+    if keys:  # unfinished events of the same keys that came before the newest candidate
+        found = await session.execute(
+            select(_C.order_key, _C.id).where(unfinished, _C.order_key.in_(keys), _C.id <= rows[-1].id)
+        )
+        for key, event_id in found:
+            earlier.setdefault(key, set()).add(event_id)
+    taken = _in_order(rows, earlier)
+    claimed = await session.execute(
+        update(_TABLE)
+        .where(_C.id.in_(taken))
+        .values(
+            state=IntakeState.APPLYING,
+            attempts=_C.attempts + 1,
+            locked_until=now + LEASE,
+            claim_token=token,
+        )
+        .returning(*_VIEW_COLUMNS)
+    )
+    return sorted((EventView(*row) for row in claimed), key=lambda e: e.id)
+
+
+def _in_order(rows: Sequence[Any], earlier: dict[str, set[int]]) -> list[int]:
+    """The candidates every earlier unfinished event of whose key is taken in this round too (one
+    behind a locked, failing or not-yet-due event waits for it)."""
+    taken: set[int] = set()
+    for event_id, key in rows:
+        if key is None or all(e in taken for e in earlier.get(key, ()) if e < event_id):
+            taken.add(event_id)
+    return sorted(taken)
+
+
+async def _prepare(ctx: JobContext, event: EventView) -> tuple[EventView, Any, Exception | None]:
+    source = source_for(event.source)
+    if source is None:
+        return event, None, LookupError(f"no intake source applies {event.source!r}")
+    try:
+        return event, await source.prepare(ctx, event), None
+    except Exception as exc:  # recorded on the event (retried if transient), never lost
+        return event, None, exc
+
+
+async def _apply_one(
+    session: AsyncSession, ctx: JobContext, event: EventView, prepared: Any
+) -> Applied | Exception:
+    source = source_for(event.source)
+    assert source is not None
+    try:
+        async with session.begin_nested():
+            return await source.apply(session, ctx, event, prepared)
+    except Exception as exc:  # the savepoint undid it; the outcome says why
+        return exc
+
+
+def _outcome(event: EventView, result: Applied | Exception, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"b_id": event.id, "locked_until": None, "claim_token": None}
+    if isinstance(result, Applied):
+        return values | {
+            "state": IntakeState.DONE,
+            "outcome": result.outcome,
+            "error_code": result.code,
+            "error_detail": result.detail,
+            "applied_at": now,
+            "result": result.result,
+            "next_attempt_at": now,
+        }
+    transient = isinstance(result, TransientApplyError)
+    if not transient:
+        log.error("intake_apply_failed", event_id=event.id, source=event.source, error=repr(result))
+    failed = event.attempts >= MAX_ATTEMPTS
+    delay = min(600.0, 2.0 * 2 ** (event.attempts - 1))
+    return values | {
+        "state": IntakeState.FAILED if failed else IntakeState.PENDING,
+        "outcome": None,
+        "error_code": "apply_unavailable" if transient else "apply_error",
+        "error_detail": repr(result)[:2000],
+        "applied_at": None,
+        "result": None,
+        "next_attempt_at": now + timedelta(seconds=delay),
+    }
+
+
+_RECORD = (
+    update(_TABLE)
+    .where(_C.id == bindparam("b_id"), _C.claim_token == bindparam("b_token"))
+    .values(
+        state=bindparam("state"),
+        outcome=bindparam("outcome"),
+        error_code=bindparam("error_code"),
+        error_detail=bindparam("error_detail"),
+        applied_at=bindparam("applied_at"),
+        result=bindparam("result"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        locked_until=bindparam("locked_until"),
+        claim_token=bindparam("claim_token"),
+    )
+)
+
+
+async def _apply_batch(
+    ctx: JobContext, token: str, prepared: list[tuple[EventView, Any, Exception | None]]
+) -> None:
+    async with ctx.db.sessionmaker() as session, session.begin():
+        # Still ours? A worker whose lease ran out must not apply what its successor took over.
+        mine = set(
+            await session.scalars(
+                update(_TABLE)
+                .where(_C.id.in_([e.id for e, _, _ in prepared]), _C.claim_token == token)
+                .values(locked_until=utcnow() + LEASE)
+                .returning(_C.id)
+            )
+        )
+        outcomes = []
+        for event, value, error in prepared:
+            if event.id not in mine:
+                continue
+            result = error if error is not None else await _apply_one(session, ctx, event, value)
+            outcomes.append(_outcome(event, result, utcnow()) | {"b_token": token})
+        if outcomes:
+            await session.execute(_RECORD.execution_options(synchronize_session=False), outcomes)
+
+
+async def apply_due(ctx: JobContext, *, now: datetime | None = None) -> int:
+    """One round: claim, prepare, apply and record. Returns how many events it took."""
+    token = secrets.token_hex(16)
+    async with ctx.db.sessionmaker() as session, session.begin():
+        events = await _claim(session, now or utcnow(), token)
+    if not events:
+        return 0
+    prepared = await asyncio.gather(*(_prepare(ctx, event) for event in events))
+    await _apply_batch(ctx, token, list(prepared))
+    return len(events)
+
+
+async def drain_intake(ctx: JobContext, *, now: datetime | None = None, max_rounds: int = 100) -> int:
+    """Apply until nothing is due (tests and the CLI). ``now`` lets a caller look ahead in time."""
+    total = 0
+    for _ in range(max_rounds):
+        taken = await apply_due(ctx, now=now)
+        if taken == 0:
+            break
+        total += taken
+    return total
+
+
+@register_job(INTAKE_JOB, interval=lambda settings: settings.outbox.poll_seconds)
+async def intake_job(ctx: JobContext) -> None:
+    # Keep going while there is work: a burst is applied batch after batch, not one per poll.
+    while await apply_due(ctx) > 0:
+        pass
