@@ -31,6 +31,7 @@ from litestar import Litestar
 from sqlalchemy import select
 
 from hub.db import Database
+from hub.intake.worker import drain_intake
 from hub.settings import Settings
 from tests.conftest import PASSWORD, Tenant
 
@@ -158,6 +159,21 @@ async def _outbox_message(w: World, t: Tenant) -> int:
         )
     assert message_id is not None
     return int(message_id)
+
+
+@factory("event_id")
+async def _intake_event(w: World, t: Tenant) -> int:
+    """An inbound event of the tenant's, with its marker in the body."""
+    from hub.intake import Received, store
+
+    async with w.db.sessionmaker() as session, session.begin():
+        event_id = await store(
+            session,
+            Received(source="isolation.test", body=w.secret(t), account_id=t.id, dedupe_key=uuid.uuid4().hex),
+            state="failed",
+        )
+    assert event_id is not None
+    return int(event_id)
 
 
 # --- people (DESK-2) ---------------------------------------------------------------------------
@@ -649,7 +665,9 @@ async def _payments_webhook_check(w: World, kind: str | None) -> None:
         }
     ).encode()
     suffix = f"/{kind}" if kind else ""
-    for target, expected in ((a_account, 404), (b_account, 400)):
+    # A's endpoint acknowledges what A's secret signed (204) and its worker then finds no such
+    # invoice of A's; B's endpoint refuses A's signature at the door (400).
+    for target, expected in ((a_account, 204), (b_account, 400)):
         msg_id, ts = f"msg_{uuid.uuid4().hex}", int(time.time())
         headers = {
             "webhook-id": msg_id,
@@ -664,6 +682,7 @@ async def _payments_webhook_check(w: World, kind: str | None) -> None:
             continue
         assert response.status_code == expected, response.text
         assert w.secret(w.b) not in response.text
+    await drain_intake(w.app.state.jobs)
     async with w.db.sessionmaker() as session:
         invoice = await session.get(Invoice, b_invoice)
         assert invoice is not None and (invoice.status, invoice.refunded_amount) == before

@@ -30,7 +30,9 @@ class IntakeController(Controller):
         source: Annotated[
             str | None, Parameter(max_length=40, description="payments, payments.stripe, telephony, ...")
         ] = None,
-        state: Literal["pending", "applying", "done", "failed", "rejected"] | None = None,
+        state_is: Annotated[
+            Literal["pending", "applying", "done", "failed", "rejected"] | None, Parameter(query="state")
+        ] = None,
         outcome: Annotated[str | None, Parameter(max_length=20)] = None,
         before_id: Annotated[int | None, Parameter(ge=1, description="Keyset cursor: ids below this")] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
@@ -39,7 +41,7 @@ class IntakeController(Controller):
             db_session,
             principal.account_id,
             source=source,
-            state=state,
+            state=state_is,
             outcome=outcome,
             before_id=before_id,
             limit=limit,

@@ -27,6 +27,7 @@ __all__ = [
     "Received",
     "accept",
     "get_event",
+    "known",
     "list_events",
     "reject",
     "retry_failed",
@@ -101,14 +102,20 @@ async def accept(db: Database, event: Received) -> Accepted:
     async with db.sessionmaker() as session, session.begin():
         if await store(session, event) is not None:
             return "stored"
-        if event.replay_key is None:
-            return "duplicate"
-        earlier = await session.scalar(
-            select(_TABLE.c.replay_key).where(
-                _TABLE.c.source == event.source, _TABLE.c.dedupe_key == event.dedupe_key
-            )
+        return await known(session, event)
+
+
+async def known(session: AsyncSession, event: Received) -> Accepted:
+    """An event whose dedupe key is stored already: the sender's redelivery (``duplicate``), or
+    the very same signed request again (``replayed``: its replay key matches too)."""
+    if event.replay_key is None:
+        return "duplicate"
+    earlier = await session.scalar(
+        select(_TABLE.c.replay_key).where(
+            _TABLE.c.source == event.source, _TABLE.c.dedupe_key == event.dedupe_key
         )
-        return "replayed" if earlier == event.replay_key else "duplicate"
+    )
+    return "replayed" if earlier == event.replay_key else "duplicate"
 
 
 async def reject(db: Database, event: Received, code: str, detail: str) -> None:

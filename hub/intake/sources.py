@@ -57,7 +57,9 @@ class TransientApplyError(Exception):
 class IntakeSource(Protocol):
     """``prepare`` runs with no database session open (it may call a provider's API, e.g. to
     confirm a payment); ``apply`` runs in the worker's transaction, inside a savepoint of its own,
-    and must not commit."""
+    and must not commit. When either raises, the savepoint is undone and ``refused`` may turn the
+    exception into the event's outcome (a refusal by the domain's rules, recorded in its own log);
+    ``None`` makes it a failed attempt, tried again later (bounded) and then shown as failed."""
 
     name: str
 
@@ -66,6 +68,10 @@ class IntakeSource(Protocol):
     async def apply(
         self, session: AsyncSession, ctx: JobContext, event: EventView, prepared: Any
     ) -> Applied: ...
+
+    async def refused(
+        self, session: AsyncSession, ctx: JobContext, event: EventView, exc: Exception
+    ) -> Applied | None: ...
 
 
 _SOURCES: dict[str, IntakeSource] = {}

@@ -12,6 +12,7 @@ mid-batch leaves its events claimed until the lease passes, then another worker 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import utcnow
 from hub.intake.models import IntakeEvent, IntakeState
-from hub.intake.service import INTAKE_JOB
+from hub.intake.service import INTAKE_JOB, Accepted, Received, known, store
 from hub.intake.sources import Applied, EventView, TransientApplyError, source_for
 from hub.jobs import JobContext, register_job
 
@@ -111,15 +112,20 @@ async def _prepare(ctx: JobContext, event: EventView) -> tuple[EventView, Any, E
 
 
 async def _apply_one(
-    session: AsyncSession, ctx: JobContext, event: EventView, prepared: Any
+    session: AsyncSession, ctx: JobContext, event: EventView, prepared: Any, error: Exception | None
 ) -> Applied | Exception:
     source = source_for(event.source)
-    assert source is not None
-    try:
-        async with session.begin_nested():
-            return await source.apply(session, ctx, event, prepared)
-    except Exception as exc:  # the savepoint undid it; the outcome says why
-        return exc
+    if source is None:
+        return error or LookupError(f"no intake source applies {event.source!r}")
+    if error is None:
+        try:
+            async with session.begin_nested():
+                return await source.apply(session, ctx, event, prepared)
+        except Exception as exc:  # the savepoint undid it; the outcome says why
+            error = exc
+    if isinstance(error, TransientApplyError):
+        return error
+    return await source.refused(session, ctx, event, error) or error
 
 
 def _outcome(event: EventView, result: Applied | Exception, now: datetime) -> dict[str, Any]:
@@ -152,7 +158,7 @@ def _outcome(event: EventView, result: Applied | Exception, now: datetime) -> di
 
 _RECORD = (
     update(_TABLE)
-    .where(_C.id == bindparam("b_id"), _C.claim_token == bindparam("b_token"))
+    .where(_C.id == bindparam("b_id"), _C.claim_token.is_not_distinct_from(bindparam("b_token")))
     .values(
         state=bindparam("state"),
         outcome=bindparam("outcome"),
@@ -184,7 +190,7 @@ async def _apply_batch(
         for event, value, error in prepared:
             if event.id not in mine:
                 continue
-            result = error if error is not None else await _apply_one(session, ctx, event, value)
+            result = await _apply_one(session, ctx, event, value, error)
             outcomes.append(_outcome(event, result, utcnow()) | {"b_token": token})
         if outcomes:
             await session.execute(_RECORD.execution_options(synchronize_session=False), outcomes)
@@ -200,6 +206,40 @@ async def apply_due(ctx: JobContext, *, now: datetime | None = None) -> int:
     prepared = await asyncio.gather(*(_prepare(ctx, event) for event in events))
     await _apply_batch(ctx, token, list(prepared))
     return len(events)
+
+
+async def apply_inline(ctx: JobContext, received: Received) -> Applied | Accepted:
+    """Store and apply at once, for a sender that needs the decision in its answer (CloudPayments
+    ``check``): the same source and outcome record as the worker's, in the request. A re-delivery
+    is answered ``duplicate`` / ``replayed`` like :func:`hub.intake.accept`."""
+    view = EventView(
+        0,
+        received.source,
+        received.account_id,
+        received.endpoint_id,
+        received.dedupe_key,
+        received.replay_key,
+        received.order_key,
+        received.headers,
+        received.body,
+        received.remote_addr,
+        utcnow(),
+        1,
+    )
+    _, prepared, error = await _prepare(ctx, view)
+    async with ctx.db.sessionmaker() as session, session.begin():
+        event_id = await store(session, received, state=IntakeState.APPLYING, attempts=1)
+        if event_id is None:
+            return await known(session, received)
+        view = dataclasses.replace(view, id=event_id)
+        result = await _apply_one(session, ctx, view, prepared, error)
+        await session.execute(
+            _RECORD.execution_options(synchronize_session=False),
+            [_outcome(view, result, utcnow()) | {"b_token": None}],
+        )
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 async def drain_intake(ctx: JobContext, *, now: datetime | None = None, max_rounds: int = 100) -> int:

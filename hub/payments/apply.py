@@ -28,7 +28,7 @@ from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, Refund
 from hub.payments.money import ZERO, in_units, quantize
 from hub.payments.service import complete_refund, fail_refund, invoice_transition, refundable_amount
 
-__all__ = ["Outcome", "RawCallback", "apply_event", "receive_event", "record_rejection"]
+__all__ = ["Outcome", "RawCallback", "apply_event", "receive_event", "record_rejection", "rejection_row"]
 
 log = structlog.get_logger("hub.payments.apply")
 PROVIDER_ACTOR_NAMES = {
@@ -95,24 +95,33 @@ async def record_rejection(
 ) -> None:
     """An attempt that changed nothing, kept for the administrators' callback log."""
     async with db.sessionmaker() as session, session.begin():
-        values: dict[str, Any]
-        if pa is None:
-            values = {
-                "account_id": None,
-                "payment_account_id": None,
-                "provider": raw.headers.get("x-hub-provider", "?"),
-                "source": raw.source,
-                "remote_addr": raw.remote_addr,
-                "headers": raw.headers,
-                "body": raw.body,
-                "received_at": utcnow(),
-                "event_id": None,
-                "event_type": None,
-            }
-        else:
-            values = _row(pa, event, raw)
-        values |= {"outcome": "rejected", "code": rejection.code, "detail": rejection.detail[:500]}
-        await session.execute(insert(CallbackAttempt).values(**values))
+        await session.execute(insert(CallbackAttempt).values(**rejection_row(pa, raw, rejection, event)))
+
+
+def rejection_row(
+    pa: PaymentAccount | None,
+    raw: RawCallback,
+    rejection: CallbackRejected,
+    event: ProviderEvent | None = None,
+) -> dict[str, Any]:
+    """The callback-log row of a refused attempt."""
+    values: dict[str, Any]
+    if pa is None:
+        values = {
+            "account_id": None,
+            "payment_account_id": None,
+            "provider": raw.headers.get("x-hub-provider", "?"),
+            "source": raw.source,
+            "remote_addr": raw.remote_addr,
+            "headers": raw.headers,
+            "body": raw.body,
+            "received_at": utcnow(),
+            "event_id": None,
+            "event_type": None,
+        }
+    else:
+        values = _row(pa, event, raw)
+    return values | {"outcome": "rejected", "code": rejection.code, "detail": rejection.detail[:500]}
 
 
 async def apply_event(

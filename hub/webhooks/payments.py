@@ -3,24 +3,32 @@
 ``POST /api/webhooks/payments/{provider}/{key}`` where ``key`` is the payment account's unguessable
 webhook key (CloudPayments may append the notification kind: ``/check``, ``/pay``, ``/fail``,
 ``/refund``). The order of work is fixed: read at most ``MAX_BODY`` bytes, find the account,
-verify by the provider's own scheme, parse, (YooKassa: re-read the object through the API), then
-store and apply exactly once. Every refusal is a 4xx in the provider's form, applies nothing and
-is recorded for administrators (``GET /api/payments/callbacks``).
+verify by the provider's own scheme, parse, store the raw callback in the intake pipeline keyed by
+the provider's event id, answer "received". The intake worker then confirms it where the scheme
+asks (YooKassa re-reads the object through the API) and applies it exactly once
+(``hub.payments.intake``). A refusal at the door is a 4xx in the provider's form and is recorded
+for administrators (``GET /api/intake/events?source=payments``); so is what the worker refused
+(unknown invoice, wrong amount: also in ``GET /api/payments/callbacks``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import time
+from dataclasses import replace
 from typing import Any
 
 from litestar import Controller, Request, Response, post
 from sqlalchemy import select
 
-from hub.connectors.payments import PROVIDERS, CallbackRejected, ProviderError, connector
+from hub.connectors.payments import PROVIDERS, CallbackRejected, connector
 from hub.db import Database
-from hub.payments.apply import RawCallback, header_subset, receive_event, record_rejection
+from hub.intake import Applied, Received, TransientApplyError, accept, reject
+from hub.intake.worker import apply_inline
+from hub.payments.apply import header_subset
+from hub.payments.intake import KIND_HEADER, payment_source
 from hub.payments.models import PaymentAccount
 
 __all__ = ["MAX_BODY", "PaymentWebhookController", "client_address", "handle_callback"]
@@ -107,44 +115,73 @@ def _inside(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6N
 async def handle_callback(
     request: Request[Any, Any, Any], provider: str, key: str, kind: str | None = None
 ) -> Response[Any]:
+    """Verify and parse in the request, store through the intake pipeline, answer "received"; the
+    intake worker applies it (:mod:`hub.payments.intake`). A CloudPayments ``check`` asks whether
+    to take the payment at all: it is applied inline and its answer carries the decision."""
     if provider not in PROVIDERS:
         return _unknown(provider)
     module = connector(provider)
     state = request.app.state
-    db: Database = state.db
-    remote = client_address(request)
-    headers = header_subset(request.headers)
-    pa = await _account(db, provider, key[:64])
+    pa = await _account(state.db, provider, key[:64])
     if pa is None or not pa.active:
         return _unknown(provider)  # nothing to attribute the attempt to; nobody's data touched
-    raw = RawCallback(body="", headers=headers, remote_addr=remote)
-    event = None
+    received = Received(
+        source=payment_source(provider),
+        body="",
+        account_id=pa.account_id,
+        endpoint_id=pa.id,
+        headers=header_subset(request.headers) | ({KIND_HEADER: kind} if kind else {}),
+        remote_addr=client_address(request),
+    )
     try:
         body = await _read(request)
-        raw = RawCallback(
-            body=body.decode("utf-8", "replace")[:MAX_BODY], headers=headers, remote_addr=remote
-        )
-        replay_key = module.verify(pa, body, request.headers, remote, time.time())
-        raw = RawCallback(raw.body, headers, remote, replay_key=replay_key)
+        received = replace(received, body=body.decode("utf-8", "replace")[:MAX_BODY])
+        replay_key = module.verify(pa, body, request.headers, received.remote_addr, time.time())
         event = module.parse(body, request.headers, kind)
-        enrich = getattr(module, "enrich", None)
-        if enrich is not None:  # YooKassa: re-read the object; Stripe refunds: find the invoice
-            try:
-                event = await enrich(state.jobs.http, pa, event)
-            except ProviderError as exc:
-                # Could not confirm now: refuse; the provider delivers again later.
-                raise CallbackRejected(
-                    503 if exc.transient else 422, "confirmation_failed", str(exc)[:300]
-                ) from exc
     except CallbackRejected as rejection:
-        # Refused before anything was stored: recorded here, once.
-        await record_rejection(db, pa, raw, rejection, event)
+        await reject(state.db, received, rejection.code, rejection.detail)
         return module.error_response(rejection)  # type: ignore[no-any-return]
+    received = replace(
+        received,
+        # The same bytes again are the same delivery (a provider's retry, or a replay when the
+        # signature repeats too); the same fact told in other bytes is caught when applied, by
+        # its apply key (hub.payments.apply).
+        dedupe_key=f"{pa.id}:{hashlib.sha256(body).hexdigest()}",
+        replay_key=replay_key,
+        order_key=f"{pa.id}:{event.payment_ref or event.provider_payment_id or event.capture_id or '-'}",
+    )
+    if event.kind == "check":  # a question, asked again on a retry: each one is answered
+        return await _decide_now(request, module, replace(received, dedupe_key=None))
+    if await accept(state.db, received) == "replayed":
+        return await _replayed(state.db, module, received)
+    return module.ok_response("received")  # type: ignore[no-any-return]
+
+
+async def _decide_now(request: Request[Any, Any, Any], module: Any, received: Received) -> Response[Any]:
     try:
-        outcome = await receive_event(db, pa, event, raw)
-    except CallbackRejected as rejection:  # receive_event has recorded it (replays included)
+        applied = await apply_inline(request.app.state.jobs, received)
+    except TransientApplyError as exc:
+        rejection = CallbackRejected(503, "temporarily_unavailable", str(exc)[:300])
         return module.error_response(rejection)  # type: ignore[no-any-return]
-    return module.ok_response(outcome.outcome)  # type: ignore[no-any-return]
+    if applied == "replayed":
+        return await _replayed(request.app.state.db, module, received)
+    if isinstance(applied, Applied) and applied.outcome == "rejected":
+        result = applied.result or {}
+        rejection = CallbackRejected(
+            int(result.get("status") or 422),
+            applied.code or "rejected",
+            applied.detail or "",
+            provider_code=result.get("provider_code"),
+        )
+        return module.error_response(rejection)  # type: ignore[no-any-return]
+    return module.ok_response("received")  # type: ignore[no-any-return]
+
+
+async def _replayed(db: Database, module: Any, received: Received) -> Response[Any]:
+    """The same signed request again (not the provider's own retry, which is signed afresh)."""
+    rejection = CallbackRejected(409, "replayed_callback", "This exact signed request was already received")
+    await reject(db, received, rejection.code, rejection.detail)
+    return module.error_response(rejection)  # type: ignore[no-any-return]
 
 
 class PaymentWebhookController(Controller):

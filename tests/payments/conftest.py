@@ -15,6 +15,7 @@ from litestar import Litestar
 from sqlalchemy import select
 
 from hub.db import Database
+from hub.intake.worker import drain_intake
 from hub.outbox.models import OutboxMessage
 from hub.outbox.worker import drain_outbox
 from tests.conftest import PASSWORD, Tenant
@@ -153,7 +154,13 @@ class World:
         path = urlsplit(account["webhook_url"]).path
         if kind:
             path += f"/{kind}"
-        return await (client or self.client).post(path, content=signed.body, headers=signed.headers)
+        answer = await (client or self.client).post(path, content=signed.body, headers=signed.headers)
+        await self.apply_received()
+        return answer
+
+    async def apply_received(self) -> None:
+        """What the intake worker does moments after a callback is acknowledged."""
+        await drain_intake(self.app.state.jobs)
 
 
 @pytest.fixture

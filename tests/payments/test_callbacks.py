@@ -211,12 +211,18 @@ async def _unchanged(world: World, invoice: dict[str, Any]) -> None:
 
 
 async def _rejections(world: World) -> list[str]:
-    log = await world.get("/api/payments/callbacks?outcome=rejected", headers=world.tenant.admin.headers)
-    return [entry["code"] for entry in log]
+    """Every refused callback: at the door (signature, replay, ...) and by the payment rules
+    (unknown invoice, wrong amount: acknowledged as received, then refused by the worker)."""
+    log = await world.get(
+        "/api/intake/events?source=payments&outcome=rejected", headers=world.tenant.admin.headers
+    )
+    return [entry["error_code"] for entry in log]
 
 
 async def test_tbank_bad_inputs(world: World, far: Any) -> None:
-    """PAY-6: T-Bank: wrong Token, other terminal, unknown order, wrong amount, not JSON, oversized."""
+    """PAY-6: T-Bank: wrong Token, not JSON, oversized: refused at the door in T-Bank's error form.
+    Unknown order, wrong amount: acknowledged "OK" (T-Bank would only send them again), refused by
+    the payment rules when applied, and in the callback log."""
     tb = FakeTBank()
     tb.install(far)
     account = await world.connect("tbank", tb.credentials)
@@ -239,22 +245,27 @@ async def test_tbank_bad_inputs(world: World, far: Any) -> None:
     }
     expected_status = {
         "bad_signature": 401,
-        "unknown_invoice": 404,
-        "amount_mismatch": 422,
         "malformed_callback": 400,
         "payload_too_large": 413,
     }
     for code, answer in answers.items():
-        assert answer.status_code == expected_status[code], (code, answer.text)
-        assert answer.text != "OK" and answer.json()["code"] == code
+        if code in expected_status:
+            assert answer.status_code == expected_status[code], (code, answer.text)
+            assert answer.text != "OK" and answer.json()["code"] == code
+        else:
+            assert (answer.status_code, answer.text) == (200, "OK"), (code, answer.text)
     await _unchanged(world, invoice)
-    assert sorted(await _rejections(world)) == sorted(expected_status)
+    assert sorted(await _rejections(world)) == sorted(answers)
+    log = await world.get("/api/payments/callbacks?outcome=rejected", headers=world.tenant.admin.headers)
+    assert sorted(entry["code"] for entry in log) == ["amount_mismatch", "unknown_invoice"]
 
 
 async def test_cloudpayments_bad_inputs_answer_documented_codes(world: World, far: Any) -> None:
-    """PAY-6: CloudPayments: 13 bad HMAC, 10 unknown invoice, 12 wrong amount or currency -- each
-    answered the documented way, HTTP 200 with the refusal in ``code`` (another status would only
-    make CloudPayments deliver again), and each recorded as a rejection."""
+    """PAY-6: CloudPayments: 13 bad HMAC, 10 unknown invoice, 12 wrong amount or currency -- a
+    ``check`` (may the payment be taken?) is decided in the request and answered the documented
+    way, HTTP 200 with the refusal in ``code`` (another status would only make CloudPayments
+    deliver again); a ``pay`` notification is acknowledged and refused when applied. Each is
+    recorded as a rejection."""
     cp = FakeCloudPayments()
     cp.install(far)
     account = await world.connect("cloudpayments", cp.credentials)
@@ -279,8 +290,12 @@ async def test_cloudpayments_bad_inputs_answer_documented_codes(world: World, fa
     for signed, kind, problem, code in cases:
         answer = await world.callback(account, signed, kind=kind)
         assert answer.status_code == 200, (kind, answer.text)
-        assert answer.content == b'{"code":%d}' % code, (kind, answer.text)
-        assert answer.headers["x-hub-problem"] == problem
+        if kind == "check" or problem in ("bad_signature", "malformed_callback"):
+            # check asks whether to take the payment: decided at once; a forgery is refused at once
+            assert answer.content == b'{"code":%d}' % code, (kind, answer.text)
+            assert answer.headers["x-hub-problem"] == problem
+        else:  # a notification of what happened: received, then refused when applied
+            assert answer.content == b'{"code":0}', (kind, answer.text)
     await _unchanged(world, invoice)
     assert sorted(await _rejections(world)) == sorted(problem for _, _, problem, _ in cases)
 
@@ -324,7 +339,8 @@ async def test_stripe_bad_signature_stale_replay_malformed(world: World, far: An
 
 
 async def test_standard_webhooks_bad_inputs(world: World, far: Any) -> None:
-    """PAY-6: Standard Webhooks: wrong signature, stale, replay, wrong currency, unknown invoice."""
+    """PAY-6: Standard Webhooks: wrong signature, stale, replay refused at the door; wrong
+    currency, unknown invoice received (204) and refused by the payment rules when applied."""
     sw = FakeStandard()
     account = await world.connect("standard", sw.credentials)
     invoice = await _issued(world)
@@ -334,8 +350,8 @@ async def test_standard_webhooks_bad_inputs(world: World, far: Any) -> None:
     cases = [
         (tampered, 400, "bad_signature"),
         (sw.event("payment.succeeded", data, timestamp=int(time.time()) - 600), 400, "stale_callback"),
-        (sw.event("payment.succeeded", {**data, "currency": "EUR"}), 422, "currency_mismatch"),
-        (sw.event("payment.succeeded", {**data, "invoice_ref": "inv0-0"}), 404, "unknown_invoice"),
+        (sw.event("payment.succeeded", {**data, "currency": "EUR"}), 204, "currency_mismatch"),
+        (sw.event("payment.succeeded", {**data, "invoice_ref": "inv0-0"}), 204, "unknown_invoice"),
         (
             Signed(good.body, {k: v for k, v in good.headers.items() if k != "webhook-signature"}),
             400,
@@ -344,8 +360,11 @@ async def test_standard_webhooks_bad_inputs(world: World, far: Any) -> None:
     ]
     for signed, status, code in cases:
         answer = await world.callback(account, signed)
-        assert (answer.status_code, answer.json()["code"]) == (status, code)
+        assert answer.status_code == status, (code, answer.text)
+        if status != 204:  # refused at the door; the others are received, then refused when applied
+            assert answer.json()["code"] == code
     await _unchanged(world, invoice)
+    assert sorted(await _rejections(world)) == sorted(code for _, _, code in cases)
     assert (await world.callback(account, good)).status_code == 204
     assert (await world.callback(account, good)).status_code == 409
 
@@ -372,9 +391,11 @@ async def test_yookassa_sender_network_and_confirmation(world: World, far: Any) 
     ghost = await world.callback(
         account, yk.notification("payment.succeeded", {**yk.payments[pid], "id": "no-such"})
     )
-    # YooKassa's API knows no such payment (404): not confirmed, so refused and not applied.
-    assert ghost.status_code == 422 and ghost.json()["code"] == "confirmation_failed"
+    # Received; the worker asks YooKassa's API, which knows no such payment (404): not
+    # confirmed, so refused and not applied.
+    assert ghost.status_code == 200
     await _unchanged(world, invoice)
+    assert "confirmation_failed" in await _rejections(world)
     assert (
         await world.callback(account, yk.notification("payment.succeeded", yk.payments[pid]))
     ).status_code == 200

@@ -129,8 +129,8 @@ async def test_payment_after_withdrawal_reaches_staff(world: World) -> None:
 
 async def test_retry_of_an_applied_event_after_reissue_is_a_duplicate(world: World) -> None:
     """PAY-6: an event applied before the invoice was made unpaid and issued again, delivered
-    again by the provider (its retry, signed afresh), is answered as a duplicate -- not 404
-    unknown_invoice, which would make the provider retry forever."""
+    again by the provider (its retry, signed afresh), is answered as received and applied no
+    more -- not 404 unknown_invoice, which would make the provider retry forever."""
     sw = FakeStandard()
     account = await world.connect("standard", sw.credentials)
     invoice = await _issued(world)
@@ -145,4 +145,6 @@ async def test_retry_of_an_applied_event_after_reissue_is_a_duplicate(world: Wor
     answer = await world.callback(account, retry)
     assert answer.status_code == 204, answer.text
     log = await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers)
-    assert [e["outcome"] for e in reversed(log)] == ["applied", "duplicate"]
+    assert [e["outcome"] for e in reversed(log)] == ["applied"]
+    received = await world.get("/api/intake/events?source=payments", headers=world.tenant.admin.headers)
+    assert [(e["state"], e["outcome"]) for e in received] == [("done", "applied")]  # stored once
