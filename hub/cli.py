@@ -94,11 +94,11 @@ def cmd_worker(_: argparse.Namespace) -> None:
     from hub.db import Database
     from hub.jobs import JobContext, registered_jobs, run_jobs
     from hub.logging import configure_logging
-    from hub.routes import route_handlers
+    from hub.wiring import wire
 
     settings = get_settings()
     configure_logging()
-    route_handlers()  # importing the domains registers their jobs
+    wire()
 
     async def run() -> None:
         db = Database(settings.database.url)

@@ -17,7 +17,16 @@ import structlog
 from hub.db import Database
 from hub.settings import Settings
 
-__all__ = ["JobContext", "PeriodicJob", "register_job", "registered_jobs", "run_jobs", "wake_job"]
+__all__ = [
+    "JobContext",
+    "PeriodicJob",
+    "add_job",
+    "job_of",
+    "periodic_job",
+    "registered_jobs",
+    "run_jobs",
+    "wake_job",
+]
 
 log = structlog.get_logger("hub.jobs")
 
@@ -57,14 +66,34 @@ def wake_job(name: str) -> None:
         event.set()
 
 
-def register_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
-    """Decorator: make ``fn`` a periodic job. Registration happens at import of its module."""
+_JOB_MARK = "periodic_job"
 
-    def decorate(fn: JobFunction) -> JobFunction:
-        _JOBS[name] = PeriodicJob(name, fn, interval)
+
+def periodic_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
+    """Decorator: mark ``fn`` as the periodic job ``name``, run every ``interval(settings)`` seconds.
+
+    It only marks: :func:`add_job` (called by ``hub.wiring``) makes it run."""
+
+    def mark(fn: JobFunction) -> JobFunction:
+        setattr(fn, _JOB_MARK, PeriodicJob(name, fn, interval))
         return fn
 
-    return decorate
+    return mark
+
+
+def job_of(fn: JobFunction) -> PeriodicJob | None:
+    """The job ``fn`` was marked as with :func:`periodic_job`, if any."""
+    job = getattr(fn, _JOB_MARK, None)
+    return job if isinstance(job, PeriodicJob) else None
+
+
+def add_job(fn: JobFunction) -> None:
+    """Run the marked job in this process's job loops; adding it again is a no-op."""
+    job = job_of(fn)
+    if job is None:
+        raise TypeError(f"{fn.__qualname__} is not marked with @periodic_job(name, interval)")
+    if _JOBS.setdefault(job.name, job) is not job:
+        raise RuntimeError(f"two periodic jobs named {job.name!r}")
 
 
 def registered_jobs() -> list[PeriodicJob]:

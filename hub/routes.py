@@ -14,7 +14,6 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
     from hub.monitoring.controllers import MONITORING_CONTROLLERS
     from hub.notifications.controllers import AppDeviceController, NotificationController
-    from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
     from hub.payments.controllers import PAYMENT_CONTROLLERS
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
