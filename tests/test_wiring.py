@@ -24,9 +24,17 @@ REGISTERING_CALLS = {"add_subscriber", "register_handler", "add_job"}
 QUEUEING_CALLS = {"enqueue", "Outgoing"}
 
 
-def _sources() -> Iterator[tuple[Path, ast.Module]]:
-    for path in sorted(HUB.rglob("*.py")):
-        yield path, ast.parse(path.read_text(), filename=str(path))
+def _parse_hub() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(), filename=str(path))) for path in sorted(HUB.rglob("*.py"))]
+
+
+# Parsed once, when the tests are collected: CPython 3.11.7's ast.parse raised "AST constructor
+# recursion depth mismatch" on a valid file when called after the multi-process test had run.
+_PARSED = _parse_hub()
+
+
+def _sources() -> list[tuple[Path, ast.Module]]:
+    return _PARSED
 
 
 def _hub_modules() -> Iterator[ModuleType]:
