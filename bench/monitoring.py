@@ -36,9 +36,10 @@ from hub.jobs import JobContext
 from hub.monitoring.service import list_app_tickets
 from hub.notifications import notify
 from hub.notifications.models import DeviceToken, NotificationChannel
-from hub.outbox import MessageView, enqueue, outbox_handler
+from hub.outbox import MessageView, enqueue, outbox_handler, register_handler
 from hub.outbox.worker import drain_outbox
 from hub.people.models import Contact, ObjectUser, ServiceObject
+from hub.wiring import wire
 from tests.conftest import make_settings, make_tenant
 from tests.notifications.helpers import service_account
 
@@ -234,6 +235,8 @@ async def main() -> None:
         "--pg", action="store_true", help="use a private PostgreSQL database instead of SQLite"
     )
     args = parser.parse_args()
+    wire()  # the push delivery the fan-out drains
+    register_handler(_noop)
     total = int(1_000_000 * args.scale)
     tmp = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
     if args.pg:

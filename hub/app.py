@@ -28,6 +28,7 @@ from hub.logging import configure_logging
 from hub.openapi import polish_openapi
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
+from hub.wiring import wire
 
 __all__ = ["create_app", "shutdown"]
 
@@ -60,6 +61,7 @@ def _openapi() -> OpenAPIConfig:
 def create_app(settings: Settings | None = None, *, run_background_jobs: bool | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging()
+    wire()
     db = Database(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
     start_jobs = settings.server.worker_in_process if run_background_jobs is None else run_background_jobs
 

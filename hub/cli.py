@@ -63,12 +63,58 @@ def _serving_at(settings: Settings, host: str | None, port: int | None) -> Setti
     return msgspec.structs.replace(settings, server=server)
 
 
+def _refuse_workers(settings: Settings, workers: int) -> str | None:
+    """Why ``--workers`` cannot run here, if it cannot: several processes need one database they
+    can all write (SQLite has one writer) and live events that cross processes (the memory
+    channel stays inside one)."""
+    if workers < 1:
+        return "hub serve: --workers must be at least 1"
+    if workers == 1:
+        return None
+    if settings.database.url.startswith("sqlite"):
+        return (
+            f"hub serve: --workers {workers} needs PostgreSQL (HUB_DATABASE_URL=postgresql+asyncpg://...): "
+            "SQLite has one writer and its live events stay in one process"
+        )
+    if settings.server.channels_backend == "memory":
+        return (
+            f"hub serve: --workers {workers} needs live events across processes: "
+            "set HUB_CHANNELS_BACKEND=postgres or redis"
+        )
+    return None
+
+
+def _serve_in_processes(settings: Settings, workers: int) -> None:
+    """``workers`` processes on one port (uvicorn's supervisor). Each builds its own app, settings
+    and database pool with ``create_app()`` from the environment, so what the command line
+    decided is handed on through it."""
+    import uvicorn
+
+    os.environ.update(
+        HUB_HOST=settings.server.host,
+        HUB_PORT=str(settings.server.port),
+        HUB_PUBLIC_URL=settings.server.public_url,
+    )
+    uvicorn.run(
+        "hub.app:create_app",
+        factory=True,
+        workers=workers,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from hub.app import create_app
 
     settings = _serving_at(get_settings(), args.host, args.port)
+    refusal = _refuse_workers(settings, args.workers)
+    if refusal:
+        sys.exit(refusal)
     if settings.database.url.startswith("sqlite"):
         _migrate(settings)
     else:
@@ -78,8 +124,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
         print_demo(asyncio.run(seed_demo(settings)), settings)
     host, port = settings.server.host, settings.server.port
-    print(f"hub listening on http://{host}:{port}  (API docs: {settings.server.public_url}/docs)", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    processes = f", {args.workers} processes" if args.workers > 1 else ""
+    print(
+        f"hub listening on http://{host}:{port}{processes}  (API docs: {settings.server.public_url}/docs)",
+        flush=True,
+    )
+    if args.workers > 1:
+        _serve_in_processes(settings, args.workers)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -94,11 +147,11 @@ def cmd_worker(_: argparse.Namespace) -> None:
     from hub.db import Database
     from hub.jobs import JobContext, registered_jobs, run_jobs
     from hub.logging import configure_logging
-    from hub.routes import route_handlers
+    from hub.wiring import wire
 
     settings = get_settings()
     configure_logging()
-    route_handlers()  # importing the domains registers their jobs
+    wire()
 
     async def run() -> None:
         db = Database(settings.database.url)
@@ -172,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="seed demo accounts and print their credentials")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP processes on the one port (more than 1 needs PostgreSQL and HUB_CHANNELS_BACKEND "
+        "postgres or redis)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)

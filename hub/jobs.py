@@ -24,8 +24,10 @@ from hub.settings import Settings
 __all__ = [
     "JobContext",
     "PeriodicJob",
+    "add_job",
+    "job_of",
     "notify_job",
-    "register_job",
+    "periodic_job",
     "registered_jobs",
     "run_jobs",
     "wake_job",
@@ -81,16 +83,34 @@ async def notify_job(session: AsyncSession, name: str) -> None:
 
 
 _NOTIFY = text(f"SELECT pg_notify('{WAKE_CHANNEL}', :name)")
+_JOB_MARK = "periodic_job"
 
 
-def register_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
-    """Decorator: make ``fn`` a periodic job. Registration happens at import of its module."""
+def periodic_job(name: str, interval: Callable[[Settings], float]) -> Callable[[JobFunction], JobFunction]:
+    """Decorator: mark ``fn`` as the periodic job ``name``, run every ``interval(settings)`` seconds.
 
-    def decorate(fn: JobFunction) -> JobFunction:
-        _JOBS[name] = PeriodicJob(name, fn, interval)
+    It only marks: :func:`add_job` (called by ``hub.wiring``) makes it run."""
+
+    def mark(fn: JobFunction) -> JobFunction:
+        setattr(fn, _JOB_MARK, PeriodicJob(name, fn, interval))
         return fn
 
-    return decorate
+    return mark
+
+
+def job_of(fn: JobFunction) -> PeriodicJob | None:
+    """The job ``fn`` was marked as with :func:`periodic_job`, if any."""
+    job = getattr(fn, _JOB_MARK, None)
+    return job if isinstance(job, PeriodicJob) else None
+
+
+def add_job(fn: JobFunction) -> None:
+    """Run the marked job in this process's job loops; adding it again is a no-op."""
+    job = job_of(fn)
+    if job is None:
+        raise TypeError(f"{fn.__qualname__} is not marked with @periodic_job(name, interval)")
+    if _JOBS.setdefault(job.name, job) is not job:
+        raise RuntimeError(f"two periodic jobs named {job.name!r}")
 
 
 def registered_jobs() -> list[PeriodicJob]:

@@ -76,7 +76,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from hub.db import Base, Database, Id, JSONType, after_commit, utcnow
-from hub.jobs import JobContext, register_job
+from hub.jobs import JobContext, periodic_job
 from hub.settings import Settings
 
 __all__ = [
@@ -453,7 +453,7 @@ def sse_response(request: Request[Any, Any, Any], channels: list[str]) -> Server
     )
 
 
-@register_job("live.prune", interval=lambda _s: 300.0)
+@periodic_job("live.prune", interval=lambda _s: 300.0)
 async def prune_live_events(ctx: JobContext) -> None:
     """Drop replay-log rows older than :data:`RETENTION` (safe in several processes at once)."""
     async with ctx.db.sessionmaker() as session, session.begin():

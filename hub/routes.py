@@ -12,20 +12,15 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.auth.controllers import AuthController
     from hub.desk.controllers import ContactActivityController, TicketController
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
-    from hub.intake import register_source
-    from hub.intake import worker as _intake_worker  # noqa: F401  (registers the apply job)
     from hub.intake.controllers import IntakeController
     from hub.monitoring.controllers import MONITORING_CONTROLLERS
     from hub.notifications.controllers import AppDeviceController, NotificationController
-    from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
     from hub.payments.controllers import PAYMENT_CONTROLLERS
-    from hub.payments.intake import PaymentCallbacks
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
     from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
 
-    register_source(PaymentCallbacks())
     return [
         health,
         ready,

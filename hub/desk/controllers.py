@@ -18,7 +18,6 @@ from hub.accounts.models import Employee
 from hub.auth.guards import employees
 from hub.auth.principal import Principal
 from hub.desk import files as desk_files
-from hub.desk import jobs as _desk_jobs  # noqa: F401  (registers the sweeper job)
 from hub.desk import service
 from hub.desk.actors import Actor
 from hub.desk.models import Comment, Ticket, TicketEvent, TicketFile

@@ -25,8 +25,10 @@ __all__ = [
     "StatusChanged",
     "TicketCreated",
     "TicketUpdated",
+    "add_subscriber",
     "emit",
-    "subscribe",
+    "event_type_of",
+    "subscriber",
 ]
 
 
@@ -67,14 +69,36 @@ Subscriber = Callable[[AsyncSession, Any], Awaitable[None]]
 _subscribers: dict[type[DeskEvent], list[Subscriber]] = {}
 
 
-def subscribe(event_type: type[E]) -> Callable[[Callable[[AsyncSession, E], Awaitable[None]]], Any]:
-    """Decorator: call ``fn(session, event)`` for every event of ``event_type`` (subclasses too)."""
+_EVENT_MARK = "desk_event_type"
 
-    def decorate(fn: Callable[[AsyncSession, E], Awaitable[None]]) -> Any:
-        _subscribers.setdefault(event_type, []).append(fn)
+
+def subscriber(event_type: type[E]) -> Callable[[Callable[[AsyncSession, E], Awaitable[None]]], Any]:
+    """Decorator: mark ``fn(session, event)`` as a subscriber to ``event_type`` (subclasses too).
+
+    It only marks: :func:`add_subscriber` (called by ``hub.wiring``) makes it receive events."""
+
+    def mark(fn: Callable[[AsyncSession, E], Awaitable[None]]) -> Any:
+        setattr(fn, _EVENT_MARK, event_type)
         return fn
 
-    return decorate
+    return mark
+
+
+def event_type_of(fn: Subscriber) -> type[DeskEvent] | None:
+    """The event type ``fn`` was marked for with :func:`subscriber`, if any."""
+    event_type = getattr(fn, _EVENT_MARK, None)
+    return event_type if isinstance(event_type, type) and issubclass(event_type, DeskEvent) else None
+
+
+def add_subscriber(fn: Subscriber) -> None:
+    """Call ``fn`` for its marked event type, after the subscribers added before it; adding it
+    again is a no-op."""
+    event_type = event_type_of(fn)
+    if event_type is None:
+        raise TypeError(f"{fn.__qualname__} is not marked with @subscriber(event_type)")
+    subscribers = _subscribers.setdefault(event_type, [])
+    if fn not in subscribers:
+        subscribers.append(fn)
 
 
 async def emit(session: AsyncSession, event: DeskEvent) -> None:

@@ -24,7 +24,7 @@ from hub.db import utcnow
 from hub.desk import service
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
-from hub.jobs import JobContext, register_job
+from hub.jobs import JobContext, periodic_job
 
 __all__ = ["SweepResult", "desk_sweeper", "sweep"]
 
@@ -236,7 +236,7 @@ async def sweep(session: AsyncSession, now: datetime | None = None) -> SweepResu
     return result
 
 
-@register_job("desk.sweeper", interval=lambda s: s.server.sweeper_interval_seconds)
+@periodic_job("desk.sweeper", interval=lambda s: s.server.sweeper_interval_seconds)
 async def desk_sweeper(ctx: JobContext) -> None:
     async with ctx.db.sessionmaker() as session, session.begin():
         await sweep(session)

@@ -12,10 +12,7 @@ from contracts.exchange import MAX_INBOX_BYTES, InboxResult, SignedToken
 from hub.auth.guards import administrators, dispatchers, employees
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
-from hub.exchange import delivery as _delivery  # noqa: F401  (registers the outbox handler)
 from hub.exchange import held, service
-from hub.exchange import jobs as _jobs  # noqa: F401  (registers the file-mirroring job)
-from hub.exchange import subscribers as _subscribers  # noqa: F401  (registers desk event subscribers)
 from hub.exchange.inbox import receive
 from hub.exchange.schemas import (
     ConnectByKey,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.exchange import CommentPosted
-from hub.desk.events import CommentAdded, StatusChanged, TicketUpdated, subscribe
+from hub.desk.events import CommentAdded, StatusChanged, TicketUpdated, subscriber
 from hub.exchange.inbox import ORIGIN, send_status
 from hub.exchange.models import PassedComment
 from hub.exchange.service import active_links, send
@@ -18,7 +18,7 @@ from hub.exchange.service import active_links, send
 __all__ = ["on_comment", "on_status", "on_update"]
 
 
-@subscribe(CommentAdded)
+@subscriber(CommentAdded)
 async def on_comment(session: AsyncSession, event: CommentAdded) -> None:
     comment = event.comment
     if comment is None or event.actor.kind == "partner" or ORIGIN in event.context:
@@ -45,12 +45,12 @@ async def on_comment(session: AsyncSession, event: CommentAdded) -> None:
             session.add(PassedComment(account_id=link.account_id, link_id=link.id, comment_id=comment.id))
 
 
-@subscribe(StatusChanged)
+@subscriber(StatusChanged)
 async def on_status(session: AsyncSession, event: StatusChanged) -> None:
     await _status_to_originals(session, event.ticket, event.comment)
 
 
-@subscribe(TicketUpdated)
+@subscriber(TicketUpdated)
 async def on_update(session: AsyncSession, event: TicketUpdated) -> None:
     if "responsible_id" in event.changes:
         await _status_to_originals(session, event.ticket)

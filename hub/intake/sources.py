@@ -79,7 +79,8 @@ _SOURCES: dict[str, IntakeSource] = {}
 
 def register_source(source: IntakeSource) -> None:
     """Sources are named by the first part of an event's source: ``payments`` applies
-    ``payments.stripe`` and ``payments.yookassa`` alike. Registering a name again replaces it."""
+    ``payments.stripe`` and ``payments.yookassa`` alike. Registering a name again replaces it
+    (``hub.wiring`` registers each once per app; tests register probes of their own)."""
     _SOURCES[source.name] = source
 
 

@@ -26,9 +26,9 @@ from hub.db import utcnow
 from hub.intake.models import IntakeEvent, IntakeState
 from hub.intake.service import INTAKE_JOB, Accepted, Received, known, store
 from hub.intake.sources import Applied, EventView, TransientApplyError, source_for
-from hub.jobs import JobContext, register_job
+from hub.jobs import JobContext, periodic_job
 
-__all__ = ["BATCH", "LEASE", "apply_due", "drain_intake"]
+__all__ = ["BATCH", "LEASE", "apply_due", "apply_inline", "drain_intake", "intake_job"]
 
 log = structlog.get_logger("hub.intake")
 BATCH = 200
@@ -253,7 +253,7 @@ async def drain_intake(ctx: JobContext, *, now: datetime | None = None, max_roun
     return total
 
 
-@register_job(INTAKE_JOB, interval=lambda settings: settings.outbox.poll_seconds)
+@periodic_job(INTAKE_JOB, interval=lambda settings: settings.outbox.poll_seconds)
 async def intake_job(ctx: JobContext) -> None:
     # Keep going while there is work: a burst is applied batch after batch, not one per poll.
     while await apply_due(ctx) > 0:

@@ -14,7 +14,6 @@ from hub.auth.guards import app_users, integration
 from hub.auth.principal import Principal
 from hub.live import sse_response
 from hub.monitoring import service
-from hub.monitoring import subscribers as _subscribers  # noqa: F401  (subscribes to desk events)
 from hub.monitoring.schemas import AppObjectRead, AppTicketCreate, AppTicketList, AppTicketRead, RatingCreate
 from hub.monitoring.subscribers import app_channel
 

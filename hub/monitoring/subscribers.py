@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.desk.events import StatusChanged, TicketCreated, TicketUpdated, subscribe
+from hub.desk.events import StatusChanged, TicketCreated, TicketUpdated, subscriber
 from hub.desk.models import Ticket
 from hub.live import channel_name, publish_after_commit
 from hub.monitoring import rules
@@ -65,7 +65,7 @@ async def rating_link(session: AsyncSession, ticket: Ticket) -> str:
     return f"{scheme}://objects/{ticket.object_id}/tickets?first={ticket.id}"
 
 
-@subscribe(StatusChanged)
+@subscriber(StatusChanged)
 async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None:
     ticket = event.ticket
     if event.new_status in _DONE:
@@ -86,14 +86,14 @@ async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None
         )
 
 
-@subscribe(TicketCreated)
+@subscriber(TicketCreated)
 async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
     # A new ticket of the object (from the app, a dispatcher or the monitoring centre) shows up
     # in every user's open list at once (MON-2, MON-5).
     await _publish(session, event.ticket, "ticket_created")
 
 
-@subscribe(TicketUpdated)
+@subscriber(TicketUpdated)
 async def on_ticket_updated(session: AsyncSession, event: TicketUpdated) -> None:
     if set(event.changes) & _LIVE_FIELDS:
         await _publish(session, event.ticket, "ticket_updated")

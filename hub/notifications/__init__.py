@@ -7,10 +7,6 @@ message per (recipient, channel, address) in the caller's transaction.
                  recipients=[("employee", 3), ("contact", 9)], data={...})
 """
 
-# Importing the package registers the channels' outbox handlers and the desk subscribers, in the
-# web process and in ``hub worker`` alike.
-from hub.notifications import delivery as _delivery  # noqa: F401
-from hub.notifications import subscribers as _subscribers  # noqa: F401
 from hub.notifications.schemas import CHANNELS, EVENTS
 from hub.notifications.service import notify
 

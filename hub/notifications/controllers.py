@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.guards import administrators, app_users
 from hub.auth.principal import Principal
-from hub.notifications import delivery as _delivery  # noqa: F401  (registers the outbox handlers)
 from hub.notifications import service
-from hub.notifications import subscribers as _subscribers  # noqa: F401  (subscribes to desk events)
 from hub.notifications.schemas import (
     ChannelRead,
     ChannelWrite,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscribe
+from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscriber
 from hub.monitoring import rules
 from hub.notifications.service import Recipient, active_channels, notify
 
@@ -52,7 +52,7 @@ def client_recipients(ticket: Any, *, exclude: int | None = None) -> list[Recipi
     return [("contact", i) for i in dict.fromkeys(ids) if i and i != exclude]
 
 
-@subscribe(TicketCreated)
+@subscriber(TicketCreated)
 async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
     ticket = event.ticket
     exclude = event.actor.id if event.actor.kind == "employee" else None
@@ -66,7 +66,7 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
     )
 
 
-@subscribe(StatusChanged)
+@subscriber(StatusChanged)
 async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None:
     ticket, actor = event.ticket, event.actor
     recipients = client_recipients(ticket, exclude=actor.id if actor.kind == "contact" else None)
@@ -93,7 +93,7 @@ async def _rating_request_covers(session: AsyncSession, ticket: Any) -> bool:
     return status_channels <= await active_channels(session, ticket.account_id, "rating_request")
 
 
-@subscribe(CommentAdded)
+@subscriber(CommentAdded)
 async def on_comment_added(session: AsyncSession, event: CommentAdded) -> None:
     comment, ticket, actor = event.comment, event.ticket, event.actor
     if comment is None or not getattr(comment, "public", False):

@@ -3,7 +3,7 @@ causes it, and delivered after commit by a worker with bounded retries and a dea
 
     await enqueue(session, account_id=..., topic="...", payload={...}, idempotency_key="...")
 
-    @outbox_handler("...")
+    @outbox_handler("...")  # marks only; hub/wiring.py lists it and registers it
     async def deliver(ctx: DeliveryContext, message: MessageView) -> None: ...
 """
 
@@ -13,6 +13,7 @@ from hub.outbox.handlers import (
     PermanentDeliveryError,
     TransientDeliveryError,
     outbox_handler,
+    register_handler,
 )
 from hub.outbox.service import Outgoing, enqueue, enqueue_many
 
@@ -25,4 +26,5 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "outbox_handler",
+    "register_handler",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "TransientDeliveryError",
     "handler_for",
     "outbox_handler",
+    "register_handler",
 ]
 
 
@@ -56,18 +57,34 @@ class DeliveryContext:
 
 Handler = Callable[[DeliveryContext, MessageView], Awaitable[None]]
 _HANDLERS: dict[str, Handler] = {}
+_TOPIC_MARK = "outbox_topic"
 
 
 def outbox_handler(topic: str) -> Callable[[Handler], Handler]:
-    """Decorator: ``fn`` delivers messages of ``topic``. Returning means delivered."""
+    """Decorator: mark ``fn`` as the delivery of ``topic`` messages (returning means delivered).
 
-    def decorate(fn: Handler) -> Handler:
-        if topic in _HANDLERS and _HANDLERS[topic] is not fn:
-            raise RuntimeError(f"two outbox handlers for topic {topic!r}")
-        _HANDLERS[topic] = fn
+    It only marks: :func:`register_handler` (called by ``hub.wiring``) makes it deliver."""
+
+    def mark(fn: Handler) -> Handler:
+        setattr(fn, _TOPIC_MARK, topic)
         return fn
 
-    return decorate
+    return mark
+
+
+def topic_of(handler: Handler) -> str | None:
+    """The topic ``handler`` was marked for with :func:`outbox_handler`, if any."""
+    topic = getattr(handler, _TOPIC_MARK, None)
+    return topic if isinstance(topic, str) else None
+
+
+def register_handler(handler: Handler) -> None:
+    """Deliver the marked topic's messages with ``handler``; registering it again is a no-op."""
+    topic = topic_of(handler)
+    if topic is None:
+        raise TypeError(f"{handler.__qualname__} is not marked with @outbox_handler(topic)")
+    if _HANDLERS.setdefault(topic, handler) is not handler:
+        raise RuntimeError(f"two outbox handlers for topic {topic!r}")
 
 
 def handler_for(topic: str) -> Handler | None:

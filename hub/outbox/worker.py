@@ -29,7 +29,7 @@ from sqlalchemy.orm import aliased
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from hub.db import utcnow
-from hub.jobs import JobContext, register_job
+from hub.jobs import JobContext, periodic_job
 from hub.outbox.handlers import (
     DeliveryContext,
     MessageView,
@@ -320,7 +320,7 @@ async def drain_outbox(ctx: JobContext, *, now: datetime | None = None, max_roun
     return total
 
 
-@register_job(OUTBOX_JOB, interval=lambda settings: settings.outbox.poll_seconds)
+@periodic_job(OUTBOX_JOB, interval=lambda settings: settings.outbox.poll_seconds)
 async def outbox_job(ctx: JobContext) -> None:
     # Keep going while there is work, so a burst (or a shared ticket's next messages, which wait
     # for the ones before them) does not wait a poll interval per round.

@@ -18,7 +18,7 @@ from hub.auth.principal import Principal
 from hub.desk.actors import Actor
 from hub.errors import Forbidden, NotFound
 from hub.payments import desk, service
-from hub.payments import jobs as _jobs
+from hub.payments.jobs import webhook_url
 from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, PriceItem, Refund
 from hub.payments.money import in_units
 from hub.payments.schemas import (
@@ -131,7 +131,7 @@ def pa_read(row: PaymentAccount, settings: Settings) -> PaymentAccountRead:
         allowed_networks=list(row.allowed_networks or []),
         return_url=row.return_url,
         reconcile_after_seconds=row.reconcile_after_seconds,
-        webhook_url=_jobs.webhook_url(settings, row),
+        webhook_url=webhook_url(settings, row),
     )
 
 

@@ -22,7 +22,7 @@ from hub.connectors.payments import (
 )
 from hub.db import Database, utcnow
 from hub.desk.actors import Actor
-from hub.jobs import JobContext, register_job
+from hub.jobs import JobContext, periodic_job
 from hub.outbox import (
     DeliveryContext,
     MessageView,
@@ -323,7 +323,7 @@ async def _push_due(db: Database, model: Any, row_id: int, seconds: int) -> None
         )
 
 
-@register_job(RECONCILE_JOB, interval=lambda s: 60.0)
+@periodic_job(RECONCILE_JOB, interval=lambda s: 60.0)
 async def reconcile_job(ctx: JobContext) -> None:
     await reconcile(ctx)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.desk.events import TicketCreated, subscribe
+from hub.desk.events import TicketCreated, subscriber
 from hub.errors import BadRequest
 from hub.telephony import service
 
 __all__ = ["bind_created_ticket"]
 
 
-@subscribe(TicketCreated)
+@subscriber(TicketCreated)
 async def bind_created_ticket(session: AsyncSession, event: TicketCreated) -> None:
     raw = event.context.get("call_id")
     if raw in (None, ""):

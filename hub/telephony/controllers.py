@@ -19,8 +19,6 @@ from hub.desk.actors import Actor
 from hub.live import sse_response
 from hub.schemas import updates_of
 from hub.settings import Settings
-from hub.telephony import binding as _binding  # noqa: F401  (subscribes to TicketCreated)
-from hub.telephony import jobs as _jobs  # noqa: F401  (registers the sweeper and originate delivery)
 from hub.telephony import service
 from hub.telephony.adapters import from_cti, from_hub_json
 from hub.telephony.console import console_page

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from hub.connectors.pbx import OriginateRejected, OriginateUnavailable, PbxTarget, originate_call
 from hub.db import utcnow
-from hub.jobs import JobContext, register_job
+from hub.jobs import JobContext, periodic_job
 from hub.live import publish_after_commit
 from hub.outbox import (
     DeliveryContext,
@@ -26,7 +26,7 @@ __all__ = ["ORIGINATE_MAX_AGE", "deliver_originate", "sweep_stale_calls"]
 ORIGINATE_MAX_AGE = timedelta(minutes=2)
 
 
-@register_job("telephony.sweep_stale_calls", interval=lambda s: max(s.server.sweeper_interval_seconds, 5.0))
+@periodic_job("telephony.sweep_stale_calls", interval=lambda s: max(s.server.sweeper_interval_seconds, 5.0))
 async def sweep_stale_calls(ctx: JobContext) -> None:
     """TEL-2: close calls whose hangup never came."""
     async with ctx.db.sessionmaker() as session, session.begin():

@@ -10,12 +10,14 @@ import httpx
 
 from hub.db import Database
 from hub.jobs import JobContext
+from hub.outbox import register_handler
 from hub.outbox.worker import deliver_due
 from tests.conftest import make_settings
-from tests.outbox import far_side  # noqa: F401  (registers the handler)
+from tests.outbox.far_side import post_to_far_side
 
 
 async def main(database_url: str, data_dir: str) -> None:
+    register_handler(post_to_far_side)
     settings = make_settings(database_url, Path(data_dir))
     db = Database(database_url)
     async with httpx.AsyncClient() as http:

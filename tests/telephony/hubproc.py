@@ -55,7 +55,7 @@ async def fresh_database(url: str) -> None:
 
 
 class HubProcess:
-    def __init__(self, url: str, data_dir: Path, **env: str) -> None:
+    def __init__(self, url: str, data_dir: Path, *serve_args: str, **env: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ class HubProcess:
             environment.pop(proxy, None)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve"],
+            [sys.executable, "-m", "hub.cli", "serve", *serve_args],
             env=environment,
             stdout=self._log,
             stderr=subprocess.STDOUT,
