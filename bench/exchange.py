@@ -3,7 +3,16 @@
 Starts two real ``hub serve`` processes, A ("Alpha Security") and B ("Beta Lifts"), each on its own
 fresh PostgreSQL database (``bench_exchange_a`` / ``bench_exchange_b`` on ``--pg-server``; with
 ``--sqlite`` each on its own SQLite file), pairs them through the HTTP API and transfers 10 tickets
-from A to B. Then, all at once:
+from A to B. Then two phases on the same hubs and tickets, each followed by a wait until both hubs
+have settled:
+
+* paced (``--paced`` comments, default 300, at ``--rate`` per second in all, default 10): comment
+  k leaves k/rate s after the start, alternating sides and walking the tickets, with a few
+  (``--paced-files``) files mirrored meanwhile: latency at a rate the exchange can carry;
+* saturation / max throughput (the burst below): every connection posts as fast as its answers
+  come back, so a queue builds when the posting outruns the exchange.
+
+In the saturation phase, all at once:
 
 * A posts comments on its original tickets with ``pass_to_partner`` (copies land on B's tickets);
 * B posts public comments on its partner tickets (copies land, private, on A's originals);
@@ -13,7 +22,8 @@ from A to B. Then, all at once:
 1,000 comments in all (``--comments``, times ``--scale``), spread evenly over the tickets and both
 sides. Each (side, ticket) pair is one keep-alive connection posting its comments one after another
 (20 connections at once), so its posting order is known; every body starts with a unique marker
-``bench:<side>:<ticket>:<index>``. The generator speaks HTTP/1.1 over plain asyncio streams: httpx
+``bench:<phase>:<side>:<ticket>:<index>`` (``phase`` paced or burst; the index counts on over
+both phases, so the order checks span them). The generator speaks HTTP/1.1 over plain asyncio streams: httpx
 needs more CPU per request than the hub spends on a bare endpoint, so httpx clients cannot outrun
 one on this machine (the ``httpx`` line shows it). After the load the bench waits (at most
 ``--settle-timeout`` s) for both outboxes to settle, then reads both databases directly and prints:
@@ -22,7 +32,7 @@ one on this machine (the ``httpx`` line shows it). After the load the bench wait
 * stranded: messages still ``held`` in exchange_inbound_messages plus ``exchange.message`` outbox
   rows not delivered (pending, delivering or dead), on both hubs;
 * order violations: per ticket and side, neighbouring copies (by id) in another order than posted;
-* latency per comment from its ``created_at`` on the sender to its copy's ``created_at`` on the
+* latency per comment (for each phase) from its ``created_at`` on the sender to its copy's ``created_at`` on the
   receiver (both stamped by the hubs inside their transactions, just before commit; one machine
   clock): p50 / p99, each way;
 * throughput: copies committed per second from the first post to the last copy;
@@ -33,17 +43,23 @@ one on this machine (the ``httpx`` line shows it). After the load the bench wait
   ``bench_exchange``) per second; the generator's comment rate against its /health rate;
 * peak RSS (VmHWM) of both hubs and of this process, and CPU seconds of each;
 
-and finally ONE JSON line with every figure.
+* with ``--profile``: the hubs' PostgreSQL backends sampled every 0.5 s while posting (state and
+  wait event from pg_stat_activity, ungranted pg_locks), summarised per phase;
+
+and finally ONE JSON line with every figure (the saturation phase's under the old keys, the paced
+phase's as ``paced_*``).
 
     .venv/bin/python -m bench.exchange                 # PostgreSQL, 1,000 comments, 30 files
     .venv/bin/python -m bench.exchange --scale 0.2     # quick check: 200 comments, 6 files
     .venv/bin/python -m bench.exchange --sqlite        # the same on two SQLite files
+    .venv/bin/python -m bench.exchange --profile       # + database wait/lock samples per phase
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -68,9 +84,16 @@ import httpx
 from bench._hubs import PG_SERVER, Hub, asyncpg_dsn, fresh_database
 
 TOPIC = "exchange.message"
-MARKER = re.compile(r"^bench:([AB]):(\d+):(\d+)\b")
+MARKER = re.compile(r"^bench:(?P<phase>paced|burst):(?P<side>[AB]):(?P<ticket>\d+):(?P<index>\d+)\b")
+PHASES = ("paced", "burst")
 FILE_MARKER = re.compile(r"^bench-file-(\d+)-")
 MiB = 1024 * 1024
+
+
+def phase_of(marker: str) -> str:
+    m = MARKER.match(marker)
+    assert m is not None
+    return m["phase"]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -207,9 +230,10 @@ class Store:
 class Posted:
     side: str
     ticket: int  # 0..tickets-1, the shared ticket's index
-    index: int  # position in its (side, ticket) stream
+    index: int  # position in its (side, ticket) stream, counted over both phases
     comment_id: int
     http_ms: float
+    lag_ms: float = 0.0  # paced phase: how late the POST left against its schedule
 
 
 @dataclass
@@ -223,6 +247,7 @@ class Load:
     started_at: datetime | None = None
     post_seconds: float = 0.0
     files_seconds: float = 0.0
+    next_index: dict[tuple[str, int], int] = field(default_factory=dict)  # per stream, after this phase
 
 
 class Bench:
@@ -357,28 +382,63 @@ class Bench:
 
     # -- load ----------------------------------------------------------------------------------
 
-    async def load(self, total: int, tickets: int, files: int, uploaders: int, seed: int) -> Load:
+    async def load(
+        self,
+        phase: str,
+        total: int,
+        tickets: int,
+        files: int,
+        uploaders: int,
+        seed: int,
+        *,
+        rate: float | None = None,
+        first_index: dict[tuple[str, int], int] | None = None,
+        first_file: int = 0,
+    ) -> Load:
         """``total`` comments over 2 x ``tickets`` streams (side, ticket), every stream one client
         posting in order; ``files`` public files uploaded to B's partner tickets meanwhile, file j
-        once j/files of the comments are posted, so the uploads spread over the comment load."""
+        once j/files of the comments are posted, so the uploads spread over the comment load.
+
+        With ``rate`` (paced phase) comment k of the phase is due ``k / rate`` s after the start
+        (k alternates sides and walks the tickets), and its stream posts it then, or as soon as its
+        previous POST returned if that is later (the lag is recorded); without, every stream posts
+        as fast as its answers come back (saturation phase). Stream positions continue from
+        ``first_index``, so the markers ``bench:<phase>:<side>:<ticket>:<index>`` are unique and
+        ordered over both phases; file names continue from ``first_file``."""
         alpha, beta = self.a.tenant, self.b.tenant
         assert alpha is not None and beta is not None
-        streams: dict[tuple[str, int], int] = Counter()
+        schedule: dict[tuple[str, int], list[int]] = defaultdict(list)  # stream -> its k's, in order
         for k in range(total):
-            streams["AB"[k % 2], (k // 2) % tickets] += 1
+            schedule["AB"[k % 2], (k // 2) % tickets].append(k)
+        base = first_index or {}
         result = Load()
+        result.next_index = {
+            (side, t): base.get((side, t), 0) + len(schedule.get((side, t), []))
+            for side in "AB"
+            for t in range(tickets)
+        }
         rng = random.Random(seed)
         sizes = [rng.randint(1 * MiB, 3 * MiB) for _ in range(files)]
+        t0 = 0.0
 
-        async def stream(side: str, ticket: int, count: int) -> None:
+        async def stream(side: str, ticket: int, ks: list[int]) -> None:
             hub = self.a if side == "A" else self.b
             headers = (alpha if side == "A" else beta).dispatcher.headers
             ticket_id = self.ticket_ids[side][ticket]
             extra = {"public": False, "pass_to_partner": True} if side == "A" else {"public": True}
             client = RawClient(hub.port, headers)
+            first = base.get((side, ticket), 0)
             try:
-                for index in range(count):
-                    body = f"bench:{side}:{ticket}:{index} comment {index + 1} of {count} from {side}"
+                for n, k in enumerate(ks):
+                    index = first + n
+                    lag = 0.0
+                    if rate:
+                        due = t0 + k / rate
+                        wait = due - time.perf_counter()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
+                        lag = max(0.0, (time.perf_counter() - due) * 1000)
+                    body = f"bench:{phase}:{side}:{ticket}:{index} {phase} comment {n + 1} of {len(ks)} from {side}"
                     started = time.perf_counter()
                     try:
                         status, data = await client.request(
@@ -395,7 +455,7 @@ class Bench:
                         result.errors.append(f"{side}{ticket}#{index}: {status} {data[:300]!r}")
                         continue
                     ms = (time.perf_counter() - started) * 1000
-                    result.posted.append(Posted(side, ticket, index, int(json.loads(data)["id"]), ms))
+                    result.posted.append(Posted(side, ticket, index, int(json.loads(data)["id"]), ms, lag))
             finally:
                 await client.close()
 
@@ -406,8 +466,9 @@ class Bench:
                 for j in queue:
                     while result.done < j * total / files and result.done < total:
                         await asyncio.sleep(0.02)
-                    ticket = j % tickets
-                    name = f"bench-file-{j:03d}-t{ticket}.bin"
+                    number = first_file + j
+                    ticket = number % tickets
+                    name = f"bench-file-{number:03d}-t{ticket}.bin"
                     data = os.urandom(sizes[j])
                     started = time.perf_counter()
                     try:
@@ -432,8 +493,9 @@ class Bench:
             setattr(result, attr, time.perf_counter() - started)
 
         result.started_at = datetime.now(UTC)
+        t0 = time.perf_counter()
         await asyncio.gather(
-            timed(asyncio.gather(*(stream(s, t, n) for (s, t), n in streams.items())), "post_seconds"),
+            timed(asyncio.gather(*(stream(s, t, ks) for (s, t), ks in schedule.items())), "post_seconds"),
             timed(asyncio.gather(*(uploader() for _ in range(uploaders))), "files_seconds"),
         )
         return result
@@ -471,7 +533,7 @@ class Bench:
 
     # -- checks --------------------------------------------------------------------------------
 
-    async def check(self, load: Load) -> dict[str, Any]:
+    async def check(self) -> dict[str, Any]:
         rows = {side: await self.store[side].comments() for side in "AB"}
         index_of = {side: {tid: n for n, tid in enumerate(self.ticket_ids[side])} for side in "AB"}
         # Originals: what each side committed itself (by marker); copies: what arrived from the other.
@@ -485,10 +547,10 @@ class Bench:
                     continue
                 marker = m.group(0)
                 if row["author_kind"] == "partner":
-                    if m.group(1) == side:  # an echo: a side's own comment came back to it
+                    if m["side"] == side:  # an echo: a side's own comment came back to it
                         stray += 1
                     copies[marker].append({**row, "side": side})
-                elif m.group(1) == side:
+                elif m["side"] == side:
                     originals[marker] = {**row, "side": side}
                 else:
                     stray += 1
@@ -496,8 +558,9 @@ class Bench:
         duplicated = sum(len(v) - 1 for k, v in copies.items() if len(v) > 1)
         without_original = [k for k in copies if k not in originals]
         misplaced = 0
-        latencies: dict[str, list[float]] = {"A": [], "B": []}
-        last_copy: datetime | None = None
+        # (phase, sender side) -> latencies; phase -> when its last copy was committed
+        latencies: dict[tuple[str, str], list[float]] = {(p, s): [] for p in PHASES for s in "AB"}
+        last_copy: dict[str, datetime] = {}
         # (sender side, ticket index) -> markers in the sender's commit order / in the copies' order
         sent_order: dict[tuple[str, int], list[str]] = defaultdict(list)
         got_order: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
@@ -514,8 +577,10 @@ class Bench:
             if copies.get(marker):
                 first = min(copies[marker], key=lambda c: int(c["id"]))
                 arrived = as_utc(first["created_at"])
-                latencies[side].append((arrived - as_utc(original["created_at"])).total_seconds() * 1000)
-                last_copy = arrived if last_copy is None else max(last_copy, arrived)
+                latencies[phase_of(marker), side].append(
+                    (arrived - as_utc(original["created_at"])).total_seconds() * 1000
+                )
+                last_copy[phase_of(marker)] = max(last_copy.get(phase_of(marker), arrived), arrived)
         order_violations = 0
         streams_out_of_order = 0
         posting_order_differs = 0
@@ -538,8 +603,23 @@ class Bench:
         b_files = await self.store["B"].files()
         uploaded = {row["filename"] for row in b_files if row["uploaded_by_kind"] != "partner"}
         mirrored = Counter(row["filename"] for row in a_files if row["uploaded_by_kind"] == "partner")
-        both = latencies["A"] + latencies["B"]
+        copies_by_phase = Counter(phase_of(k) for k, v in copies.items() for _ in v)
+        dup_by_phase = Counter(phase_of(k) for k, v in copies.items() for _ in v[1:])
+        phases = {
+            phase: {
+                "originals": sum(1 for k in originals if k.startswith(f"bench:{phase}:")),
+                "copies": copies_by_phase[phase],
+                "lost": sum(1 for k in lost if k.startswith(f"bench:{phase}:")),
+                "duplicated": dup_by_phase[phase],
+                "latency_ms": latencies[phase, "A"] + latencies[phase, "B"],
+                "latency_a_to_b_ms": latencies[phase, "A"],
+                "latency_b_to_a_ms": latencies[phase, "B"],
+                "last_copy": last_copy.get(phase),
+            }
+            for phase in PHASES
+        }
         return {
+            "phases": phases,
             "originals": len(originals),
             "copies": sum(len(v) for v in copies.values()),
             "lost": len(lost),
@@ -552,15 +632,151 @@ class Bench:
             "streams_out_of_order": streams_out_of_order,
             "streams": len(sent_order),
             "sender_order_differs": posting_order_differs,
-            "latency_ms": both,
-            "latency_a_to_b_ms": latencies["A"],
-            "latency_b_to_a_ms": latencies["B"],
-            "last_copy": last_copy,
             "files_uploaded": len(uploaded),
             "files_lost": len(uploaded - set(mirrored)),
             "files_duplicated": sum(n - 1 for n in mirrored.values() if n > 1),
             "files_mirrored": sum(mirrored.values()),
         }
+
+
+# -- --profile: what the hubs' database connections are doing ---------------------------------------
+
+ACTIVITY = """
+SELECT datname, state, coalesce(wait_event_type || ':' || wait_event, 'on CPU / no wait') AS wait, count(*) AS n
+FROM pg_stat_activity
+WHERE datname = ANY($1::text[]) AND backend_type = 'client backend' AND NOT pid = ANY($2::int[])
+GROUP BY 1, 2, 3
+"""
+UNGRANTED = """
+SELECT d.datname, l.locktype, l.mode, l.relation, count(*) AS n
+FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+WHERE NOT l.granted AND d.datname = ANY($1::text[])
+GROUP BY 1, 2, 3, 4
+"""
+
+
+class Sampler:
+    """``--profile``: every ``interval`` s, the hubs' PostgreSQL backends by state and wait event
+    (pg_stat_activity, the bench's own connections left out) and the lock requests not granted
+    (pg_locks), summarised per phase as the mean number of backends in each (state, wait) over the
+    samples. A pooled connection "idle in transaction" is one the hub holds while it computes or
+    waits in Python between statements; "active" with a Lock wait is a row/advisory lock wait."""
+
+    def __init__(
+        self, server: str, databases: dict[str, str], own_pids: list[int], interval: float = 0.5
+    ) -> None:
+        self.server, self.databases, self.own_pids, self.interval = server, databases, own_pids, interval
+        self.side_of = {db: side for side, db in databases.items()}
+        self.conn: asyncpg.Connection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.samples = 0
+        self.activity: Counter[tuple[str, str, str]] = Counter()
+        self.locks: Counter[tuple[str, str, str, int | None]] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.pg_cpu: dict[int, float] = {}
+        self.started = 0.0
+
+    @staticmethod
+    def postgres_cpu() -> dict[int, float]:
+        """CPU seconds used so far by each live process of the local server (named ``postgres``);
+        empty when the server runs elsewhere (another host or container)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used: dict[int, float] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                text = stat.read_text()
+                if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+                    fields = text.rsplit(")", 1)[1].split()
+                    used[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
+    async def start(self) -> None:
+        self.conn = self.conn or await asyncpg.connect(asyncpg_dsn(self.server) + "/postgres")
+        self.pg_cpu, self.started = self.postgres_cpu(), time.perf_counter()
+        self.samples, self.activity, self.locks, self.peak = 0, Counter(), Counter(), Counter()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self.conn is not None
+        names = list(self.databases.values())
+        while True:
+            started = time.perf_counter()
+            backends: Counter[str] = Counter()
+            for row in await self.conn.fetch(ACTIVITY, names, self.own_pids):
+                side = self.side_of[row["datname"]]
+                self.activity[side, row["state"] or "?", row["wait"]] += row["n"]
+                backends[side] += row["n"]
+            for row in await self.conn.fetch(UNGRANTED, names):
+                self.locks[self.side_of[row["datname"]], row["locktype"], row["mode"], row["relation"]] += (
+                    row["n"]
+                )
+            for side, n in backends.items():
+                self.peak[side] = max(self.peak[side], n)
+            self.samples += 1
+            await asyncio.sleep(max(0.0, self.interval - (time.perf_counter() - started)))
+
+    async def stop(self, stores: dict[str, Store]) -> dict[str, Any]:
+        """The phase's summary: per hub, mean backends by state/wait and ungranted locks."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        n = max(1, self.samples)
+        relnames: dict[tuple[str, int], str] = {}
+        for side, store in stores.items():
+            oids = [rel for (s, _, _, rel) in self.locks if s == side and rel is not None]
+            if oids and store.conn is not None:
+                for row in await store.conn.fetch(
+                    "SELECT oid, relname FROM pg_class WHERE oid = ANY($1::oid[])", oids
+                ):
+                    relnames[side, int(row["oid"])] = row["relname"]
+        wall = time.perf_counter() - self.started
+        summary: dict[str, Any] = {
+            "samples": self.samples,
+            # processes alive at both ends only (new backends' time from their start)
+            "postgres_cpu_share": round(
+                sum(cpu - self.pg_cpu.get(pid, 0.0) for pid, cpu in self.postgres_cpu().items()) / wall, 2
+            ),
+        }
+        for side in self.databases:
+            states = {
+                f"{state} {wait}": round(count / n, 2)
+                for (s, state, wait), count in self.activity.most_common()
+                if s == side
+            }
+            locks = {
+                f"{locktype} {mode}"
+                + (f" on {relnames.get((side, rel), rel)}" if rel is not None else ""): round(count / n, 2)
+                for (s, locktype, mode, rel), count in self.locks.most_common()
+                if s == side
+            }
+            summary[side] = {
+                "backends_mean": round(sum(states.values()), 2),
+                "backends_peak": self.peak[side],
+                "by_state_wait": states,
+                "locks_waiting": locks,
+            }
+        return summary
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+def print_profile(phase: str, summary: dict[str, Any]) -> None:
+    print(
+        f"profile   {phase}: PostgreSQL server processes {summary['postgres_cpu_share'] * 100:.0f}% of a core"
+    )
+    for side in "AB":
+        info = summary.get(side)
+        if not info:
+            continue
+        states = ", ".join(f"{k} {v}" for k, v in list(info["by_state_wait"].items())[:6])
+        locks = ", ".join(f"{k} {v}" for k, v in list(info["locks_waiting"].items())[:4]) or "none"
+        print(
+            f"profile   {phase} hub {side}: {info['backends_mean']} backends on average (peak {info['backends_peak']},"
+            f" {summary['samples']} samples): {states}; waiting lock requests: {locks}"
+        )
 
 
 # -- store floor (plain asyncpg, or sqlite3 with --sqlite) -------------------------------------------
@@ -681,6 +897,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     a.start()
     b.start()
     bench = Bench(a, b, args)
+    sampler: Sampler | None = None
     try:
         await asyncio.gather(a.wait_ready(), b.wait_ready())
         for store in bench.store.values():
@@ -714,41 +931,118 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"  p50 {store['p50_ms']:.2f} ms  p99 {store['p99_ms']:.2f} ms"
         )
 
-        cpu_before = {"A": a.cpu_seconds(), "B": b.cpu_seconds(), "bench": own_cpu_seconds()}
-        wall0 = time.perf_counter()
-        load = await bench.load(total, args.tickets, files, args.uploaders, args.seed)
-        posted = len(load.posted)
-        post_rate = posted / load.post_seconds if load.post_seconds else 0.0
-        http_ms = [p.http_ms for p in load.posted]
-        print(
-            f"load      {posted} of {total} comments posted in {load.post_seconds:.1f} s = {post_rate:.0f}/s"
-            f" ({post_rate / capacity['rps'] * 100:.1f}% of the generator's own {capacity['rps']:.0f} req/s on /health);"
-            f" POST p50 {pct(http_ms, 0.5):.0f} ms  p99 {pct(http_ms, 0.99):.0f} ms;"
-            f" {len(load.files)} of {files} files ({sum(f[2] for f in load.files) / MiB:.0f} MiB)"
-            f" uploaded in {load.files_seconds:.1f} s; errors: {len(load.errors)} comments, {len(load.file_errors)} files"
-        )
-        for error in (load.errors + load.file_errors)[:5]:
-            print(f"          error: {error}")
+        if args.profile and not args.sqlite:
+            assert urls[0] is not None and urls[1] is not None
+            own = [s.conn.get_server_pid() for s in bench.store.values() if s.conn is not None]
+            sampler = Sampler(
+                args.pg_server.rstrip("/"),
+                {"A": urls[0].rsplit("/", 1)[1], "B": urls[1].rsplit("/", 1)[1]},
+                own,
+            )
 
-        settled = await bench.settle(posted * 1, len(load.files), args.settle_timeout)
-        cpu = {side: (hub.cpu_seconds() - cpu_before[side]) for side, hub in (("A", a), ("B", b))}
-        cpu["bench"] = own_cpu_seconds() - cpu_before["bench"]
-        wall = time.perf_counter() - wall0
-        result = await bench.check(load)
-        backlog = settled["backlog"]
+        async def phase(name: str, **kwargs: Any) -> dict[str, Any]:
+            """One phase: post (and upload), wait for both hubs to settle; CPU and samples over it."""
+            before = {"A": a.cpu_seconds(), "B": b.cpu_seconds(), "bench": own_cpu_seconds()}
+            if sampler is not None:
+                await sampler.start()
+            wall0 = time.perf_counter()
+            load = await bench.load(name, **kwargs)
+            post_wall = time.perf_counter() - wall0
+            cpu_post = {side: (hub.cpu_seconds() - before[side]) for side, hub in (("A", a), ("B", b))}
+            loads.append(load)
+            profile = await sampler.stop(bench.store) if sampler is not None else None
+            posted = sum(len(x.posted) for x in loads)
+            files_done = sum(len(x.files) for x in loads)
+            settled = await bench.settle(posted, files_done, args.settle_timeout)
+            wall = time.perf_counter() - wall0
+            cpu = {side: (hub.cpu_seconds() - before[side]) for side, hub in (("A", a), ("B", b))}
+            cpu["bench"] = own_cpu_seconds() - before["bench"]
+            return {
+                "load": load,
+                "settled": settled,
+                "cpu": cpu,
+                "cpu_post": cpu_post,
+                "wall": wall,
+                "post_wall": post_wall,
+                "profile": profile,
+            }
+
+        def print_load(name: str, run: dict[str, Any], wanted: int, files_wanted: int) -> dict[str, Any]:
+            load: Load = run["load"]
+            posted = len(load.posted)
+            post_rate = posted / load.post_seconds if load.post_seconds else 0.0
+            http_ms = [x.http_ms for x in load.posted]
+            lag_ms = [x.lag_ms for x in load.posted]
+            paced = (
+                f" (offered {args.rate:g}/s; posts late against their schedule: p99 {pct(lag_ms, 0.99):.0f} ms)"
+                if name == "paced"
+                else ""
+            )
+            print(
+                f"{name:<9} {posted} of {wanted} comments posted in {load.post_seconds:.1f} s = {post_rate:.1f}/s{paced};"
+                f" POST p50 {pct(http_ms, 0.5):.0f} ms  p99 {pct(http_ms, 0.99):.0f} ms;"
+                f" {len(load.files)} of {files_wanted} files ({sum(f[2] for f in load.files) / MiB:.0f} MiB)"
+                f" uploaded in {load.files_seconds:.1f} s; errors: {len(load.errors)} comments, {len(load.file_errors)} files"
+            )
+            for error in (load.errors + load.file_errors)[:5]:
+                print(f"          error: {error}")
+            settled, cpu = run["settled"], run["cpu"]
+            print(
+                f"{'':<9} settle: {settled['reason']} {settled['seconds']:.1f} s after the last post;"
+                f" CPU over post+settle ({run['wall']:.0f} s): hub A {cpu['A']:.0f} s, hub B {cpu['B']:.0f} s, bench"
+                f" {cpu['bench']:.0f} s; while posting ({run['post_wall']:.0f} s) hub A"
+                f" {run['cpu_post']['A'] / run['post_wall'] * 100:.0f}%, hub B {run['cpu_post']['B'] / run['post_wall'] * 100:.0f}% of a core"
+            )
+            if run["profile"] is not None:
+                print_profile(name, run["profile"])
+            return {"posted": posted, "post_rate": post_rate, "http_ms": http_ms, "lag_ms": lag_ms}
+
+        loads: list[Load] = []
+        paced_total = max(2 * args.tickets, int(args.paced * args.scale)) if args.paced else 0
+        paced_files = max(1, round(args.paced_files * args.scale)) if args.paced_files and paced_total else 0
+        runs: dict[str, dict[str, Any]] = {}
+        printed: dict[str, dict[str, Any]] = {}
+        if paced_total:
+            runs["paced"] = await phase(
+                "paced",
+                total=paced_total,
+                tickets=args.tickets,
+                files=paced_files,
+                uploaders=1,
+                seed=args.seed + 1,
+                rate=args.rate,
+            )
+            printed["paced"] = print_load("paced", runs["paced"], paced_total, paced_files)
+        runs["burst"] = await phase(
+            "burst",
+            total=total,
+            tickets=args.tickets,
+            files=files,
+            uploaders=args.uploaders,
+            seed=args.seed,
+            first_index=loads[0].next_index if loads else None,
+            first_file=paced_files,
+        )
+        printed["burst"] = print_load("burst", runs["burst"], total, files)
+        result = await bench.check()
+        backlog = runs["burst"]["settled"]["backlog"]
         held = backlog["A"]["held"] + backlog["B"]["held"]
         undelivered = sum(backlog[s][k] for s in "AB" for k in ("pending", "delivering", "dead"))
         stranded = held + undelivered
-        lat = result["latency_ms"]
-        span = (
-            (result["last_copy"] - load.started_at).total_seconds()
-            if result["last_copy"] and load.started_at
-            else float("nan")
-        )
-        throughput = (result["copies"] - result["duplicated"]) / span if span == span and span > 0 else 0.0
+        stats: dict[str, dict[str, Any]] = {}
+        for name, run in runs.items():
+            ph = result["phases"][name]
+            load = run["load"]
+            last = ph["last_copy"]
+            span = (last - load.started_at).total_seconds() if last and load.started_at else float("nan")
+            copies = ph["copies"] - ph["duplicated"]
+            stats[name] = {
+                "span": span,
+                "throughput": copies / span if span == span and span > 0 else 0.0,
+                **ph,
+            }
         print(
-            f"settle    {settled['reason']} {settled['seconds']:.1f} s after the last post;"
-            f" backlog A {backlog['A']}, B {backlog['B']}"
+            f"settle    {runs['burst']['settled']['reason']} after the saturation phase; backlog A {backlog['A']}, B {backlog['B']}"
         )
         print(
             f"result    lost {result['lost']}  duplicated {result['duplicated']}  stranded {stranded}"
@@ -756,6 +1050,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f" ({result['streams_out_of_order']} of {result['streams']} streams)"
             f"  misplaced {result['misplaced']}  echoes/strays {result['echoes_or_strays']}"
             f"  copies without original {result['copies_without_original']}"
+            f"  (both phases: {result['originals']} comments, {result['copies']} copies)"
         )
         if result["lost_sample"]:
             print(f"          lost e.g. {', '.join(result['lost_sample'])}")
@@ -763,18 +1058,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"files     {result['files_uploaded']} uploaded on B, {result['files_mirrored']} copies on A:"
             f" lost {result['files_lost']}  duplicated {result['files_duplicated']}"
         )
-        a_b, b_a = result["latency_a_to_b_ms"], result["latency_b_to_a_ms"]
-        print(
-            f"latency   sender commit -> partner commit: p50 {pct(lat, 0.5):.0f} ms  p99 {pct(lat, 0.99):.0f} ms"
-            f"  max {max(lat, default=float('nan')):.0f} ms  mean {statistics.fmean(lat) if lat else float('nan'):.0f} ms"
-            f"  (A->B p50 {pct(a_b, 0.5):.0f} / p99 {pct(a_b, 0.99):.0f} ms,"
-            f" B->A p50 {pct(b_a, 0.5):.0f} / p99 {pct(b_a, 0.99):.0f} ms)"
-        )
-        print(
-            f"throughput {throughput:.1f} comments/s end to end (first post -> last copy committed, {span:.1f} s);"
-            f" CPU over load+settle ({wall:.0f} s): hub A {cpu['A']:.0f} s, hub B {cpu['B']:.0f} s,"
-            f" bench {cpu['bench']:.0f} s"
-        )
+        for name, st in stats.items():
+            lat, a_b, b_a = st["latency_ms"], st["latency_a_to_b_ms"], st["latency_b_to_a_ms"]
+            title = f"paced, {args.rate:g}/s offered" if name == "paced" else "saturation/max throughput"
+            print(
+                f"latency   {title}: sender commit -> partner commit: p50 {pct(lat, 0.5):.0f} ms  p99 {pct(lat, 0.99):.0f} ms"
+                f"  max {max(lat, default=float('nan')):.0f} ms  mean {statistics.fmean(lat) if lat else float('nan'):.0f} ms"
+                f"  (A->B p50 {pct(a_b, 0.5):.0f} / p99 {pct(a_b, 0.99):.0f} ms,"
+                f" B->A p50 {pct(b_a, 0.5):.0f} / p99 {pct(b_a, 0.99):.0f} ms)"
+            )
+            print(
+                f"throughput {name}: {st['throughput']:.1f} comments/s end to end (first post -> last copy committed,"
+                f" {st['span']:.1f} s; {st['copies']} copies, lost {st['lost']}, duplicated {st['duplicated']})"
+            )
         rss = {
             "hub_a_mb": r(a.peak_rss_mb()),
             "hub_b_mb": r(b.peak_rss_mb()),
@@ -783,12 +1079,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"memory    peak RSS hub A {rss['hub_a_mb']} MB, hub B {rss['hub_b_mb']} MB, bench {rss['bench_mb']} MB"
         )
+        burst, bl = stats["burst"], printed["burst"]
+        lat, a_b, b_a = burst["latency_ms"], burst["latency_a_to_b_ms"], burst["latency_b_to_a_ms"]
+        cpu = runs["burst"]["cpu"]
+        post_rate = bl["post_rate"]
         figures = {
             "bench": "exchange",
             "engine": engine.lower(),
             "comments": total,
-            "posted": posted,
-            "post_errors": len(load.errors),
+            "posted": bl["posted"],
+            "post_errors": len(runs["burst"]["load"].errors),
             "tickets": args.tickets,
             "lost": result["lost"],
             "duplicated": result["duplicated"],
@@ -800,8 +1100,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "misplaced": result["misplaced"],
             "echoes_or_strays": result["echoes_or_strays"],
             "copies_without_original": result["copies_without_original"],
-            "settle": settled["reason"],
-            "settle_s": r(settled["seconds"]),
+            "settle": runs["burst"]["settled"]["reason"],
+            "settle_s": r(runs["burst"]["settled"]["seconds"]),
             "p50_ms": r(pct(lat, 0.5)),
             "p99_ms": r(pct(lat, 0.99)),
             "max_ms": r(max(lat, default=float("nan"))),
@@ -809,13 +1109,53 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "a_to_b_p99_ms": r(pct(a_b, 0.99)),
             "b_to_a_p50_ms": r(pct(b_a, 0.5)),
             "b_to_a_p99_ms": r(pct(b_a, 0.99)),
-            "throughput": r(throughput),
-            "span_s": r(span),
+            "throughput": r(burst["throughput"]),
+            "span_s": r(burst["span"]),
+            "burst_lost": burst["lost"],
+            "burst_duplicated": burst["duplicated"],
+            "burst_hub_a_cpu_share": r(runs["burst"]["cpu_post"]["A"] / runs["burst"]["post_wall"], 2),
+            "burst_hub_b_cpu_share": r(runs["burst"]["cpu_post"]["B"] / runs["burst"]["post_wall"], 2),
+        }
+        if "paced" in stats:
+            paced, pl, prun = stats["paced"], printed["paced"], runs["paced"]
+            plat = paced["latency_ms"]
+            figures |= {
+                "paced_comments": paced_total,
+                "paced_posted": pl["posted"],
+                "paced_post_errors": len(prun["load"].errors),
+                "paced_rate": args.rate,
+                "paced_post_rate": r(pl["post_rate"], 2),
+                "paced_post_p50_ms": r(pct(pl["http_ms"], 0.5)),
+                "paced_post_p99_ms": r(pct(pl["http_ms"], 0.99)),
+                "paced_lag_p99_ms": r(pct(pl["lag_ms"], 0.99)),
+                "paced_files": len(prun["load"].files),
+                "paced_lost": paced["lost"],
+                "paced_duplicated": paced["duplicated"],
+                "paced_p50_ms": r(pct(plat, 0.5)),
+                "paced_p99_ms": r(pct(plat, 0.99)),
+                "paced_max_ms": r(max(plat, default=float("nan"))),
+                "paced_a_to_b_p50_ms": r(pct(paced["latency_a_to_b_ms"], 0.5)),
+                "paced_a_to_b_p99_ms": r(pct(paced["latency_a_to_b_ms"], 0.99)),
+                "paced_b_to_a_p50_ms": r(pct(paced["latency_b_to_a_ms"], 0.5)),
+                "paced_b_to_a_p99_ms": r(pct(paced["latency_b_to_a_ms"], 0.99)),
+                "paced_throughput": r(paced["throughput"], 2),
+                "paced_span_s": r(paced["span"]),
+                "paced_settle": prun["settled"]["reason"],
+                "paced_settle_s": r(prun["settled"]["seconds"]),
+                "paced_hub_a_cpu_share": r(prun["cpu_post"]["A"] / prun["post_wall"], 2),
+                "paced_hub_b_cpu_share": r(prun["cpu_post"]["B"] / prun["post_wall"], 2),
+                "paced_cpu_s": {
+                    "hub_a": r(prun["cpu"]["A"]),
+                    "hub_b": r(prun["cpu"]["B"]),
+                    "bench": r(prun["cpu"]["bench"]),
+                },
+            }
+        figures |= {
             "generator": {
                 "connections": clients,
                 "post_rate": r(post_rate),
-                "post_p50_ms": r(pct(http_ms, 0.5)),
-                "post_p99_ms": r(pct(http_ms, 0.99)),
+                "post_p50_ms": r(pct(bl["http_ms"], 0.5)),
+                "post_p99_ms": r(pct(bl["http_ms"], 0.99)),
                 "health_rps": r(capacity["rps"]),
                 "post_rate_vs_health": r(post_rate / capacity["rps"], 4),
                 "httpx_health_rps": r(flood["rps"]),
@@ -825,8 +1165,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             },
             "files": {
                 "uploaded": result["files_uploaded"],
-                "upload_errors": len(load.file_errors),
-                "mib": r(sum(f[2] for f in load.files) / MiB),
+                "upload_errors": sum(len(x.file_errors) for x in loads),
+                "mib": r(sum(f[2] for x in loads for f in x.files) / MiB),
                 "mirrored": result["files_mirrored"],
                 "lost": result["files_lost"],
                 "duplicated": result["files_duplicated"],
@@ -846,9 +1186,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s": {"hub_a": r(cpu["A"]), "hub_b": r(cpu["B"]), "bench": r(cpu["bench"])},
             "rss": rss,
         }
+        if sampler is not None:
+            figures["profile"] = {name: run["profile"] for name, run in runs.items()}
         print(json.dumps(figures))
         return figures
     finally:
+        if sampler is not None:
+            await sampler.close()
         await bench.http.aclose()
         for s in bench.store.values():
             await s.close()
@@ -870,7 +1214,24 @@ def _run(main_: Callable[[argparse.Namespace], Awaitable[Any]]) -> None:
     parser.add_argument(
         "--files", type=int, default=30, help="public files (1-3 MiB) uploaded on B's tickets"
     )
-    parser.add_argument("--uploaders", type=int, default=3, help="concurrent file uploads")
+    parser.add_argument("--uploaders", type=int, default=3, help="concurrent file uploads (saturation phase)")
+    parser.add_argument(
+        "--paced",
+        type=int,
+        default=300,
+        help="comments of the paced phase, both sides together (0: no paced phase)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=10.0, help="total comments per second of the paced phase"
+    )
+    parser.add_argument(
+        "--paced-files", type=int, default=4, help="public files uploaded during the paced phase"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample pg_stat_activity / pg_locks of both hub databases every 0.5 s while posting, summarised per phase",
+    )
     parser.add_argument("--sqlite", action="store_true", help="each hub on its own SQLite file")
     parser.add_argument("--pg-server", default=PG_SERVER, help="PostgreSQL server for the hub databases")
     parser.add_argument("--poll", type=float, default=1.0, help="HUB_OUTBOX_POLL_SECONDS of both hubs")

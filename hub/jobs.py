@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import structlog
@@ -46,6 +47,9 @@ class JobContext:
     http: httpx.AsyncClient
     # Set to run a job's next round at once (e.g. after a commit that queued outbox messages).
     wake_events: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Lookups that change rarely, kept for a few seconds by whoever reads them (one app's, so one
+    # database's: never shared between apps of one process, as tests build many).
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     def wake(self, job_name: str) -> None:
         event = self.wake_events.get(job_name)

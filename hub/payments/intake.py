@@ -53,22 +53,19 @@ class PaymentCallbacks:
 
     name = "payments"
 
-    def __init__(self) -> None:
-        self._accounts: dict[int, tuple[float, PaymentAccount | None]] = {}
-
     async def _account(self, ctx: JobContext, account_id: int | None) -> PaymentAccount | None:
         """The (detached) payment account, read once per few seconds however many events it has."""
         if account_id is None:
             return None
-        now = time.monotonic()
-        cached = self._accounts.get(account_id)
+        now, key = time.monotonic(), (PaymentAccount, account_id)
+        cached = ctx.cache.get(key)
         if cached is None or now - cached[0] > ACCOUNT_TTL:
             async with ctx.db.sessionmaker() as session:
                 row = await session.get(PaymentAccount, account_id)
                 if row is not None:
                     session.expunge(row)
-            cached = self._accounts[account_id] = (now, row)
-        return cached[1]
+            cached = ctx.cache[key] = (now, row)
+        return cached[1]  # type: ignore[no-any-return]
 
     async def prepare(self, ctx: JobContext, event: EventView) -> tuple[PaymentAccount, ProviderEvent]:
         pa = await self._account(ctx, event.endpoint_id)
