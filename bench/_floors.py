@@ -1,0 +1,375 @@
+"""Shared pieces for the benchmarks' floors (no dependency on ``tests/``).
+
+* a raw keep-alive HTTP/1.1 client (:class:`HttpPool`): httpx tops out near 300 requests/s, this
+  reaches the bare endpoint's full rate;
+* load shapes: :func:`closed_loop` (N senders as fast as they can) and :func:`open_loop` (a fixed
+  rate, each request on schedule whatever the others do; latency counted from its scheduled start);
+* the bare endpoint (:data:`bare_app`, a Litestar POST that reads the body and answers) and a raw
+  asyncio HTTP server (the generator's own ceiling), each started in its own process;
+* percentiles, peak RSS and CPU time of a process.
+
+    python -m bench._floors raw-server PORT     # the raw server, as :func:`start_raw_server` runs it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, post
+
+__all__ = [
+    "HttpPool",
+    "LoopRun",
+    "RateRun",
+    "bare_app",
+    "closed_loop",
+    "cpu_seconds",
+    "fmt_ms",
+    "open_loop",
+    "pct",
+    "peak_rss_mb",
+    "self_cpu_seconds",
+    "self_peak_rss_mb",
+    "start_bare",
+    "start_raw_server",
+    "stop_process",
+    "wait_port",
+]
+
+
+# --- the bare endpoint ------------------------------------------------------------------------
+
+
+@post("/callback", status_code=200, exclude_from_auth=True, request_max_body_size=None)
+async def bare_callback(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The baseline: a bare Litestar endpoint that reads the same body and answers."""
+    await request.body()
+    return {"received": True}
+
+
+bare_app = Litestar([bare_callback])
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+def start_bare(port: int) -> subprocess.Popen[bytes]:
+    """``bare_app`` under uvicorn (its defaults: uvloop and httptools when installed), one process."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench._floors:bare_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=_clean_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def start_raw_server(port: int) -> subprocess.Popen[bytes]:
+    """A raw asyncio (uvloop) HTTP/1.1 server that answers every POST at once: no framework, so
+    what a generator reaches against it is the generator's own ceiling."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench._floors", "raw-server", str(port)],
+        env=_clean_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+_RAW_ANSWER = (
+    b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{"received":true}'
+)
+
+
+class _RawHttp(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = 0
+            for line in self.buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length :]
+            assert self.transport is not None
+            self.transport.write(_RAW_ANSWER)
+
+
+async def _raw_server(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_RawHttp, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+class _Conn:
+    """One HTTP/1.1 keep-alive connection, one request at a time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, headers: bytes) -> int:
+        for attempt in (0, 1):
+            fresh = self.writer is None
+            if fresh:
+                try:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                except OSError:
+                    return 599
+            assert self.reader is not None and self.writer is not None
+            self.writer.write(
+                b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n%s"
+                % (path.encode(), self.host.encode(), len(body), headers, body)
+            )
+            try:
+                status_line = await self.reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("closed by the server")
+                length = 0
+                while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                if length:
+                    await self.reader.readexactly(length)
+                return int(status_line.split()[1])
+            except (ConnectionError, IndexError, ValueError, asyncio.IncompleteReadError):
+                self.close()
+                if fresh or attempt:  # a kept-alive connection the server closed: once more
+                    return 599
+        return 599
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def encode_headers(headers: dict[str, str]) -> bytes:
+    return "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+
+
+class HttpPool:
+    """Keep-alive connections to one server, opened as concurrency needs them.
+
+    ``post`` takes the headers already encoded (:func:`encode_headers`): the generator does as
+    little per request as it can."""
+
+    def __init__(self, base: str) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.idle: list[_Conn] = []
+
+    async def post(self, path: str, body: bytes, headers: bytes) -> int:
+        conn = self.idle.pop() if self.idle else _Conn(self.host, self.port)
+        try:
+            return await conn.post(path, body, headers)
+        finally:
+            self.idle.append(conn)
+
+    def close(self) -> None:
+        """Close every connection (between phases: the server may close idle ones meanwhile)."""
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+# --- load shapes ------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopRun:
+    started: float  # perf_counter of the first request
+    elapsed: float
+    ok: int = 0
+    failed: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.elapsed if self.elapsed else 0.0
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[bool]], limit: int, duration: float, concurrency: int
+) -> LoopRun:
+    """``concurrency`` senders calling ``call(i)`` for i = 0, 1, ... (each i once) as fast as they
+    can, for ``duration`` seconds or until ``limit`` calls. ``call`` answers success."""
+    counter = iter(range(limit))
+    run = LoopRun(time.perf_counter(), 0.0)
+    deadline = run.started + duration
+
+    async def sender() -> None:
+        while time.perf_counter() < deadline:
+            i = next(counter, None)
+            if i is None:
+                return
+            if await call(i):
+                run.ok += 1
+            else:
+                run.failed += 1
+
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    run.elapsed = time.perf_counter() - run.started
+    return run
+
+
+@dataclass
+class RateRun:
+    started: float
+    elapsed: float
+    latencies: list[float]  # ms, from each request's scheduled start
+    failed: int
+    max_late_ms: float  # how far behind schedule the generator started a request
+
+    @property
+    def per_s(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+
+async def open_loop(call: Callable[[int], Awaitable[bool]], count: int, rate: float) -> RateRun:
+    """Open loop: request i starts at ``i / rate`` s whatever the others do; its latency counts
+    from that scheduled moment (a generator running late shows, it is not hidden)."""
+    latencies: list[float] = []
+    failed = 0
+    late = 0.0
+    start = time.perf_counter()
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal failed
+        ok = await call(i)
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        if not ok:
+            failed += 1
+
+    tasks = []
+    for i in range(count):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            late = max(late, -delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    return RateRun(start, time.perf_counter() - start, latencies, failed, late * 1000)
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def fmt_ms(values: list[float]) -> str:
+    mean = statistics.fmean(values) if values else float("nan")
+    return (
+        f"p50 {pct(values, 0.5):7.2f} ms  p99 {pct(values, 0.99):7.2f} ms  "
+        f"mean {mean:7.2f} ms  n={len(values)}"
+    )
+
+
+def _status(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/status").read_text()
+    return ""
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process, in MiB (nan when it is gone)."""
+    for line in _status(pid).splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (nan when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def self_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["raw-server"]:
+        import uvloop
+
+        uvloop.run(_raw_server(int(sys.argv[2])))
+    else:
+        sys.exit("usage: python -m bench._floors raw-server PORT")
