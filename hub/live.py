@@ -70,7 +70,7 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import Index, String, Table, delete, insert, or_, select, text
+from sqlalchemy import ColumnElement, Index, String, Table, delete, insert, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -93,6 +93,7 @@ __all__ = [
     "publish_after_commit",
     "sse_response",
     "stream_events",
+    "until_logged",
 ]
 
 log = structlog.get_logger("hub.live")
@@ -353,6 +354,14 @@ def build_live(settings: Settings, db: Database) -> LiveHub:
     return live
 
 
+async def until_logged(db: Database) -> None:
+    """Wait until the live events this process committed on ``db`` are in the replay log (their
+    ids are taken just after the commit): for callers that read the log right after a request."""
+    live = _BY_ENGINE.get(db.engine.sync_engine)
+    if live is not None:
+        await live.settle()
+
+
 def live_of(app_or_state: Litestar | State | LiveHub) -> LiveHub:
     if isinstance(app_or_state, LiveHub):
         return app_or_state
@@ -413,7 +422,7 @@ async def _sequence_staged(
     """
     async with db.sessionmaker() as session, session.begin():
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQUENCER_LOCK})
-        chosen = _STAGED.c.id.in_(staged_ids)
+        chosen: ColumnElement[bool] = _STAGED.c.id.in_(staged_ids)
         if left_over:
             chosen = or_(chosen, _STAGED.c.created_at < utcnow() - LEFT_OVER)
         moved = list(await session.execute(delete(_STAGED).where(chosen).returning(*_STAGED.c)))
