@@ -105,28 +105,27 @@ HEARTBEAT_SECONDS = 15.0
 _NOTIFY_LIMIT = 7000
 
 
-class LiveEvent(Id, Base):
+class _LiveEventColumns:
+    channel: Mapped[str] = mapped_column(String(120))
+    event_type: Mapped[str] = mapped_column(String(60))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LiveEvent(_LiveEventColumns, Id, Base):
     """The replay log: recent live events per channel, shared by every process."""
 
     __tablename__ = "live_events"
     __table_args__ = (Index("ix_live_events_channel_id", "channel", "id"),)
 
-    channel: Mapped[str] = mapped_column(String(120))
-    event_type: Mapped[str] = mapped_column(String(60))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
-class StagedLiveEvent(Id, Base):
+class StagedLiveEvent(_LiveEventColumns, Id, Base):
     """An event whose transaction has committed (or not yet) and that has no log id yet
     (PostgreSQL only: on SQLite, one writer, log ids already follow commits)."""
 
     __tablename__ = "live_staged"
-
-    channel: Mapped[str] = mapped_column(String(120))
-    event_type: Mapped[str] = mapped_column(String(60))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def channel_name(account_id: int, *parts: object) -> str:

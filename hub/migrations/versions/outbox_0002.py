@@ -21,20 +21,13 @@ _UNFINISHED = sa.text("status IN ('pending', 'delivering')")
 def upgrade() -> None:
     with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_messages_due")
-        batch_op.create_index(
-            "ix_outbox_messages_unfinished",
-            ["id", "next_attempt_at"],
-            unique=False,
-            postgresql_where=_UNFINISHED,
-            sqlite_where=_UNFINISHED,
-        )
-        batch_op.create_index(
-            "ix_outbox_messages_unfinished_key",
-            ["ordering_key", "id"],
-            unique=False,
-            postgresql_where=_UNFINISHED,
-            sqlite_where=_UNFINISHED,
-        )
+        for name, columns in (
+            ("ix_outbox_messages_unfinished", ["id", "next_attempt_at"]),
+            ("ix_outbox_messages_unfinished_key", ["ordering_key", "id"]),
+        ):
+            batch_op.create_index(
+                name, columns, unique=False, postgresql_where=_UNFINISHED, sqlite_where=_UNFINISHED
+            )
 
 
 def downgrade() -> None:
