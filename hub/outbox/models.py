@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, Id, JSONType, PortableId, utcnow
 
-__all__ = ["UNFINISHED_SQL", "DeliveryAttempt", "OutboxMessage", "OutboxStatus"]
+__all__ = ["DeliveryAttempt", "OutboxMessage", "OutboxStatus"]
 
 
 class OutboxStatus(enum.StrEnum):
@@ -24,11 +24,11 @@ class OutboxStatus(enum.StrEnum):
 # The rows a worker may still claim. The partial indexes below hold only these, so the claim walks
 # the due messages in id order and stops at its batch (no sort of the whole backlog), and the
 # look-back at a message's ordering key skips the key's delivered history.
-UNFINISHED_SQL = "status IN ('pending', 'delivering')"
+_UNFINISHED_SQL = "status IN ('pending', 'delivering')"
 
 
 def _unfinished_index(name: str, *columns: str) -> Index:
-    where = text(UNFINISHED_SQL)
+    where = text(_UNFINISHED_SQL)
     return Index(name, *columns, postgresql_where=where, sqlite_where=where)
 
 
