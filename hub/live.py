@@ -284,6 +284,7 @@ class LiveHub:
             await self.plugin.__aenter__()
 
     async def stop(self) -> None:
+        await self.settle()  # events committed just before the stop get their log ids and go out
         await self.plugin.__aexit__(None, None, None)
 
     def send(self, event: LiveEvent) -> None:
