@@ -143,7 +143,7 @@ async def one_backlog(url: str, due: int, args: argparse.Namespace) -> dict[str,
 
     plan, claims = await with_backlog(url, due, args, plan_and_claims)
     drained, seconds = await with_backlog(url, due, args, drain)
-    sorts = [line for line in plan if re.search(r"(^|-> +)Sort ", line.strip())]
+    sorts = [line for line in plan if re.search(r"(^|->\s+)Sort\s+\(", line.strip())]
     executed = [float(m.group(1)) for line in plan if (m := re.match(r"Execution Time: ([0-9.]+)", line))]
     stats = "fresh statistics" if args.analyze else "statistics older than the backlog"
     print(f"\nbacklog {due:,} due + {args.history:,} delivered ({args.keys} keys on every fifth), {stats}")
