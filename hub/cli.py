@@ -146,6 +146,7 @@ def cmd_worker(_: argparse.Namespace) -> None:
 
     from hub.db import Database
     from hub.jobs import JobContext, registered_jobs, run_jobs
+    from hub.live import build_live
     from hub.logging import configure_logging
     from hub.wiring import wire
 
@@ -155,6 +156,9 @@ def cmd_worker(_: argparse.Namespace) -> None:
 
     async def run() -> None:
         db = Database(settings.database.url)
+        # Jobs publish live events too (e.g. a stale call ended): they are logged with their ids
+        # just after each commit, and sent to the channels backend, as in `hub serve`.
+        live = build_live(settings, db)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,6 +167,7 @@ def cmd_worker(_: argparse.Namespace) -> None:
             try:
                 await run_jobs(JobContext(db=db, settings=settings, http=http), registered_jobs(), stop)
             finally:
+                await live.stop()
                 await db.dispose()
 
     print(f"hub worker running jobs: {', '.join(job.name for job in registered_jobs())}", flush=True)

@@ -8,10 +8,9 @@ How to use it (telephony pop-ups and the client app's live updates both go throu
 
       publish_after_commit(session, channel_name(account_id, "emp", employee_id), "popup", {...})
 
-  The event is written to the ``live_events`` table as the caller's transaction commits (that
-  gives it its id: one increasing sequence shared by every process, taken in commit order) and
-  handed to the channels backend only after the commit — a rolled-back change never reaches a
-  screen. ``data`` must be JSON.
+  The event is written with the caller's transaction and gets its log id (one increasing sequence
+  shared by every process, taken in commit order) just after the commit; then it is handed to the
+  channels backend — a rolled-back change never reaches a screen. ``data`` must be JSON.
 
 * **Publish outside a transaction** (a job, a CLI): ``await publish(app_or_state, channel, data,
   event_type="message")`` opens its own short session, logs and publishes.
@@ -40,11 +39,13 @@ How to use it (telephony pop-ups and the client app's live updates both go throu
 * **Replay log**: ``live_events`` keeps every event for ``RETENTION`` (the ``live.prune`` job
   deletes older rows); a catch-up reads it in pages of ``REPLAY_PAGE`` until it has sent all of
   it. The log is in the database, so it survives process restarts and is shared by every process.
-  On PostgreSQL ids come from a sequence and transactions may commit out of order: an event with
-  a lower id than the client's last one can become visible after the client saw the higher one.
-  So the log insert is the last statement of a commit, under an advisory lock held only for it
-  and the commit: ids become visible in order. A stream also passes on every live event it has
-  not replayed itself, whatever its id.
+  On PostgreSQL transactions commit out of order, so an id taken inside a publishing transaction
+  could become visible after a higher one a client already saw (and resumed from). So a
+  publishing transaction only *stages* its events (``live_staged``, no lock, no order); after its
+  commit a short sequencing transaction, one at a time across processes, moves every committed
+  staged event into the log and gives it its id there: ids are taken and made visible in order,
+  and no publishing transaction waits for another (see :func:`_sequence_staged`). A stream also
+  passes on every live event it has not replayed itself, whatever its id.
 
 * Tests that build the app without running its lifespan get the channels started lazily on the
   first publish or stream; ``hub.app.shutdown`` stops them.
@@ -57,7 +58,7 @@ import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -69,11 +70,10 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import Index, String, delete, select, text
-from sqlalchemy import event as sa_event
+from sqlalchemy import ColumnElement, Index, String, Table, delete, insert, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, Database, Id, JSONType, after_commit, utcnow
 from hub.jobs import JobContext, periodic_job
@@ -85,6 +85,7 @@ __all__ = [
     "RETENTION",
     "LiveEvent",
     "LiveHub",
+    "StagedLiveEvent",
     "build_live",
     "channel_name",
     "live_of",
@@ -92,6 +93,7 @@ __all__ = [
     "publish_after_commit",
     "sse_response",
     "stream_events",
+    "until_logged",
 ]
 
 log = structlog.get_logger("hub.live")
@@ -103,16 +105,27 @@ HEARTBEAT_SECONDS = 15.0
 _NOTIFY_LIMIT = 7000
 
 
-class LiveEvent(Id, Base):
+class _LiveEventColumns:
+    channel: Mapped[str] = mapped_column(String(120))
+    event_type: Mapped[str] = mapped_column(String(60))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LiveEvent(_LiveEventColumns, Id, Base):
     """The replay log: recent live events per channel, shared by every process."""
 
     __tablename__ = "live_events"
     __table_args__ = (Index("ix_live_events_channel_id", "channel", "id"),)
 
-    channel: Mapped[str] = mapped_column(String(120))
-    event_type: Mapped[str] = mapped_column(String(60))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class StagedLiveEvent(_LiveEventColumns, Id, Base):
+    """An event whose transaction has committed (or not yet) and that has no log id yet
+    (PostgreSQL only: on SQLite, one writer, log ids already follow commits)."""
+
+    __tablename__ = "live_staged"
 
 
 def channel_name(account_id: int, *parts: object) -> str:
@@ -257,6 +270,10 @@ class LiveHub:
             subscriber_backlog_strategy="dropleft",
         )
         self._start_lock = asyncio.Lock()
+        # This process's staged events by staged id, waiting for their log id.
+        self._waiting: dict[int, LiveEvent] = {}
+        self._sequencing: asyncio.Task[None] | None = None
+        self._again = False
 
     @property
     def started(self) -> bool:
@@ -267,6 +284,7 @@ class LiveHub:
             await self.plugin.__aenter__()
 
     async def stop(self) -> None:
+        await self.settle()  # events committed just before the stop get their log ids and go out
         await self.plugin.__aexit__(None, None, None)
 
     def send(self, event: LiveEvent) -> None:
@@ -285,6 +303,46 @@ class LiveHub:
         await self.start()
         self.plugin.publish(payload, channel)
 
+    def committed(self, staged_id: int, event: LiveEvent) -> None:
+        """A staged event's transaction committed: sequence it (with whatever else is staged)."""
+        self._waiting[staged_id] = event
+        if self._sequencing is not None:
+            self._again = True  # the running pass may have read the staging table already
+            return
+        self._sequencing = asyncio.get_running_loop().create_task(self._sequence_until_done())
+
+    async def _sequence_until_done(self) -> None:
+        try:
+            again = True
+            while again:
+                self._again = False
+                await self.sequence()
+                again = self._again
+        finally:
+            self._sequencing = None
+
+    async def sequence(self, *, left_over: bool = False) -> None:
+        """One pass: log this process's committed staged events (with ``left_over``, also any
+        staged for longer than ``LEFT_OVER``: a dead process's) and send them."""
+        waiting = list(self._waiting)
+        try:
+            logged = await _sequence_staged(self.db, waiting, left_over=left_over)
+        except Exception:  # still waiting: the next pass takes them (or the job, if this one dies)
+            log.exception("live_sequencing_failed")
+            return
+        for staged_id, event in logged:
+            mine = self._waiting.pop(staged_id, None)
+            if mine is not None:
+                mine.id = event.id
+            self.send(event)
+        for staged_id in waiting:  # logged by another process's job meanwhile: its id is not ours to know
+            self._waiting.pop(staged_id, None)
+
+    async def settle(self) -> None:
+        """Wait until this process's committed events have their log ids (tests, ``publish``)."""
+        while self._sequencing is not None:
+            await asyncio.shield(self._sequencing)
+
 
 # The LiveHub of each Database engine in this process: lets a bare session find its channels.
 _BY_ENGINE: weakref.WeakKeyDictionary[Engine, LiveHub] = weakref.WeakKeyDictionary()
@@ -294,6 +352,14 @@ def build_live(settings: Settings, db: Database) -> LiveHub:
     live = LiveHub(settings, db)
     _BY_ENGINE[db.engine.sync_engine] = live
     return live
+
+
+async def until_logged(db: Database) -> None:
+    """Wait until the live events this process committed on ``db`` are in the replay log (their
+    ids are taken just after the commit): for callers that read the log right after a request."""
+    live = _BY_ENGINE.get(db.engine.sync_engine)
+    if live is not None:
+        await live.settle()
 
 
 def live_of(app_or_state: Litestar | State | LiveHub) -> LiveHub:
@@ -307,55 +373,71 @@ def live_of(app_or_state: Litestar | State | LiveHub) -> LiveHub:
 def publish_after_commit(session: AsyncSession, channel: str, event_type: str, data: Any) -> LiveEvent:
     """Log ``data`` as event ``event_type`` on ``channel`` in this transaction; publish after commit.
 
-    The event is written to the log as the transaction commits (see :func:`_log_in_commit_order`),
-    so its id is known only after the commit.
+    The returned event has its log id once it is sequenced, just after the commit (on SQLite at the
+    flush); :meth:`LiveHub.settle` waits for that.
     """
     event = LiveEvent(channel=channel, event_type=event_type, data=data, created_at=utcnow())
-    session.sync_session.info.setdefault(_PENDING, []).append(event)
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     live = _BY_ENGINE.get(engine)
+    if bind.dialect.name != "postgresql":
+        session.add(event)
+        if live is not None:
+            after_commit(session, lambda: live.send(event))
+    else:
+        staged = StagedLiveEvent(
+            channel=channel, event_type=event_type, data=data, created_at=event.created_at
+        )
+        session.add(staged)
+        if live is not None:
+            after_commit(session, lambda: live.committed(staged.id, event))
     if live is None:
         log.warning("live_not_configured", channel=channel)
-        return event
-    after_commit(session, lambda: live.send(event))
     return event
 
 
-_PENDING = "live_pending_events"
-# Any fixed 64-bit number: the advisory lock that orders replay-log inserts across processes.
-_COMMIT_ORDER_LOCK = 0x4C495645  # "LIVE"
+# Any fixed 64-bit number: the advisory lock that lets one sequencing pass run at a time.
+_SEQUENCER_LOCK = 0x4C495645  # "LIVE"
+_STAGED = cast(Table, StagedLiveEvent.__table__)
+_LOG = cast(Table, LiveEvent.__table__)
 
 
-def _log_in_commit_order(session: Session) -> None:
-    """Insert this transaction's live events last, in its commit, so ids are taken in commit order.
+# A staged event still there after this long was left by a process that died after its commit.
+LEFT_OVER = timedelta(seconds=30)
 
-    On PostgreSQL ids come from a sequence: a transaction that took id 7 and committed after one
-    that took id 8 would let a client see 8, resume from it, and never get 7. Here everything else
-    is flushed first, then a transaction-scoped advisory lock is taken just for the log insert and
-    the commit: a later id cannot commit before an earlier one. (The lock holder waits on no row
-    lock, so no deadlock can form around it.) SQLite has one writer: ids already follow commits.
+
+async def _sequence_staged(
+    db: Database, staged_ids: list[int], *, left_over: bool = False
+) -> list[tuple[int, LiveEvent]]:
+    """Move the committed staged events ``staged_ids`` (with ``left_over``, also those staged
+    before ``LEFT_OVER`` ago) into the log, in staging order; (staged id, logged event) each.
+
+    Why a resumed stream cannot skip an event: a log id is taken only here, in a transaction that
+    holds ``_SEQUENCER_LOCK`` from before it takes its first id until after its commit has made
+    them visible (PostgreSQL releases a transaction's locks after it is visible). So every id
+    below one a client has seen is already committed, or was never taken: an id taken earlier
+    can no longer commit later. The publishing transactions themselves take no lock and no id:
+    they stage, side by side, and each process sequences its own after they commit (which
+    process's pass comes first does not matter: whatever a pass logs was committed before it).
     """
-    if session.in_nested_transaction():
-        return  # a savepoint's release is no commit; the events wait for the real one
-    events = session.info.pop(_PENDING, None)
-    if not events:
-        return
-    session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMMIT_ORDER_LOCK})
-    session.add_all(events)
-    session.flush()
-
-
-def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
-    """A transaction that ended without committing (rolled back, closed) publishes nothing."""
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)
-
-
-sa_event.listen(Session, "before_commit", _log_in_commit_order)
-sa_event.listen(Session, "after_transaction_end", _drop_pending)
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQUENCER_LOCK})
+        chosen: ColumnElement[bool] = _STAGED.c.id.in_(staged_ids)
+        if left_over:
+            chosen = or_(chosen, _STAGED.c.created_at < utcnow() - LEFT_OVER)
+        moved = list(await session.execute(delete(_STAGED).where(chosen).returning(*_STAGED.c)))
+        if not moved:
+            return []
+        moved.sort(key=lambda row: row.id)
+        rows = [
+            {"channel": r.channel, "event_type": r.event_type, "data": r.data, "created_at": r.created_at}
+            for r in moved
+        ]
+        ids = await session.scalars(insert(_LOG).returning(_LOG.c.id, sort_by_parameter_order=True), rows)
+        return [
+            (staged.id, LiveEvent(id=log_id, **row))
+            for staged, row, log_id in zip(moved, rows, ids, strict=True)
+        ]
 
 
 async def publish(
@@ -365,6 +447,7 @@ async def publish(
     live = live_of(app_or_state)
     async with live.db.sessionmaker() as session, session.begin():
         event = publish_after_commit(session, channel, event_type, data)
+    await live.settle()
     return event.id
 
 
@@ -451,6 +534,18 @@ def sse_response(request: Request[Any, Any, Any], channels: list[str]) -> Server
         stream_events(live, channels, _last_event_id(request)),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@periodic_job("live.sequence", interval=lambda _s: 5.0)
+async def sequence_left_over(ctx: JobContext) -> None:
+    """Log events staged by a process that died between its commit and its sequencing pass."""
+    live = _BY_ENGINE.get(ctx.db.engine.sync_engine)
+    if ctx.db.is_sqlite:
+        return
+    if live is not None:
+        await live.sequence(left_over=True)
+    else:  # a process with no channels: logged, for streams to replay on their next resume
+        await _sequence_staged(ctx.db, [], left_over=True)
 
 
 @periodic_job("live.prune", interval=lambda _s: 300.0)

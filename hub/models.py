@@ -5,7 +5,7 @@ from hub.db import Base
 from hub.desk import models as desk_models
 from hub.exchange import models as exchange_models
 from hub.intake import models as intake_models
-from hub.live import LiveEvent
+from hub.live import LiveEvent, StagedLiveEvent
 from hub.monitoring import models as monitoring_models
 from hub.notifications import models as notifications_models
 from hub.outbox import models as outbox_models
@@ -16,6 +16,7 @@ from hub.telephony import models as telephony_models
 __all__ = [
     "Base",
     "LiveEvent",
+    "StagedLiveEvent",
     "accounts_models",
     "desk_models",
     "exchange_models",

@@ -34,7 +34,7 @@ from hub.exchange import subscribers as exchange_subscribers
 from hub.intake import IntakeSource, register_source
 from hub.intake.worker import intake_job
 from hub.jobs import JobFunction, add_job
-from hub.live import prune_live_events
+from hub.live import prune_live_events, sequence_left_over
 from hub.monitoring import subscribers as monitoring_subscribers
 from hub.notifications import delivery as notification_delivery
 from hub.notifications import subscribers as notification_subscribers
@@ -88,6 +88,7 @@ JOBS: tuple[JobFunction, ...] = (
     exchange_jobs.release_held_job,
     payment_jobs.reconcile_job,
     telephony_jobs.sweep_stale_calls,
+    sequence_left_over,
     prune_live_events,
 )
 

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, Id, JSONType, PortableId, utcnow
@@ -21,10 +21,22 @@ class OutboxStatus(enum.StrEnum):
     DEAD = "dead"
 
 
+# The rows a worker may still claim. The partial indexes below hold only these, so the claim walks
+# the due messages in id order and stops at its batch (no sort of the whole backlog), and the
+# look-back at a message's ordering key skips the key's delivered history.
+_UNFINISHED_SQL = "status IN ('pending', 'delivering')"
+
+
+def _unfinished_index(name: str, *columns: str) -> Index:
+    where = text(_UNFINISHED_SQL)
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
 class OutboxMessage(Id, Base):
     __tablename__ = "outbox_messages"
     __table_args__ = (
-        Index("ix_outbox_messages_due", "status", "next_attempt_at"),
+        _unfinished_index("ix_outbox_messages_unfinished", "id", "next_attempt_at"),
+        _unfinished_index("ix_outbox_messages_unfinished_key", "ordering_key", "id"),
         Index("ix_outbox_messages_ordering", "ordering_key", "id"),
         Index("ix_outbox_messages_account_status", "account_id", "status"),
     )

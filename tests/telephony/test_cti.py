@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.db import Database
-from hub.live import LiveEvent
+from hub.live import LiveEvent, until_logged
 from hub.telephony.models import Call, CallEventLog
 from hub.telephony.service import employee_channel
 from tests.conftest import Tenant
@@ -21,6 +21,7 @@ async def _count(db: Database, model: type) -> int:
 
 async def _popups(db: Database, tenant: Tenant, employee_id: int) -> list[str]:
     """The frame types logged for one employee's console, oldest first."""
+    await until_logged(db)
     async with db.sessionmaker() as session, session.begin():
         rows = await session.scalars(
             select(LiveEvent.event_type)

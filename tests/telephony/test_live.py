@@ -12,7 +12,7 @@ import pytest
 from litestar import Litestar, Request, get
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
 
 from hub.app import create_app
 from hub.auth.guards import employees
@@ -20,6 +20,8 @@ from hub.db import Database, utcnow
 from hub.live import (
     REPLAY_PAGE,
     LiveEvent,
+    StagedLiveEvent,
+    build_live,
     channel_name,
     live_of,
     publish,
@@ -27,6 +29,7 @@ from hub.live import (
     sse_response,
     stream_events,
 )
+from hub.live import _replay as replay_log
 from hub.settings import Settings
 from tests.conftest import PG_URL, Tenant, make_settings, make_tenant
 from tests.telephony.hubproc import fresh_database, private_pg_url
@@ -185,6 +188,12 @@ async def test_an_event_committed_out_of_order_still_reaches_the_stream(
     assert (frame.id, frame.event) == (taken_early, "call.ended")
 
 
+on_postgres = pytest.mark.skipif(
+    not PG_URL, reason="PostgreSQL: SQLite has one writer, a second transaction waits for the first"
+)
+
+
+@on_postgres
 async def test_event_ids_follow_commit_order(app: Litestar, tenant: Tenant) -> None:
     """TEL-4: an event's id is taken when its transaction commits, so a transaction that started
     publishing first but commits last gets the higher id: a client resuming from the id it saw
@@ -197,7 +206,9 @@ async def test_event_ids_follow_commit_order(app: Litestar, tenant: Tenant) -> N
         await slow.flush()  # the rest of the slow transaction's work
         async with quick.begin():
             late = publish_after_commit(quick, channel, "call.ended", {"n": "quick"})
+        await live.settle()  # logged and visible: a client may have seen it and resume from it
         await slow.commit()
+    await live.settle()
     assert late.id < early.id
     stream = stream_events(live, [channel], last_event_id=late.id, heartbeat=0.5)
     try:
@@ -217,9 +228,129 @@ async def test_rolled_back_events_are_never_logged(app: Litestar, tenant: Tenant
         await session.rollback()
         async with session.begin():
             kept = publish_after_commit(session, channel, "call.ringing", {"n": "kept"})
+    await live.settle()
     async with live.db.sessionmaker() as session:
         await session.begin()
         publish_after_commit(session, channel, "call.ringing", {"n": "abandoned"})
     async with live.db.sessionmaker() as session, session.begin():
         logged = (await session.execute(select(LiveEvent.id, LiveEvent.data))).all()
     assert [(row.id, row.data) for row in logged] == [(kept.id, {"n": "kept"})]
+
+
+async def _advisory_locks_held(db: Database, session_pid: int) -> int:
+    async with db.sessionmaker() as observer:
+        locks = await observer.scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = :pid"),
+            {"pid": session_pid},
+        )
+    return int(locks or 0)
+
+
+@on_postgres
+async def test_publishing_transactions_do_not_wait_for_each_other(app: Litestar, tenant: Tenant) -> None:
+    """Issue 11 (live events without a global lock): two transactions publishing on different
+    channels write their events while both are open, hold no hub-wide lock for it, and the one
+    that commits first is not held up by the other; the log then has both, in commit order."""
+    live = live_of(app)
+    pops, calls = channel_name(tenant.id, "emp", tenant.dispatcher.id), channel_name(tenant.id, "calls")
+    first_published, second_published = asyncio.Event(), asyncio.Event()
+
+    async def first_publisher() -> tuple[LiveEvent, int]:
+        async with live.db.sessionmaker() as session:
+            await session.begin()
+            event = publish_after_commit(session, pops, "call.ringing", {"n": "first"})
+            await session.flush()
+            first_published.set()
+            await second_published.wait()  # the second has published too, and is still open
+            pid = int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
+            written = await session.scalar(select(func.count()).select_from(StagedLiveEvent))
+            assert written == 1  # its own event, written; the other one's is not visible
+            locks = await _advisory_locks_held(live.db, pid)
+            await session.commit()
+            return event, locks
+
+    async def second_publisher() -> tuple[LiveEvent, int]:
+        async with live.db.sessionmaker() as session:
+            await session.begin()
+            await first_published.wait()
+            event = publish_after_commit(session, calls, "call.updated", {"n": "second"})
+            await session.flush()
+            pid = int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
+            second_published.set()
+            await first_done.wait()  # the first commits while this one is open with its event written
+            locks = await _advisory_locks_held(live.db, pid)
+            await session.commit()
+            return event, locks
+
+    first_done = asyncio.Event()
+    first_task = asyncio.create_task(first_publisher())
+    second_task = asyncio.create_task(second_publisher())
+    first, first_locks = await first_task
+    first_done.set()
+    second, second_locks = await second_task
+    await live.settle()
+    assert first_locks == second_locks == 0
+    assert first.id < second.id
+    resumed = [event.id async for event in replay_log(live.db, [pops, calls], first.id)]
+    assert resumed == [second.id]
+
+
+@on_postgres
+async def test_a_resumed_stream_never_skips_an_event_under_concurrent_publishers(
+    app: Litestar, settings: Settings, tenant: Tenant
+) -> None:
+    """Issue 11: publishers in two processes (two databases engines, two sequencers) stage events
+    in one order and commit them in the reverse one, while a reader keeps resuming from the last
+    id it saw. The reader gets every event exactly once and never has to go back: an event
+    staged earlier but committed later gets an id above every id already visible (the design
+    rule is in hub/live.py, ``_sequence_staged``)."""
+    live = live_of(app)
+    other_db = Database(settings.database.url)
+    other_live = build_live(settings, other_db)
+    channels = [channel_name(tenant.id, "emp", tenant.dispatcher.id), channel_name(tenant.id, "calls")]
+    count = 12
+    staged = [asyncio.Event() for _ in range(count)]
+    may_commit = [asyncio.Event() for _ in range(count)]
+    published: list[LiveEvent] = []
+
+    async def publisher(n: int) -> None:
+        hub = live if n % 2 else other_live
+        async with hub.db.sessionmaker() as session:
+            await session.begin()
+            if n:
+                await staged[n - 1].wait()  # stage in order 0, 1, 2, ...
+            published.append(publish_after_commit(session, channels[n % 2], "call.updated", {"n": n}))
+            await session.flush()
+            staged[n].set()
+            await may_commit[n].wait()
+            await session.commit()
+        await hub.settle()
+        if n:
+            may_commit[n - 1].set()  # ... and commit in the reverse order
+
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():  # a client resuming again and again from the last id it saw
+            seen.extend([event.id async for event in replay_log(live.db, channels, seen[-1] if seen else 0)])
+            await asyncio.sleep(0)
+
+    reading = asyncio.create_task(reader())
+    try:
+        publishers = [asyncio.create_task(publisher(n)) for n in range(count)]
+        await staged[-1].wait()
+        may_commit[-1].set()
+        await asyncio.gather(*publishers)
+        await live.settle()
+        await other_live.settle()
+    finally:
+        done.set()
+        await reading
+        await other_live.stop()
+        await other_db.dispose()
+    seen.extend([event.id async for event in replay_log(live.db, channels, seen[-1] if seen else 0)])
+    assert sorted(event.id for event in published) == seen  # all of them, once, ids only rising
+    async with live.db.sessionmaker() as session:
+        logged = list(await session.scalars(select(LiveEvent.data).order_by(LiveEvent.id)))
+    assert [data["n"] for data in logged] == list(reversed(range(count)))  # ids in commit order

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from hub.db import Database, utcnow
 from hub.desk.models import ActivityEntry
-from hub.live import LiveEvent
+from hub.live import LiveEvent, until_logged
 from hub.telephony.service import close_stale_calls, employee_channel
 from tests.conftest import Tenant
 from tests.telephony.conftest import Clients, Pbx, calls, connect_pbx
@@ -37,6 +37,7 @@ async def test_stale_calls_are_closed_once(
         assert await close_stale_calls(session, now=utcnow() + timedelta(minutes=90)) == 0
     listed = {c["external_id"]: c for c in await calls(client, tenant)}
     assert listed["s-1"]["status"] == "ended" and listed["s-1"]["missed"] is True
+    await until_logged(db)
     async with db.sessionmaker() as session, session.begin():
         frames = await session.execute(
             select(LiveEvent.event_type, LiveEvent.data).where(
