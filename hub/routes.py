@@ -16,6 +16,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.intake import worker as _intake_worker  # noqa: F401  (registers the apply job)
     from hub.intake.controllers import IntakeController
     from hub.monitoring.controllers import MONITORING_CONTROLLERS
+    from hub.monitoring.intake import MonitoringTickets
     from hub.notifications.controllers import AppDeviceController, NotificationController
     from hub.outbox import worker as _outbox_worker  # noqa: F401  (registers the delivery job)
     from hub.outbox.controllers import OutboxController
@@ -26,6 +27,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
 
     register_source(PaymentCallbacks())
+    register_source(MonitoringTickets())
     return [
         health,
         ready,
