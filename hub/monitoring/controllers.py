@@ -13,7 +13,7 @@ from contracts.monitoring import MonitoringTicketRequest, MonitoringTicketResult
 from hub.auth.guards import app_users, integration
 from hub.auth.principal import Principal
 from hub.live import sse_response
-from hub.monitoring import service
+from hub.monitoring import intake, service
 from hub.monitoring.schemas import AppObjectRead, AppTicketCreate, AppTicketList, AppTicketRead, RatingCreate
 from hub.monitoring.subscribers import app_channel
 
@@ -21,7 +21,13 @@ __all__ = ["MONITORING_CONTROLLERS", "AppController", "MonitoringController"]
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(header="Idempotency-Key", min_length=1, max_length=200, required=False),
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=intake.IDEMPOTENCY_KEY_MAX,
+        required=False,
+        description="The monitoring software's own event or alarm id: sent again, it opens no second ticket",
+    ),
 ]
 
 
@@ -32,16 +38,19 @@ class MonitoringController(Controller):
     @post(
         "/tickets",
         guards=[integration("monitoring")],
+        before_request=intake.refuse_malformed,
         summary="Open a service ticket for an object by its number (monitoring-centre key)",
     )
     async def create_ticket(
         self,
+        request: Request[Any, Any, Any],
         data: MonitoringTicketRequest,
-        db_session: AsyncSession,
         principal: Principal,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MonitoringTicketResult]:
-        result = await service.create_monitoring_ticket(db_session, principal, data, idempotency_key)
+        """Stored and applied at once through the intake pipeline (``hub.monitoring.intake``): 201
+        with the ticket it opened, 200 with the one the same ``Idempotency-Key`` opened before."""
+        result = await intake.take_request(request, principal, data, idempotency_key)
         return Response(result, status_code=200 if result.duplicate else 201)
 
 

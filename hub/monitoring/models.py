@@ -1,15 +1,16 @@
-"""Client-app and monitoring-centre bookkeeping (MON-1, MON-3)."""
+"""Client-app bookkeeping (MON-3). MON-1's repeated requests are told apart by the intake
+pipeline (``hub.monitoring.intake``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, Id, PortableId, utcnow
 
-__all__ = ["ActiveAppTicket", "MonitoringRequest"]
+__all__ = ["ActiveAppTicket"]
 
 
 class ActiveAppTicket(Id, Base):
@@ -29,17 +30,4 @@ class ActiveAppTicket(Id, Base):
     ticket_id: Mapped[int | None] = mapped_column(
         PortableId, ForeignKey("tickets.id", ondelete="CASCADE"), index=True
     )
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class MonitoringRequest(Id, Base):
-    """An Idempotency-Key seen from the monitoring software, and the ticket it created (MON-1)."""
-
-    __tablename__ = "monitoring_requests"
-    __table_args__ = (UniqueConstraint("account_id", "idempotency_key"),)
-
-    account_id: Mapped[int] = mapped_column(PortableId, ForeignKey("accounts.id", ondelete="CASCADE"))
-    idempotency_key: Mapped[str] = mapped_column(String(200))
-    body_hash: Mapped[str] = mapped_column(String(64))
-    ticket_id: Mapped[int | None] = mapped_column(PortableId, ForeignKey("tickets.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +19,7 @@ from hub.desk.models import Ticket
 from hub.desk.schemas import TicketCreate
 from hub.errors import Conflict, Forbidden, NotFound
 from hub.monitoring import rules
-from hub.monitoring.models import ActiveAppTicket, MonitoringRequest
+from hub.monitoring.models import ActiveAppTicket
 from hub.monitoring.schemas import AppObjectRead, AppTicketList, AppTicketRead, ObjectHeader
 from hub.people.models import ObjectUser, ObjectUserRole, ServiceObject
 
@@ -30,10 +28,10 @@ __all__ = [
     "LIST_SIZE",
     "app_ticket_views",
     "create_app_ticket",
-    "create_monitoring_ticket",
     "list_app_tickets",
     "list_objects",
     "membership",
+    "open_monitoring_ticket",
     "rate_app_ticket",
     "status_label",
 ]
@@ -295,41 +293,11 @@ async def rate_app_ticket(
 # --- MON-1 monitoring centre ---------------------------------------------------------------------
 
 
-def _body_hash(data: MonitoringTicketRequest) -> str:
-    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
-
-
-async def _replay(
-    session: AsyncSession, account_id: int, key: str, body_hash: str
-) -> MonitoringTicketResult | None:
-    seen = await session.scalar(
-        select(MonitoringRequest).where(
-            MonitoringRequest.account_id == account_id, MonitoringRequest.idempotency_key == key
-        )
-    )
-    if seen is None:
-        return None
-    if seen.body_hash != body_hash:
-        raise Conflict("This Idempotency-Key came with a different request", code="idempotency_key_reused")
-    ticket = await session.get(Ticket, seen.ticket_id) if seen.ticket_id else None
-    if ticket is None:
-        raise Conflict("The ticket of this request is gone", code="idempotency_key_reused")
-    obj = await session.get(ServiceObject, ticket.object_id) if ticket.object_id else None
-    return MonitoringTicketResult(
-        ticket.id, ticket.number, ticket.status, obj.number if obj else "", duplicate=True
-    )
-
-
-async def create_monitoring_ticket(
-    session: AsyncSession, principal: Principal, data: MonitoringTicketRequest, idempotency_key: str | None
+async def open_monitoring_ticket(
+    session: AsyncSession, account_id: int, api_key_id: int, data: MonitoringTicketRequest
 ) -> MonitoringTicketResult:
-    """MON-1: a ticket for the object with this number; the same Idempotency-Key gives the same ticket."""
-    account_id = principal.account_id
-    body_hash = _body_hash(data)
-    if idempotency_key:
-        replay = await _replay(session, account_id, idempotency_key, body_hash)
-        if replay is not None:
-            return replay
+    """MON-1: a ticket for the object with this number (applied by the intake pipeline, which
+    keeps a repeated request from opening a second one: ``hub.monitoring.intake``)."""
     obj = await session.scalar(
         select(ServiceObject).where(
             ServiceObject.account_id == account_id, ServiceObject.number == data.object_number.strip()
@@ -337,23 +305,6 @@ async def create_monitoring_ticket(
     )
     if obj is None:
         raise NotFound(f"No object numbered {data.object_number!r}", code="object_not_found")
-    request: MonitoringRequest | None = None
-    if idempotency_key:
-        request = MonitoringRequest(
-            account_id=account_id, idempotency_key=idempotency_key, body_hash=body_hash
-        )
-        try:
-            async with session.begin_nested():
-                session.add(request)
-                await session.flush()
-        except IntegrityError:
-            # A concurrent request with the same key committed first: answer with its ticket.
-            replay = await _replay(session, account_id, idempotency_key, body_hash)
-            if replay is not None:
-                return replay
-            raise Conflict(
-                "A request with this Idempotency-Key is in progress", code="idempotency_key_busy"
-            ) from None
     actor = Actor("monitoring", None, data.operator_name)
     ticket = await desk.create_ticket(
         session,
@@ -368,13 +319,10 @@ async def create_monitoring_ticket(
             company_id=obj.company_id,
             operator_name=data.operator_name,
         ),
-        context={"monitoring_ref": data.external_ref, "api_key_id": principal.subject_id},
+        context={"monitoring_ref": data.external_ref, "api_key_id": api_key_id},
     )
     if data.external_ref:
         await desk.record_history(
             session, ticket, actor, "monitoring_ref", {"external_ref": data.external_ref}
         )
-    if request is not None:
-        request.ticket_id = ticket.id
-        await session.flush()
     return MonitoringTicketResult(ticket.id, ticket.number, ticket.status, obj.number)
