@@ -24,8 +24,10 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
     from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
+    from hub.telephony.intake import PbxEvents
 
     register_source(PaymentCallbacks())
+    register_source(PbxEvents())
     return [
         health,
         ready,

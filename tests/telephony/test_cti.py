@@ -72,7 +72,7 @@ async def test_cti_call_id_alias_header_token_and_duplicates(
     """TEL-1, TEL-2: ``call_id`` works like ``callId``; the token may travel in ``X-PBX-Token``
     on the CTI URL; a repeated CTI event is taken once."""
     form = {"event": "newCall", "from": "+79990001122", "to": "100", "direction": "in", "call_id": "al-1"}
-    r = await client.post("/api/telephony/cti", data=form, headers={"X-PBX-Token": pbx.token})
+    r = await pbx.post("/api/telephony/cti", data=form, headers={"X-PBX-Token": pbx.token})
     assert (r.status_code, r.json()) == (200, {})
     r = await client.post("/api/telephony/cti", data=form, headers={"X-PBX-Token": "pbx_wrong"})
     assert (r.status_code, r.json()["code"]) == (401, "invalid_pbx_token")
