@@ -13,8 +13,12 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from litestar import Litestar
+from sqlalchemy import select
 
+from hub.db import Database
 from hub.intake.worker import drain_intake
+from hub.live import LiveEvent
+from hub.telephony.service import employee_channel
 from tests.conftest import Tenant
 
 
@@ -109,3 +113,14 @@ async def inbound(client: httpx.AsyncClient, tenant: Tenant, **params: Any) -> l
     )
     assert r.status_code == 200, r.text
     return list(reversed(r.json()))
+
+
+async def popups(db: Database, tenant: Tenant, employee_id: int) -> list[str]:
+    """The frame types logged for one employee's console, oldest first."""
+    async with db.sessionmaker() as session, session.begin():
+        rows = await session.scalars(
+            select(LiveEvent.event_type)
+            .where(LiveEvent.channel == employee_channel(tenant.id, employee_id))
+            .order_by(LiveEvent.id)
+        )
+        return list(rows)

@@ -11,11 +11,9 @@ from sqlalchemy import func, select
 from contracts.telephony import SCHEMA_DIR, schemas
 from hub.db import Database
 from hub.intake.models import IntakeEvent
-from hub.live import LiveEvent
 from hub.telephony.models import Call, CallEventLog
-from hub.telephony.service import employee_channel
 from tests.conftest import Tenant
-from tests.telephony.conftest import Clients, Pbx, call_of, calls, inbound
+from tests.telephony.conftest import Clients, Pbx, call_of, calls, inbound, popups
 
 
 async def _count(db: Database, model: type) -> int:
@@ -408,16 +406,6 @@ async def test_generic_cti_multipart_form(client: httpx.AsyncClient, tenant: Ten
     assert call["external_id"] == "mp-1" and call["ringing_extensions"] == ["101", "102"]
 
 
-async def _popups(db: Database, tenant: Tenant, employee_id: int) -> list[str]:
-    async with db.sessionmaker() as session, session.begin():
-        rows = await session.scalars(
-            select(LiveEvent.event_type)
-            .where(LiveEvent.channel == employee_channel(tenant.id, employee_id))
-            .order_by(LiveEvent.id)
-        )
-        return list(rows)
-
-
 async def test_a_repeated_event_is_stored_once_and_applied_once(
     client: httpx.AsyncClient, tenant: Tenant, pbx: Pbx, db: Database
 ) -> None:
@@ -442,7 +430,7 @@ async def test_a_repeated_event_is_stored_once_and_applied_once(
         "applied",
     )
     assert await _count(db, IntakeEvent) == 1 and await _count(db, CallEventLog) == 1
-    assert await _popups(db, tenant, tenant.dispatcher.id) == ["call.ringing"]
+    assert await popups(db, tenant, tenant.dispatcher.id) == ["call.ringing"]
 
 
 async def test_refused_events_are_listed_for_administrators(
