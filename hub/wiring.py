@@ -45,6 +45,7 @@ from hub.payments import jobs as payment_jobs
 from hub.payments.intake import PaymentCallbacks
 from hub.telephony import binding as telephony_binding
 from hub.telephony import jobs as telephony_jobs
+from hub.telephony.intake import PbxEvents
 
 __all__ = ["INTAKE_SOURCES", "JOBS", "OUTBOX_HANDLERS", "SUBSCRIBERS", "wire"]
 
@@ -79,7 +80,7 @@ OUTBOX_HANDLERS: tuple[Handler, ...] = (
 )
 
 # What applies each kind of inbound event the intake pipeline stored (by source name).
-INTAKE_SOURCES: tuple[IntakeSource, ...] = (PaymentCallbacks(), MonitoringTickets())
+INTAKE_SOURCES: tuple[IntakeSource, ...] = (PaymentCallbacks(), PbxEvents(), MonitoringTickets())
 
 JOBS: tuple[JobFunction, ...] = (
     outbox_job,

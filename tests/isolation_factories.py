@@ -307,7 +307,15 @@ async def _call(w: World, t: Tenant) -> int:
     }
     response = await w.client.post(f"/api/telephony/pbx/events/{token}", json=event)
     assert response.status_code == 200, response.text
-    return int(response.json()["call"])
+    await drain_intake(w.app.state.jobs)  # what the intake worker does moments later
+    from hub.telephony.models import Call
+
+    async with w.db.sessionmaker() as session:
+        call_id = await session.scalar(
+            select(Call.id).where(Call.account_id == t.id, Call.external_id == event["call_id"])
+        )
+    assert call_id is not None, "the ringing was not applied"
+    return int(call_id)
 
 
 async def _own_ticket_body(w: World, t: Tenant) -> dict[str, Any]:
@@ -338,6 +346,7 @@ async def _pbx_token_stays_in_account(
     response = await post(external_id or "", {"answered_by": "101"})
     assert response.status_code == 200, response.text
     assert w.secret(w.b) not in response.text
+    await drain_intake(w.app.state.jobs)
     after = await w.client.get(f"/api/telephony/calls/{b_call}", headers=w.b.admin.headers)
     assert after.json() == before.json()
     async with w.db.sessionmaker() as session:

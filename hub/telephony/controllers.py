@@ -12,15 +12,17 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.telephony import PbxEventResult
+from contracts.telephony import PbxEventReceived
 from hub.auth.guards import administrators, employees
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
+from hub.errors import HubError
+from hub.intake import Received, reject, store
 from hub.live import sse_response
 from hub.schemas import updates_of
 from hub.settings import Settings
-from hub.telephony import service
-from hub.telephony.adapters import from_cti, from_hub_json
+from hub.telephony import intake, service
+from hub.telephony.adapters import CanonicalEvent
 from hub.telephony.console import console_page
 from hub.telephony.models import TelephonySettings
 from hub.telephony.schemas import (
@@ -33,6 +35,7 @@ from hub.telephony.schemas import (
     TicketRef,
     TokenIssued,
 )
+from hub.webhooks.payments import client_address
 
 __all__ = ["ConsoleController", "PbxIntakeController", "TelephonyController"]
 
@@ -43,6 +46,56 @@ FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
 
 def _presented_token(request: Request[Any, Any, Any], path_token: str | None) -> str | None:
     return path_token or request.headers.get(TOKEN_HEADER) or request.query_params.get("token")
+
+
+async def _body_of(request: Request[Any, Any, Any], dialect: str) -> tuple[bytes, str]:
+    """The event's bytes and content type. Some PBX bridges post the CTI fields as a multipart
+    form: same fields, other envelope, kept as the equivalent urlencoded form."""
+    content_type = request.headers.get("content-type", "")
+    if dialect == "cti" and content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        pairs = [(key, str(value)) for key, value in form.multi_items()]
+        return urlencode(pairs).encode(), "application/x-www-form-urlencoded"
+    return await request.body(), content_type
+
+
+async def _door(
+    request: Request[Any, Any, Any], settings: TelephonySettings, dialect: str
+) -> tuple[Received, bytes, str]:
+    """What reached the door from this PBX, with the event's bytes and content type."""
+    body, content_type = await _body_of(request, dialect)
+    door = intake.received(settings, dialect, body, content_type, client_address(request))
+    return door, body, content_type
+
+
+async def _take(
+    request: Request[Any, Any, Any], db_session: AsyncSession, token: str | None, dialect: str
+) -> tuple[CanonicalEvent, bool]:
+    """Authenticate, parse and store one PBX event in the request's transaction: the event, and
+    whether it is new (False: the PBX sent it before). A refusal by a known PBX (switched off,
+    malformed) is recorded for its account and raised; an unknown token is refused unrecorded
+    (there is nobody to show it to, and recording it would let anyone fill the table)."""
+    try:
+        settings = await service.authenticate_pbx(db_session, _presented_token(request, token))
+    except service.TelephonyDisabled as refusal:
+        door, _, _ = await _door(request, refusal.settings, dialect)
+        await _record_refusal(request, db_session, door, refusal)
+        raise
+    door, body, content_type = await _door(request, settings, dialect)
+    try:
+        event = intake.parse(dialect, body, content_type)
+    except HubError as refusal:
+        await _record_refusal(request, db_session, door, refusal)
+        raise
+    return event, await store(db_session, intake.keyed(door, event, body)) is not None
+
+
+async def _record_refusal(
+    request: Request[Any, Any, Any], db_session: AsyncSession, door: Received, refusal: HubError
+) -> None:
+    # The request's transaction holds a connection (SQLite's only one): end it first.
+    await db_session.rollback()
+    await reject(request.app.state.db, door, refusal.code, refusal.detail)
 
 
 def _settings_read(row: TelephonySettings, settings: Settings) -> TelephonySettingsRead:
@@ -64,31 +117,24 @@ def _settings_read(row: TelephonySettings, settings: Settings) -> TelephonySetti
 
 
 class PbxIntakeController(Controller):
-    """Where the PBX posts. Authenticated by the account's PBX token (URL or ``X-PBX-Token``)."""
+    """Where the PBX posts. Authenticated by the account's PBX token (URL or ``X-PBX-Token``).
+
+    Parsed and stored in the request, answered "received", applied by the intake worker
+    (:mod:`hub.telephony.intake`, which also says why the answer comes before the apply)."""
 
     path = "/api/telephony"
     tags = ["telephony: PBX intake"]
 
     async def _hub(
         self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str | None
-    ) -> PbxEventResult:
-        account = await service.authenticate_pbx(db_session, _presented_token(request, token))
-        event = from_hub_json(await request.body())
-        return await service.apply_event(db_session, account, event)
+    ) -> PbxEventReceived:
+        event, stored = await _take(request, db_session, token, "hub")
+        return PbxEventReceived(event.call_id, event.kind, "received" if stored else "duplicate")
 
     async def _cti(
         self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str | None
     ) -> dict[str, Any]:
-        account = await service.authenticate_pbx(db_session, _presented_token(request, token))
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            # Some PBX bridges post multipart forms: same fields, other envelope.
-            form = await request.form()
-            pairs = [(key, str(value)) for key, value in form.multi_items()]
-            event = from_cti(urlencode(pairs).encode(), "application/x-www-form-urlencoded")
-        else:
-            event = from_cti(await request.body(), content_type)
-        await service.apply_event(db_session, account, event)
+        await _take(request, db_session, token, "cti")
         return {}  # what generic-CTI PBXes expect when nothing is to be rejected or redirected
 
     @post(
@@ -99,7 +145,7 @@ class PbxIntakeController(Controller):
     )
     async def hub_event_with_token(
         self, request: Request[Any, Any, Any], db_session: AsyncSession, token: str
-    ) -> PbxEventResult:
+    ) -> PbxEventReceived:
         """TEL-2: one event of the hub's JSON contract (``contracts/schemas/telephony.pbx_event*``)."""
         return await self._hub(request, db_session, token)
 
@@ -109,7 +155,7 @@ class PbxIntakeController(Controller):
         status_code=200,
         summary="PBX event (hub JSON), token in X-PBX-Token",
     )
-    async def hub_event(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> PbxEventResult:
+    async def hub_event(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> PbxEventReceived:
         return await self._hub(request, db_session, None)
 
     @post(

@@ -66,6 +66,7 @@ from hub.telephony.schemas import (
 __all__ = [
     "ORIGINATE_TOPIC",
     "CallFilters",
+    "TelephonyDisabled",
     "apply_event",
     "authenticate_pbx",
     "bind_ticket",
@@ -155,6 +156,15 @@ async def issue_token(session: AsyncSession, account_id: int) -> str:
 _SETTINGS_BY_TOKEN = select(TelephonySettings).where(TelephonySettings.token_hash == bindparam("digest"))
 
 
+class TelephonyDisabled(Unauthorized):
+    """A known PBX token of an account that switched telephony off: the refusal says whose it is
+    (so it can be recorded for that account's administrators)."""
+
+    def __init__(self, settings: TelephonySettings) -> None:
+        super().__init__("Telephony is switched off for this account", code="telephony_disabled")
+        self.settings = settings
+
+
 async def authenticate_pbx(session: AsyncSession, token: str | None) -> TelephonySettings:
     """The settings whose token this is, or 401 ``invalid_pbx_token``."""
     if not token or len(token) > 200:
@@ -164,7 +174,7 @@ async def authenticate_pbx(session: AsyncSession, token: str | None) -> Telephon
     if row is None or not row.token_hash or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
     if not row.enabled:
-        raise Unauthorized("Telephony is switched off for this account", code="telephony_disabled")
+        raise TelephonyDisabled(row)
     return row
 
 

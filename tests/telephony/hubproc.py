@@ -69,7 +69,7 @@ class HubProcess:
             "HUB_DATA_DIR": str(data_dir),
             "HUB_HOST": "127.0.0.1",
             "HUB_PORT": str(self.port),
-            "HUB_WORKER_IN_PROCESS": "false",
+            "HUB_WORKER_IN_PROCESS": "true",  # the intake worker applies PBX events
             **env,
         }
         for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):

@@ -17,7 +17,7 @@ from hub.errors import Conflict
 from hub.telephony.models import CallTicket
 from hub.telephony.service import bind_ticket
 from tests.conftest import PG_URL, Tenant
-from tests.telephony.conftest import Clients, Pbx, calls
+from tests.telephony.conftest import Clients, Pbx, call_of, calls
 from tests.telephony.server import SseReader, serve
 
 
@@ -39,8 +39,8 @@ async def test_ticket_created_during_call_is_bound(
 ) -> None:
     """TEL-5, DESK-7: a ticket created with the call's id (the pop-up's New ticket) is bound to
     the call by itself; the call lists the ticket, the ticket lists the call, history says so."""
-    ring = await pbx.hub(event="ringing", call_id="b-1", from_number="+79123456789", extensions=["101"])
-    call_id = ring.json()["call"]
+    await pbx.hub(event="ringing", call_id="b-1", from_number="+79123456789", extensions=["101"])
+    call_id = (await call_of(client, tenant, "b-1"))["id"]
     ticket = await _ticket(client, tenant, contact_id=clients.contact_id, call_id=call_id)
     call = (await client.get(f"/api/telephony/calls/{call_id}", headers=tenant.dispatcher.headers)).json()
     assert [(t["id"], t["number"], t["automatic"]) for t in call["tickets"]] == [
@@ -91,8 +91,8 @@ async def test_other_accounts_calls_and_tickets_stay_apart(
     """TEL-5, DESK-1: a call cannot be bound to another account's ticket, nor a ticket created
     with another account's call id."""
     theirs = await _ticket(client, other_tenant)
-    ring = await pbx.hub(event="ringing", call_id="b-3", from_number="+79990001122", extensions=["101"])
-    call_id = ring.json()["call"]
+    await pbx.hub(event="ringing", call_id="b-3", from_number="+79990001122", extensions=["101"])
+    call_id = (await call_of(client, tenant, "b-3"))["id"]
     r = await client.post(
         f"/api/telephony/calls/{call_id}/tickets",
         json={"ticket_id": theirs["id"]},
@@ -174,7 +174,8 @@ async def test_two_people_binding_the_same_ticket_at_once(
     is made and the other gets 409 call_already_bound (not a generic conflict), its transaction
     still usable."""
     ticket = await _ticket(client, tenant)
-    call_id = (await pbx.hub(event="hangup", call_id="race-1", cause="noAnswer")).json()["call"]
+    await pbx.hub(event="hangup", call_id="race-1", cause="noAnswer")
+    call_id = (await call_of(client, tenant, "race-1"))["id"]
     actor = Actor("employee", tenant.dispatcher.id, tenant.dispatcher.name)
     async with db.sessionmaker() as first, db.sessionmaker() as second:
         await first.begin()

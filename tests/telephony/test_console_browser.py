@@ -12,7 +12,7 @@ from litestar import Litestar
 from playwright.async_api import async_playwright, expect
 
 from tests.conftest import PASSWORD, Tenant
-from tests.telephony.conftest import Clients, Pbx
+from tests.telephony.conftest import Clients, Pbx, call_of
 from tests.telephony.server import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,7 +70,7 @@ async def test_console_popup_and_ticket_from_call(
                 event="ringing", call_id="web-1", from_number="8 912 345-67-89", extensions=["101"]
             )
             assert ringing.status_code == 200
-            call_id = ringing.json()["call"]
+            call_id = (await call_of(client, tenant, "web-1"))["id"]
             popup = page.locator(f".popup[data-call-id='{call_id}']")
             await expect(popup).to_be_visible(timeout=15000)
             await expect(popup.locator(".matches")).to_contain_text("Ivan Petrov")

@@ -7,28 +7,14 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.db import Database
-from hub.live import LiveEvent, until_logged
 from hub.telephony.models import Call, CallEventLog
-from hub.telephony.service import employee_channel
 from tests.conftest import Tenant
-from tests.telephony.conftest import Clients, Pbx, calls
+from tests.telephony.conftest import Clients, Pbx, calls, popups
 
 
 async def _count(db: Database, model: type) -> int:
     async with db.sessionmaker() as session, session.begin():
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-async def _popups(db: Database, tenant: Tenant, employee_id: int) -> list[str]:
-    """The frame types logged for one employee's console, oldest first."""
-    await until_logged(db)
-    async with db.sessionmaker() as session, session.begin():
-        rows = await session.scalars(
-            select(LiveEvent.event_type)
-            .where(LiveEvent.channel == employee_channel(tenant.id, employee_id))
-            .order_by(LiveEvent.id)
-        )
-        return list(rows)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +59,7 @@ async def test_cti_call_id_alias_header_token_and_duplicates(
     """TEL-1, TEL-2: ``call_id`` works like ``callId``; the token may travel in ``X-PBX-Token``
     on the CTI URL; a repeated CTI event is taken once."""
     form = {"event": "newCall", "from": "+79990001122", "to": "100", "direction": "in", "call_id": "al-1"}
-    r = await client.post("/api/telephony/cti", data=form, headers={"X-PBX-Token": pbx.token})
+    r = await pbx.post("/api/telephony/cti", data=form, headers={"X-PBX-Token": pbx.token})
     assert (r.status_code, r.json()) == (200, {})
     r = await client.post("/api/telephony/cti", data=form, headers={"X-PBX-Token": "pbx_wrong"})
     assert (r.status_code, r.json()["code"]) == (401, "invalid_pbx_token")
@@ -117,8 +103,8 @@ async def test_hub_ringing_on_one_extension_pops_up(
     """TEL-4: a hub-JSON ringing naming its one extension in ``extension`` pops up there."""
     r = await pbx.hub(event="ringing", call_id="one-1", from_number="+79990001122", extension="102")
     assert r.status_code == 200, r.text
-    assert await _popups(db, tenant, tenant.engineer.id) == ["call.ringing"]
-    assert await _popups(db, tenant, tenant.dispatcher.id) == []
+    assert await popups(db, tenant, tenant.engineer.id) == ["call.ringing"]
+    assert await popups(db, tenant, tenant.dispatcher.id) == []
     [call] = await calls(client, tenant)
     assert call["ringing_extensions"] == ["102"] and call["answered_extension"] is None
 

@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from contracts.telephony import SCHEMA_DIR, schemas
 from hub.db import Database
+from hub.intake.models import IntakeEvent
 from hub.telephony.models import Call, CallEventLog
 from tests.conftest import Tenant
-from tests.telephony.conftest import Clients, Pbx, calls
+from tests.telephony.conftest import Clients, Pbx, call_of, calls, inbound, popups
 
 
 async def _count(db: Database, model: type) -> int:
@@ -42,9 +43,11 @@ async def test_hub_json_full_sequence(
         extensions=["101", "102"],
     )
     assert r.status_code == 200, r.text
-    assert r.json()["outcome"] == "applied" and r.json()["status"] == "ringing"
+    assert r.json() == {"call_id": "c-1", "event": "ringing", "outcome": "received"}
+    assert (await call_of(client, tenant, "c-1"))["status"] == "ringing"
     r = await pbx.hub(event="answered", call_id="c-1", extension="102")
-    assert r.json()["status"] == "answered"
+    assert r.json()["outcome"] == "received"
+    assert (await call_of(client, tenant, "c-1"))["status"] == "answered"
     r = await pbx.hub(
         event="hangup",
         call_id="c-1",
@@ -52,14 +55,21 @@ async def test_hub_json_full_sequence(
         duration=95,
         recording_url="https://pbx.example/rec/c-1.mp3",
     )
-    assert r.json() == {
+    assert r.json() == {"call_id": "c-1", "event": "hangup", "outcome": "received"}
+    [call] = await calls(client, tenant)
+    # What applying did is kept on each inbound event for the administrators.
+    events = await inbound(client, tenant)
+    assert [(e["dedupe_key"], e["state"], e["outcome"]) for e in events] == [
+        (f"{tenant.id}:c-1:{kind}", "done", "applied") for kind in ("ringing", "answered", "hangup")
+    ]
+    detail = await client.get(f"/api/intake/events/{events[-1]['id']}", headers=tenant.admin.headers)
+    assert detail.json()["result"] == {
         "call_id": "c-1",
         "event": "hangup",
         "outcome": "applied",
-        "call": r.json()["call"],
+        "call": call["id"],
         "status": "ended",
     }
-    [call] = await calls(client, tenant)
     assert call["external_id"] == "c-1" and call["direction"] == "in"
     assert call["ringing_extensions"] == ["101", "102"]
     assert call["answered"] is True and call["missed"] is False
@@ -163,18 +173,25 @@ async def test_duplicates_and_disorder_leave_one_correct_record(
     """TEL-2: a duplicate ringing, a repeated answer, a hangup before the answer, an answer after
     the hangup: each answered 200 with a defined outcome, one call record, right in the end."""
     ring = {"event": "ringing", "call_id": "d-1", "from_number": "+79990001122", "extensions": ["101", "102"]}
-    assert (await pbx.hub(**ring)).json()["outcome"] == "applied"
+    assert (await pbx.hub(**ring)).json()["outcome"] == "received"
     assert (await pbx.hub(**ring)).json()["outcome"] == "duplicate"
     # Hangup overtakes the answer.
     hangup = await pbx.hub(event="hangup", call_id="d-1", cause="normalClearing", duration=30)
-    assert hangup.json()["outcome"] == "applied" and hangup.json()["status"] == "ended"
+    assert hangup.json()["outcome"] == "received"
+    assert (await call_of(client, tenant, "d-1"))["status"] == "ended"
     late = await pbx.hub(event="answered", call_id="d-1", extension="101")
-    assert (late.status_code, late.json()["outcome"], late.json()["status"]) == (200, "late", "ended")
+    assert (late.status_code, late.json()["outcome"]) == (200, "received")
     again = await pbx.hub(event="answered", call_id="d-1", extension="102")
     assert again.json()["outcome"] == "duplicate"
     assert (await pbx.hub(event="hangup", call_id="d-1", cause="normalClearing", duration=30)).json()[
         "outcome"
     ] == "duplicate"
+    # The repeats were stopped at the door: three events stored, each applied once.
+    assert [(e["dedupe_key"], e["outcome"]) for e in await inbound(client, tenant)] == [
+        (f"{tenant.id}:d-1:ringing", "applied"),
+        (f"{tenant.id}:d-1:hangup", "applied"),
+        (f"{tenant.id}:d-1:answered", "late"),
+    ]
     [call] = await calls(client, tenant)
     assert call["status"] == "ended" and call["answered"] is True and call["missed"] is False
     assert call["employee_id"] == tenant.dispatcher.id and call["duration_seconds"] == 30
@@ -192,9 +209,11 @@ async def test_hangup_for_unknown_call_then_late_ringing(
     """TEL-2: a hangup for a call never seen creates the (ended, missed) record; the ringing that
     arrives afterwards only fills it in and opens no pop-up."""
     r = await pbx.hub(event="hangup", call_id="u-1", from_number="+79990001122", cause="noAnswer")
-    assert (r.status_code, r.json()["outcome"], r.json()["status"]) == (200, "applied", "ended")
+    assert (r.status_code, r.json()["outcome"]) == (200, "received")
+    assert (await call_of(client, tenant, "u-1"))["status"] == "ended"
     r = await pbx.hub(event="ringing", call_id="u-1", from_number="+79990001122", extensions=["101"])
-    assert (r.json()["outcome"], r.json()["status"]) == ("late", "ended")
+    assert (r.status_code, r.json()["outcome"]) == (200, "received")
+    assert [e["outcome"] for e in await inbound(client, tenant)] == ["applied", "late"]
     [call] = await calls(client, tenant)
     assert (
         call["missed"] is True
@@ -267,6 +286,18 @@ async def test_bad_input_gets_problem_json(
         r = await pbx.cti_json({**ring, field: value})
         assert (r.status_code, r.json()["code"]) == (422, "invalid_pbx_event"), field
     assert await _count(db, Call) == 0
+    # Each refusal is recorded for the administrators, none is applied.
+    refused = await inbound(client, tenant)
+    assert {(e["state"], e["outcome"]) for e in refused} == {("rejected", "rejected")}
+    assert [e["error_code"] for e in refused] == [
+        "invalid_json",
+        *["invalid_pbx_event"] * 2,
+        "invalid_direction",
+        "invalid_event",
+        *["invalid_pbx_event"] * 2,
+        *["invalid_event"] * 3,
+        *["invalid_pbx_event"] * 6,
+    ]
 
 
 async def test_event_time_with_a_zone_is_the_call_start(
@@ -301,14 +332,17 @@ async def test_wrong_token_is_401_and_records_nothing(
     # An employee's bearer token is no PBX token.
     r = await client.post("/api/telephony/pbx/events", json=event, headers=tenant.admin.headers)
     assert r.status_code == 401
+    await pbx.apply_received()
     assert await _count(db, Call) == 0 and await _count(db, CallEventLog) == 0
-    r = await client.post("/api/telephony/pbx/events", json=event, headers={"X-PBX-Token": pbx.token})
+    assert await _count(db, IntakeEvent) == 0  # an unknown token is nobody's: not even recorded
+    r = await pbx.post("/api/telephony/pbx/events", json=event, headers={"X-PBX-Token": pbx.token})
     assert r.status_code == 200
     new = (await client.post("/api/telephony/settings/token", headers=tenant.admin.headers)).json()["token"]
     r = await client.post(f"/api/telephony/pbx/events/{pbx.token}", json={**event, "call_id": "t-2"})
     assert r.status_code == 401
-    r = await client.post(f"/api/telephony/pbx/events/{new}", json={**event, "call_id": "t-2"})
+    r = await pbx.post(f"/api/telephony/pbx/events/{new}", json={**event, "call_id": "t-2"})
     assert r.status_code == 200
+    assert {c["external_id"] for c in await calls(client, tenant)} == {"t-1", "t-2"}
     # The other tenant sees none of it.
     r = await client.get("/api/telephony/calls", headers=other_tenant.admin.headers)
     assert r.json() == []
@@ -366,7 +400,67 @@ async def test_generic_cti_multipart_form(client: httpx.AsyncClient, tenant: Ten
         "user[]": ["101", "102"],
     }
     files = {"placeholder": ("x.txt", b"", "text/plain")}
-    r = await client.post(f"/api/telephony/cti/{pbx.token}", data=fields, files=files)
+    r = await pbx.post(f"/api/telephony/cti/{pbx.token}", data=fields, files=files)
     assert (r.status_code, r.json()) == (200, {})
     [call] = await calls(client, tenant)
     assert call["external_id"] == "mp-1" and call["ringing_extensions"] == ["101", "102"]
+
+
+async def test_a_repeated_event_is_stored_once_and_applied_once(
+    client: httpx.AsyncClient, tenant: Tenant, pbx: Pbx, db: Database
+) -> None:
+    """Issue 11, TEL-2: the PBX's own event key (its call id and the event) is checked at the door,
+    before any caller matching: a repeat sent before the first was applied, one sent after, and
+    the same event in the other dialect are all taken as the one event, applied once (one call
+    event, one pop-up)."""
+    ring = {"event": "ringing", "call_id": "rep-1", "from_number": "+79990001122", "extensions": ["101"]}
+    path = f"/api/telephony/pbx/events/{pbx.token}"
+    first = await client.post(path, json=ring)  # the worker has not run yet
+    again = await client.post(path, json=ring)
+    assert (first.status_code, first.json()["outcome"]) == (200, "received")
+    assert (again.status_code, again.json()["outcome"]) == (200, "duplicate")
+    await pbx.apply_received()
+    assert (await pbx.hub(**ring)).json() == {"call_id": "rep-1", "event": "ringing", "outcome": "duplicate"}
+    cti = [("event", "newCall"), ("callId", "rep-1"), ("direction", "in"), ("user[]", "101")]
+    assert (await pbx.cti_form(cti)).json() == {}
+    [event] = await inbound(client, tenant)
+    assert (event["dedupe_key"], event["state"], event["outcome"]) == (
+        f"{tenant.id}:rep-1:ringing",
+        "done",
+        "applied",
+    )
+    assert await _count(db, IntakeEvent) == 1 and await _count(db, CallEventLog) == 1
+    assert await popups(db, tenant, tenant.dispatcher.id) == ["call.ringing"]
+
+
+async def test_refused_events_are_listed_for_administrators(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, pbx: Pbx, db: Database
+) -> None:
+    """Issue 11, TEL-1, TEL-2: a malformed event and one from a PBX whose account switched
+    telephony off are refused at the door in the PBX's own error form and listed, with what was
+    sent and why, in the account's inbound events as rejected; nothing of them is applied, the
+    PBX token is kept nowhere, and the other account sees none of it."""
+    r = await pbx.hub(event="ringing", call_id="rf-1", extensions="101")
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_pbx_event")
+    r = await pbx.cti_form([("event", "newCall"), ("callId", "rf-2"), ("direction", "sideways")])
+    assert (r.status_code, r.json()["error"]) == (422, "Invalid direction!")
+    await client.put("/api/telephony/settings", json={"enabled": False}, headers=tenant.admin.headers)
+    r = await pbx.post(
+        "/api/telephony/pbx/events",
+        json={"event": "ringing", "call_id": "rf-3"},
+        headers={"X-PBX-Token": pbx.token},
+    )
+    assert (r.status_code, r.json()["code"]) == (401, "telephony_disabled")
+    rejected = await inbound(client, tenant, state="rejected")
+    assert [(e["error_code"], e["outcome"]) for e in rejected] == [
+        ("invalid_pbx_event", "rejected"),
+        ("invalid_direction", "rejected"),
+        ("telephony_disabled", "rejected"),
+    ]
+    detail = await client.get(f"/api/intake/events/{rejected[-1]['id']}", headers=tenant.admin.headers)
+    assert '"call_id":"rf-3"' in detail.json()["body"].replace(" ", "")
+    assert pbx.token not in detail.text
+    assert await inbound(client, tenant, state="done") == []
+    assert await _count(db, Call) == 0 and await _count(db, CallEventLog) == 0
+    r = await client.get("/api/intake/events", headers=other_tenant.admin.headers)
+    assert r.json() == []

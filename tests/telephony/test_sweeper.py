@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+from litestar import Litestar
 from sqlalchemy import select
 
 from hub.db import Database, utcnow
@@ -12,7 +13,7 @@ from hub.desk.models import ActivityEntry
 from hub.live import LiveEvent, until_logged
 from hub.telephony.service import close_stale_calls, employee_channel
 from tests.conftest import Tenant
-from tests.telephony.conftest import Clients, Pbx, calls, connect_pbx
+from tests.telephony.conftest import Clients, Pbx, calls, connect_pbx, inbound
 
 
 async def test_stale_calls_are_closed_once(
@@ -59,18 +60,19 @@ async def test_stale_calls_are_closed_once(
     assert listed["s-1"]["closed_by_sweeper"] is True and listed["s-1"]["cause"] == "stale"
     assert listed["s-2"]["status"] == "ended" and listed["s-2"]["missed"] is False
     late = await pbx.hub(event="hangup", call_id="s-2", cause="normalClearing", duration=300)
-    assert (late.status_code, late.json()["outcome"]) == (200, "late")
+    assert (late.status_code, late.json()["outcome"]) == (200, "received")
+    assert (await inbound(client, tenant))[-1]["outcome"] == "late"
     [s2] = [c for c in await calls(client, tenant) if c["external_id"] == "s-2"]
     assert s2["duration_seconds"] == 300
 
 
 async def test_sweeper_is_not_starved_by_accounts_that_keep_calls_open_long(
-    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, pbx: Pbx, db: Database
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, pbx: Pbx, db: Database
 ) -> None:
     """TEL-2: the oldest open calls of an account with a long stale time do not fill the sweeper's
     batch: another account's overdue call is closed in the same sweep."""
     await client.put("/api/telephony/settings", json={"stale_call_minutes": 30}, headers=tenant.admin.headers)
-    patient = await connect_pbx(client, other_tenant, stale_call_minutes=24 * 60)
+    patient = await connect_pbx(app, client, other_tenant, stale_call_minutes=24 * 60)
     now = utcnow()
     for n in range(3):  # older than every call of the first account, but not stale for theirs
         at = (now - timedelta(hours=3, minutes=n)).isoformat()
