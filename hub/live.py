@@ -69,7 +69,7 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import Index, String, delete, select, text
+from sqlalchemy import Index, Integer, String, Table, column, delete, func, insert, select, true, values
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -335,17 +335,44 @@ def _log_in_commit_order(session: Session) -> None:
     is flushed first, then a transaction-scoped advisory lock is taken just for the log insert and
     the commit: a later id cannot commit before an earlier one. (The lock holder waits on no row
     lock, so no deadlock can form around it.) SQLite has one writer: ids already follow commits.
+    All of a commit's events (and on PostgreSQL the lock) are one statement.
     """
     if session.in_nested_transaction():
         return  # a savepoint's release is no commit; the events wait for the real one
-    events = session.info.pop(_PENDING, None)
+    events: list[LiveEvent] = session.info.pop(_PENDING, None) or []
     if not events:
         return
     session.flush()
+    rows = [
+        {"channel": e.channel, "event_type": e.event_type, "data": e.data, "created_at": e.created_at}
+        for e in events
+    ]
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMMIT_ORDER_LOCK})
-    session.add_all(events)
-    session.flush()
+        statement = _locked_insert(rows)
+    else:
+        statement = insert(_LOG).values(rows).returning(_LOG.c.id)
+    # Rows take ids in the order they are listed (one statement, one sequence, under the lock).
+    for event, event_id in zip(events, sorted(session.scalars(statement)), strict=True):
+        event.id = event_id
+
+
+_LOG: Table = LiveEvent.__table__  # type: ignore[assignment]
+_COLUMNS = ("channel", "event_type", "data", "created_at")
+
+
+def _locked_insert(rows: list[dict[str, Any]]) -> Any:
+    """PostgreSQL: INSERT ... SELECT from the rows joined to the advisory lock. A row can only
+    reach the INSERT (and take its id) once the join has the lock's row: lock, then ids."""
+    listed = values(
+        column("position", Integer), *(column(name, _LOG.c[name].type) for name in _COLUMNS), name="listed"
+    ).data([(i, *(row[name] for name in _COLUMNS)) for i, row in enumerate(rows)])
+    lock = select(func.pg_advisory_xact_lock(_COMMIT_ORDER_LOCK).label("held")).subquery("commit_order")
+    source = (
+        select(*(listed.c[name] for name in _COLUMNS))
+        .select_from(lock.join(listed, true()))
+        .order_by(listed.c.position)
+    )
+    return insert(_LOG).from_select(list(_COLUMNS), source).returning(_LOG.c.id)
 
 
 def _drop_pending(session: Session, transaction: SessionTransaction) -> None:

@@ -4,6 +4,7 @@ a channel (delivery happens later, in the outbox worker)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -17,17 +18,23 @@ __all__ = ["client_recipients", "staff_recipients"]
 
 
 async def staff_recipients(
-    session: AsyncSession, ticket: Any, *, exclude: int | None = None
+    session: AsyncSession,
+    ticket: Any,
+    *,
+    exclude: int | None = None,
+    executors: Iterable[int] | None = None,
 ) -> list[Recipient]:
-    """The ticket's responsible and executors; with nobody assigned, the dispatchers and admins."""
+    """The ticket's responsible and executors; with nobody assigned, the dispatchers and admins.
+    ``executors`` are read here unless the caller knows them (a ticket just created)."""
     from hub.accounts.models import Employee, Role
     from hub.desk.models import TicketExecutor
 
-    executors = await session.scalars(
-        select(TicketExecutor.employee_id)
-        .where(TicketExecutor.ticket_id == ticket.id)
-        .order_by(TicketExecutor.employee_id)
-    )
+    if executors is None:
+        executors = await session.scalars(
+            select(TicketExecutor.employee_id)
+            .where(TicketExecutor.ticket_id == ticket.id)
+            .order_by(TicketExecutor.employee_id)
+        )
     ids = [i for i in [ticket.responsible_id, *executors] if i]
     if not ids:
         ids = list(
@@ -61,7 +68,7 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
         account_id=ticket.account_id,
         event="new_ticket",
         ticket=ticket,
-        recipients=await staff_recipients(session, ticket, exclude=exclude),
+        recipients=await staff_recipients(session, ticket, exclude=exclude, executors=event.executor_ids),
         data={"source": getattr(ticket, "source", None)},
     )
 
