@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 
 from hub.accounts.models import ApiKey, AppUser, Employee
 from hub.auth.principal import Principal
@@ -69,11 +69,12 @@ LAST_USED_EVERY = timedelta(minutes=1)
 # Built once: every integration request runs them.
 _KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
 # Conditional, so several processes seeing the same stale time still write once.
+_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 _MARK_USED = (
-    update(ApiKey.__table__)
+    update(_KEYS)
     .where(
-        ApiKey.__table__.c.id == bindparam("key_id"),
-        or_(ApiKey.__table__.c.last_used_at.is_(None), ApiKey.__table__.c.last_used_at < bindparam("stale")),
+        _KEYS.c.id == bindparam("key_id"),
+        or_(_KEYS.c.last_used_at.is_(None), _KEYS.c.last_used_at < bindparam("stale")),
     )
     .values(last_used_at=bindparam("now", type_=UTCDateTime()))
 )
