@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
@@ -69,7 +70,20 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import Index, Integer, String, Table, column, delete, func, insert, select, true, values
+from sqlalchemy import (
+    Index,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    true,
+    values,
+)
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -343,34 +357,39 @@ def _log_in_commit_order(session: Session) -> None:
     if not events:
         return
     session.flush()
-    rows = [
-        {"channel": e.channel, "event_type": e.event_type, "data": e.data, "created_at": e.created_at}
-        for e in events
-    ]
-    if session.get_bind().dialect.name == "postgresql":
-        statement = _locked_insert(rows)
-    else:
-        statement = insert(_LOG).values(rows).returning(_LOG.c.id)
-    # Rows take ids in the order they are listed (one statement, one sequence, under the lock).
-    for event, event_id in zip(events, sorted(session.scalars(statement)), strict=True):
-        event.id = event_id
+    dialect = session.get_bind().dialect.name
+    for start in range(0, len(events), _PER_STATEMENT):  # one, but for a job's large burst
+        chunk = events[start : start + _PER_STATEMENT]
+        params = {f"{name}{i}": getattr(e, name) for i, e in enumerate(chunk) for name in _COLUMNS}
+        # Rows take ids in the order they are listed (one statement, one sequence, under the lock).
+        ids = sorted(session.scalars(_log_insert(dialect, len(chunk)), params))
+        for event, event_id in zip(chunk, ids, strict=True):
+            event.id = event_id
 
 
 _LOG: Table = LiveEvent.__table__  # type: ignore[assignment]
 _COLUMNS = ("channel", "event_type", "data", "created_at")
+_PER_STATEMENT = 500  # far below both databases' limits on bound parameters
 
 
-def _locked_insert(rows: list[dict[str, Any]]) -> Any:
-    """PostgreSQL: INSERT ... SELECT from the rows joined to the advisory lock. A row can only
-    reach the INSERT (and take its id) once the join has the lock's row: lock, then ids."""
-    listed = values(
+@functools.lru_cache(maxsize=64)
+def _log_insert(dialect: str, count: int) -> Any:
+    """The INSERT of ``count`` events (parameters channel0, data0, ..., channel1, ...), built once
+    per size. On PostgreSQL it is INSERT ... SELECT from the listed rows joined to the advisory
+    lock: a row reaches the INSERT (and takes its id) only once the join has the lock's row."""
+    listed = [
+        {name: bindparam(f"{name}{i}", type_=_LOG.c[name].type) for name in _COLUMNS} for i in range(count)
+    ]
+    if dialect != "postgresql":
+        return insert(_LOG).values(listed).returning(_LOG.c.id)
+    rows = values(
         column("position", Integer), *(column(name, _LOG.c[name].type) for name in _COLUMNS), name="listed"
-    ).data([(i, *(row[name] for name in _COLUMNS)) for i, row in enumerate(rows)])
+    ).data([(i, *(row[name] for name in _COLUMNS)) for i, row in enumerate(listed)])
     lock = select(func.pg_advisory_xact_lock(_COMMIT_ORDER_LOCK).label("held")).subquery("commit_order")
     source = (
-        select(*(listed.c[name] for name in _COLUMNS))
-        .select_from(lock.join(listed, true()))
-        .order_by(listed.c.position)
+        select(*(rows.c[name] for name in _COLUMNS))
+        .select_from(lock.join(rows, true()))
+        .order_by(rows.c.position)
     )
     return insert(_LOG).from_select(list(_COLUMNS), source).returning(_LOG.c.id)
 

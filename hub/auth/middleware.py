@@ -27,24 +27,23 @@ SUBJECT_CHECK_SECONDS = 5.0
 SubjectCache = dict[tuple[str, int], tuple[float, bool, str | None]]
 
 
+# Built once: the sign-in check runs on a signed-in person's requests (every few seconds each).
+_EMPLOYEE_STATE = select(Employee.active, Employee.role).where(
+    Employee.id == bindparam("subject_id"), Employee.account_id == bindparam("account_id")
+)
+_APP_USER_STATE = select(AppUser.active).where(
+    AppUser.id == bindparam("subject_id"), AppUser.account_id == bindparam("account_id")
+)
+
+
 async def _subject_state(db: Database, principal: Principal) -> tuple[bool, str | None]:
     """(active, role) of the signed-in employee or app user; inactive when it is gone."""
+    params = {"subject_id": principal.subject_id, "account_id": principal.account_id}
     async with db.sessionmaker() as session:
         if principal.kind == "employee":
-            row = (
-                await session.execute(
-                    select(Employee.active, Employee.role).where(
-                        Employee.id == principal.subject_id, Employee.account_id == principal.account_id
-                    )
-                )
-            ).first()
+            row = (await session.execute(_EMPLOYEE_STATE, params)).first()
             return (bool(row[0]), str(row[1])) if row is not None else (False, None)
-        active = await session.scalar(
-            select(AppUser.active).where(
-                AppUser.id == principal.subject_id, AppUser.account_id == principal.account_id
-            )
-        )
-        return bool(active), None
+        return bool(await session.scalar(_APP_USER_STATE, params)), None
 
 
 async def check_subject(db: Database, principal: Principal, cache: SubjectCache) -> None:
