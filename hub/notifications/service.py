@@ -117,22 +117,7 @@ async def notify(
 
 async def active_channels(session: AsyncSession, account_id: int, event: str) -> set[str]:
     """Channels configured, enabled, and not switched off for ``event`` (one query)."""
-    switched_off = (
-        select(NotificationRule.id)
-        .where(
-            NotificationRule.account_id == account_id,
-            NotificationRule.event == event,
-            NotificationRule.channel == NotificationChannel.channel,
-            NotificationRule.enabled.is_(False),
-        )
-        .exists()
-    )
-    rows = await session.scalars(
-        select(NotificationChannel.channel).where(
-            NotificationChannel.account_id == account_id, NotificationChannel.enabled.is_(True), ~switched_off
-        )
-    )
-    return set(rows)
+    return set(await session.scalars(_ACTIVE_CHANNELS, {"account_id": account_id, "event": event}))
 
 
 def _part(order: int, kind: Any, owner: Any, channel: Any, address: Any, row_id: Any) -> Any:
@@ -204,6 +189,9 @@ def _channel_on(account: Any, event: Any) -> tuple[Any, ...]:
 
 
 _ADDRESS_BOOK = _address_book_statement()
+_ACTIVE_CHANNELS = select(NotificationChannel.channel).where(
+    *_channel_on(bindparam("account_id", type_=BigInteger), bindparam("event"))
+)
 
 
 async def _channels_and_addresses(
