@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -170,6 +171,22 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+RECYCLE_SECONDS = 1800
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Hand out no connection PostgreSQL has closed (restart, failover, pg_terminate_backend).
+
+    asyncpg sees the server close the socket as it happens (the event loop reads the EOF), so
+    ``is_closed()`` answers without a round trip. DisconnectionError makes the pool drop this
+    connection and open a new one. A connection that dies silently (a network cut, no FIN) fails
+    its first statement instead: SQLAlchemy recognises asyncpg's connection errors as disconnects
+    and invalidates the whole pool, so that one request fails and the next ones get new connections.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("PostgreSQL closed this connection")
+
+
 class Database:
     """One engine and session factory per process."""
 
@@ -183,11 +200,16 @@ class Database:
             # failing when a reader later wants to write.
             kwargs |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
         else:
-            kwargs |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+            # No pool_pre_ping: it costs three round trips (BEGIN, a ping, ROLLBACK) per checkout,
+            # as many as a small request's own work. See _refuse_closed_connection instead;
+            # pool_recycle bounds a connection's age (proxies and firewalls drop idle ones).
+            kwargs |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": RECYCLE_SECONDS}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+        else:
+            event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @property

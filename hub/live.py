@@ -71,11 +71,12 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from sqlalchemy import ColumnElement, Index, String, Table, delete, insert, or_, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
-from hub.db import Base, Database, Id, JSONType, after_commit, utcnow
+from hub.db import Base, Database, Id, JSONType, after_commit, after_rollback, utcnow
 from hub.jobs import JobContext, periodic_job
 from hub.settings import Settings
 
@@ -381,19 +382,62 @@ def publish_after_commit(session: AsyncSession, channel: str, event_type: str, d
     engine = bind if isinstance(bind, Engine) else bind.engine
     live = _BY_ENGINE.get(engine)
     if bind.dialect.name != "postgresql":
-        session.add(event)
+        _insert_at_commit(session, event)
         if live is not None:
             after_commit(session, lambda: live.send(event))
     else:
         staged = StagedLiveEvent(
             channel=channel, event_type=event_type, data=data, created_at=event.created_at
         )
-        session.add(staged)
+        _insert_at_commit(session, staged)
         if live is not None:
             after_commit(session, lambda: live.committed(staged.id, event))
     if live is None:
         log.warning("live_not_configured", channel=channel)
     return event
+
+
+_PENDING = "live_pending_rows"
+_ROW_COLUMNS = ("channel", "event_type", "data", "created_at")
+
+
+def _insert_at_commit(session: AsyncSession, row: LiveEvent | StagedLiveEvent) -> None:
+    """Keep ``row`` for the one INSERT of the transaction's events just before its commit (a
+    publishing transaction writes all its events in one statement); a savepoint that rolls back
+    takes its rows with it."""
+    pending: list[LiveEvent | StagedLiveEvent] = session.sync_session.info.setdefault(_PENDING, [])
+    pending.append(row)
+
+    def forget() -> None:
+        if row in pending:
+            pending.remove(row)
+
+    after_rollback(session, forget)
+
+
+def _insert_pending(session: Session) -> None:
+    """Before the outermost commit: the transaction's events, in publishing order, in one INSERT
+    (its ids come back in that order and are set on the rows, which after-commit callbacks use)."""
+    if session.in_nested_transaction():
+        return
+    rows: list[LiveEvent | StagedLiveEvent] = session.info.pop(_PENDING, None) or []
+    if not rows:
+        return
+    table = cast(Table, type(rows[0]).__table__)
+    values = [{name: getattr(row, name) for name in _ROW_COLUMNS} for row in rows]
+    # One multi-row INSERT: its rows take ids from one sequence (autoincrement) in listed order.
+    ids = sorted(session.scalars(insert(table).values(values).returning(table.c.id)).all())
+    for row, row_id in zip(rows, ids, strict=True):
+        row.id = row_id
+
+
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction ended without its commit: nothing to insert
+        session.info.pop(_PENDING, None)
+
+
+sa_event.listen(Session, "before_commit", _insert_pending)
+sa_event.listen(Session, "after_transaction_end", _drop_pending)
 
 
 # Any fixed 64-bit number: the advisory lock that lets one sequencing pass run at a time.

@@ -105,8 +105,11 @@ async def _rater_name(session: AsyncSession, ticket: Ticket) -> str | None:
     return await session.scalar(query)
 
 
-async def ticket_read(session: AsyncSession, ticket: Ticket) -> TicketRead:
-    executors, observers = (await service.people_of(session, [ticket.id]))[ticket.id]
+async def ticket_read(
+    session: AsyncSession, ticket: Ticket, *, people: tuple[list[int], list[int]] | None = None
+) -> TicketRead:
+    """The ticket as the API shows it; ``people`` (executors, observers) when the caller knows them."""
+    executors, observers = people or (await service.people_of(session, [ticket.id]))[ticket.id]
     return TicketRead(
         id=ticket.id,
         number=ticket.number,
@@ -221,7 +224,8 @@ class TicketController(Controller):
         ticket = await service.create_ticket(
             db_session, principal.account_id, Actor.from_principal(principal), data
         )
-        return await ticket_read(db_session, ticket)
+        people = (sorted(set(data.executor_ids)), sorted(set(data.observer_ids)))
+        return await ticket_read(db_session, ticket, people=people)
 
     @get("/", summary="Ticket list with filters, the new view, text search and keyset paging (DESK-9)")
     async def list_tickets(

@@ -42,6 +42,11 @@ class DeskEvent:
 class TicketCreated(DeskEvent):
     # Extra request data other domains act on (e.g. ``call_id`` for telephony binding, TEL-5).
     context: dict[str, Any] = field(default_factory=dict)
+    # Read or known while the ticket was created, handed on so no subscriber reads them again.
+    executor_ids: tuple[int, ...] = ()
+    observer_ids: tuple[int, ...] = ()
+    responsible_name: str | None = None
+    object_user_ids: tuple[int, ...] = ()  # the contacts using the ticket's object (MON-4)
 
 
 @dataclass(frozen=True)

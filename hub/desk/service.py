@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.accounts.models import Account, Employee
+from hub.accounts.models import Employee
 from hub.db import utcnow
 from hub.desk import workflow
 from hub.desk.actors import Actor
@@ -27,6 +27,7 @@ from hub.desk.models import (
     TicketExecutor,
     TicketObserver,
 )
+from hub.desk.numbering import NewTicketRefs, number_and_refs
 from hub.desk.schemas import TicketCreate
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from hub.monitoring import rules as app_rules
@@ -92,20 +93,6 @@ def _jsonable(value: Any) -> Any:
 # --- numbering, references, search text ------------------------------------------------------
 
 
-async def _next_number(session: AsyncSession, account_id: int) -> int:
-    """Concurrency-safe: the UPDATE takes the account row's lock until the transaction ends."""
-    new_next = await session.scalar(
-        update(Account)
-        .where(Account.id == account_id)
-        .values(next_ticket_number=Account.next_ticket_number + 1)
-        .returning(Account.next_ticket_number)
-        .execution_options(synchronize_session=False)
-    )
-    if new_next is None:
-        raise NotFound("No such account", code="account_not_found")
-    return int(new_next) - 1
-
-
 async def _require(session: AsyncSession, model: Any, account_id: int, ref_id: int | None, code: str) -> Any:
     if ref_id is None:
         return None
@@ -132,19 +119,22 @@ async def _require_employees(session: AsyncSession, account_id: int, ids: Iterab
     return wanted
 
 
+def _compose_search_text(number: int, title: str, *names: str | None) -> str:
+    """DESK-9: what a ticket is found by: number, title, client, company, object number/name/address."""
+    return " ".join(p for p in (str(number), title, *names) if p).lower()[:600]
+
+
 async def _search_text(session: AsyncSession, ticket: Ticket) -> str:
-    parts: list[str] = [str(ticket.number), ticket.title]
-    if ticket.contact_id:
-        contact = await session.get(Contact, ticket.contact_id)
-        parts.append(contact.name if contact else "")
-    if ticket.company_id:
-        company = await session.get(Company, ticket.company_id)
-        parts.append(company.name if company else "")
-    if ticket.object_id:
-        obj = await session.get(ServiceObject, ticket.object_id)
-        if obj is not None:
-            parts += [obj.number, obj.name, obj.address or ""]
-    return " ".join(p for p in parts if p).lower()[:600]
+    contact = await session.get(Contact, ticket.contact_id) if ticket.contact_id else None
+    company = await session.get(Company, ticket.company_id) if ticket.company_id else None
+    obj = await session.get(ServiceObject, ticket.object_id) if ticket.object_id else None
+    return _compose_search_text(
+        ticket.number,
+        ticket.title,
+        contact.name if contact else None,
+        company.name if company else None,
+        *((obj.number, obj.name, obj.address) if obj else ()),
+    )
 
 
 _SEARCH_REFS = {"contact": Ticket.contact_id, "company": Ticket.company_id, "object": Ticket.object_id}
@@ -201,52 +191,20 @@ async def create_ticket(
 ) -> Ticket:
     """DESK-3: a new ticket with the account's next number. Emits TicketCreated (context has call_id)."""
     now = now or utcnow()
-    if len(set(data.executor_ids)) > MAX_EXECUTORS:
+    executors = list(dict.fromkeys(data.executor_ids))
+    observers = list(dict.fromkeys(data.observer_ids))
+    if len(executors) > MAX_EXECUTORS:
         raise Unprocessable("At most 4 executors", code="too_many_executors")
-    obj = await _require(session, ServiceObject, account_id, data.object_id, "object_not_found")
-    contact = await _require(session, Contact, account_id, data.contact_id, "contact_not_found")
-    await _require(session, Company, account_id, data.company_id, "company_not_found")
-    await _require(session, Employee, account_id, data.responsible_id, "employee_not_found")
-    executors = await _require_employees(session, account_id, data.executor_ids)
-    observers = await _require_employees(session, account_id, data.observer_ids)
     for due in (data.reaction_due_at, data.resolution_due_at):
         if due is not None and due.tzinfo is None:
             raise Unprocessable("Deadlines need a time zone", code="naive_datetime")
-    company_id = (
-        data.company_id or (obj.company_id if obj else None) or (contact.company_id if contact else None)
-    )
-    ticket = Ticket(
-        account_id=account_id,
-        number=await _next_number(session, account_id),
-        title=data.title,
-        description=data.description,
-        type=data.type,
-        priority=data.priority,
-        status="open",
-        source=data.source,
-        company_id=company_id,
-        contact_id=data.contact_id,
-        object_id=data.object_id,
-        responsible_id=data.responsible_id,
-        reaction_due_at=data.reaction_due_at,
-        resolution_due_at=data.resolution_due_at,
-        repair_date=data.repair_date,
-        created_by_kind=actor.kind,
-        created_by_id=actor.id,
-        created_by_name=None if actor.is_client else actor.name,
-        operator_name=data.operator_name or (actor.name if actor.kind == "monitoring" else None),
-        needs_reply=False,
-        important=False,
-        sla_reaction_breached=False,
-        sla_resolution_breached=False,
-        ext_flags={},
-        pending_seconds=0,
-        created_at=now,
-        updated_at=now,
-    )
+    given = {
+        name: getattr(data, name) for name in ("object_id", "contact_id", "company_id", "responsible_id")
+    }
+    refs = await number_and_refs(session, account_id, given, executors, observers)
+    ticket = _new_ticket(account_id, actor, data, refs, now)
     session.add(ticket)
     await session.flush()
-    ticket.search_text = await _search_text(session, ticket)
     session.add_all(TicketExecutor(ticket_id=ticket.id, employee_id=e) for e in executors)
     session.add_all(TicketObserver(ticket_id=ticket.id, employee_id=e) for e in observers)
     await record_history(
@@ -263,8 +221,55 @@ async def create_ticket(
     if data.call_id is not None:
         full_context.setdefault("call_id", data.call_id)
     await session.flush()
-    await emit(session, TicketCreated(ticket, actor, context=full_context))
+    created = TicketCreated(
+        ticket,
+        actor,
+        context=full_context,
+        executor_ids=tuple(sorted(executors)),
+        observer_ids=tuple(sorted(observers)),
+        responsible_name=refs.responsible_name,
+        object_user_ids=refs.object_user_ids,
+    )
+    await emit(session, created)
     return ticket
+
+
+def _new_ticket(
+    account_id: int, actor: Actor, data: TicketCreate, refs: NewTicketRefs, now: datetime
+) -> Ticket:
+    """The ticket row, search text included (computed here, so no UPDATE follows the INSERT)."""
+    return Ticket(
+        account_id=account_id,
+        number=refs.number,
+        title=data.title,
+        description=data.description,
+        type=data.type,
+        priority=data.priority,
+        status="open",
+        source=data.source,
+        company_id=refs.company_id,
+        contact_id=data.contact_id,
+        object_id=data.object_id,
+        responsible_id=data.responsible_id,
+        reaction_due_at=data.reaction_due_at,
+        resolution_due_at=data.resolution_due_at,
+        repair_date=data.repair_date,
+        created_by_kind=actor.kind,
+        created_by_id=actor.id,
+        created_by_name=None if actor.is_client else actor.name,
+        operator_name=data.operator_name or (actor.name if actor.kind == "monitoring" else None),
+        needs_reply=False,
+        important=False,
+        sla_reaction_breached=False,
+        sla_resolution_breached=False,
+        ext_flags={},
+        pending_seconds=0,
+        search_text=_compose_search_text(
+            refs.number, data.title, refs.contact_name, refs.company_name, *refs.object_texts
+        ),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 async def get_ticket(

@@ -3,11 +3,13 @@ push (MON-6), and the one-active-ticket slot (MON-3). All inside the desk's tran
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.accounts.models import Employee
 from hub.desk.events import StatusChanged, TicketCreated, TicketUpdated, subscriber
 from hub.desk.models import Ticket
 from hub.live import channel_name, publish_after_commit
@@ -23,33 +25,46 @@ _DONE = ("resolved", "closed", "cancelled")
 _LIVE_FIELDS = {"responsible_id", "repair_date", "rating", "executor_ids"}
 
 
+# Built once: the live frame is on every ticket change's path.
+_OBJECT_USERS = select(ObjectUser.contact_id).where(
+    ObjectUser.account_id == bindparam("account_id"), ObjectUser.object_id == bindparam("object_id")
+)
+
+
 def app_channel(account_id: int, contact_id: int) -> str:
     return channel_name(account_id, "app", contact_id)
 
 
-async def _publish(session: AsyncSession, ticket: Ticket, kind: str) -> None:
+async def _publish(
+    session: AsyncSession,
+    ticket: Ticket,
+    kind: str,
+    *,
+    engineer_name: str | None = None,
+    users: Iterable[int] | None = None,
+) -> None:
     """Every user of the object sees every ticket of it (MON-4): tell each of them. The frame
-    carries no description; the app reloads the list for that (the rules apply there)."""
+    carries no description; the app reloads the list for that (the rules apply there).
+    ``engineer_name`` and ``users`` are read here unless the caller already knows them."""
     if ticket.object_id is None or ticket.type == "internal":
         return
-    from hub.accounts.models import Employee
-
-    engineer = await session.get(Employee, ticket.responsible_id) if ticket.responsible_id else None
+    if engineer_name is None and ticket.responsible_id:
+        engineer = await session.get(Employee, ticket.responsible_id)
+        engineer_name = engineer.name if engineer else None
     data: dict[str, Any] = {
         "ticket_id": ticket.id,
         "object_id": ticket.object_id,
         "number": ticket.number,
         "status": ticket.status,
         "status_label": status_label(ticket.status),
-        "engineer": engineer.name if engineer else None,
+        "engineer": engineer_name,
         "repair_date": ticket.repair_date.isoformat() if ticket.repair_date else None,
         "rating_score": ticket.rating_score,
     }
-    users = await session.scalars(
-        select(ObjectUser.contact_id).where(
-            ObjectUser.account_id == ticket.account_id, ObjectUser.object_id == ticket.object_id
+    if users is None:
+        users = await session.scalars(
+            _OBJECT_USERS, {"account_id": ticket.account_id, "object_id": ticket.object_id}
         )
-    )
     for contact_id in users:
         publish_after_commit(session, app_channel(ticket.account_id, contact_id), kind, data)
 
@@ -90,7 +105,13 @@ async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None
 async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
     # A new ticket of the object (from the app, a dispatcher or the monitoring centre) shows up
     # in every user's open list at once (MON-2, MON-5).
-    await _publish(session, event.ticket, "ticket_created")
+    await _publish(
+        session,
+        event.ticket,
+        "ticket_created",
+        engineer_name=event.responsible_name,
+        users=event.object_user_ids,
+    )
 
 
 @subscriber(TicketUpdated)

@@ -10,7 +10,20 @@ from typing import Any, TypeVar
 
 import msgspec
 import structlog
-from sqlalchemy import and_, delete, false, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import after_commit, dialect_insert, utcnow
@@ -71,15 +84,14 @@ async def notify(
     """
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}")
-    channels = await active_channels(session, account_id, event)
+    unique: list[Recipient] = list(dict.fromkeys((str(k), int(i)) for k, i in recipients))
+    channels, addresses = await _channels_and_addresses(session, account_id, event, unique)
     if not channels:
         return 0
     # JSON-safe copy (Decimal, datetime, ... become strings) so the outbox row can hold it.
     safe_data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(data or {}))
     batch = key or uuid.uuid4().hex
     message = render(event, ticket, safe_data)
-    unique: list[Recipient] = list(dict.fromkeys((str(k), int(i)) for k, i in recipients))
-    addresses = await _addresses(session, account_id, unique, channels)
     outgoing = [
         Outgoing(
             topic=TOPIC_PREFIX + channel,
@@ -105,76 +117,108 @@ async def notify(
 
 async def active_channels(session: AsyncSession, account_id: int, event: str) -> set[str]:
     """Channels configured, enabled, and not switched off for ``event`` (one query)."""
+    return set(await session.scalars(_ACTIVE_CHANNELS, {"account_id": account_id, "event": event}))
+
+
+def _part(order: int, kind: Any, owner: Any, channel: Any, address: Any, row_id: Any) -> Any:
+    """One branch of the address book query: (part, kind, owner id, channel, address, row id)."""
+    return select(
+        literal_column(str(order), Integer).label("part"),
+        cast(kind, String).label("kind"),
+        cast(owner, BigInteger).label("owner_id"),
+        cast(channel, String).label("channel"),
+        cast(address, String).label("address"),
+        cast(row_id, BigInteger).label("row_id"),
+    )
+
+
+def _address_book_statement() -> Any:
+    """The account's active channels for an event and every address of the recipients, in one
+    round trip (a UNION ALL, ordered in Python by part and row): notify is on every ticket
+    action's path. Built once."""
+    from hub.accounts.models import Employee
+    from hub.people.models import Contact
+
+    account = bindparam("account_id", type_=BigInteger)
+    employees = bindparam("employee_ids", expanding=True, type_=BigInteger)
+    contacts = bindparam("contact_ids", expanding=True, type_=BigInteger)
+    staff = (Employee.account_id == account, Employee.id.in_(employees), Employee.active.is_(True))
+    clients = (Contact.account_id == account, Contact.id.in_(contacts))
+    word: dict[str, Any] = {
+        w: literal_column(f"'{w}'") for w in ("employee", "contact", "email", "sms", "push")
+    }
+    nothing: Any = literal_column("NULL")
+    sms = func.coalesce(func.nullif(Contact.mobile, ""), Contact.phone)
+    point_owner = or_(
+        and_(ContactPoint.owner_kind == "employee", ContactPoint.owner_id.in_(employees)),
+        and_(ContactPoint.owner_kind == "contact", ContactPoint.owner_id.in_(contacts)),
+    )
+    channel = NotificationChannel.channel
+    device = DeviceToken
+    point = ContactPoint
+    return union_all(
+        _part(0, nothing, nothing, channel, nothing, nothing).where(
+            *_channel_on(account, bindparam("event"))
+        ),
+        _part(1, word["employee"], Employee.id, word["email"], Employee.email, Employee.id).where(*staff),
+        _part(2, word["employee"], Employee.id, word["sms"], Employee.phone, Employee.id).where(*staff),
+        _part(3, word["contact"], Contact.id, word["email"], Contact.email, Contact.id).where(*clients),
+        _part(4, word["contact"], Contact.id, word["sms"], sms, Contact.id).where(*clients),
+        _part(5, word["contact"], device.contact_id, word["push"], device.token, device.id).where(
+            device.account_id == account, device.contact_id.in_(contacts)
+        ),
+        _part(6, point.owner_kind, point.owner_id, point.channel, point.address, point.id).where(
+            point.account_id == account, point_owner
+        ),
+    )
+
+
+def _channel_on(account: Any, event: Any) -> tuple[Any, ...]:
+    """Configured, enabled, and not switched off for ``event``."""
     switched_off = (
         select(NotificationRule.id)
         .where(
-            NotificationRule.account_id == account_id,
+            NotificationRule.account_id == account,
             NotificationRule.event == event,
             NotificationRule.channel == NotificationChannel.channel,
             NotificationRule.enabled.is_(False),
         )
         .exists()
     )
-    rows = await session.scalars(
-        select(NotificationChannel.channel).where(
-            NotificationChannel.account_id == account_id, NotificationChannel.enabled.is_(True), ~switched_off
-        )
-    )
-    return set(rows)
+    return (NotificationChannel.account_id == account, NotificationChannel.enabled.is_(True), ~switched_off)
 
 
-async def _addresses(
-    session: AsyncSession, account_id: int, recipients: list[Recipient], channels: set[str]
-) -> dict[Recipient, list[tuple[str, str]]]:
-    """(channel, address) pairs per recipient: profile fields, extra contact points, devices.
-    A few queries for all recipients together, whatever their number."""
-    from hub.accounts.models import Employee
-    from hub.people.models import Contact
+_ADDRESS_BOOK = _address_book_statement()
+_ACTIVE_CHANNELS = select(NotificationChannel.channel).where(
+    *_channel_on(bindparam("account_id", type_=BigInteger), bindparam("event"))
+)
 
-    found: dict[Recipient, list[tuple[str, str]]] = {r: [] for r in recipients}
-    employee_ids = [i for k, i in recipients if k == "employee"]
-    contact_ids = [i for k, i in recipients if k == "contact"]
+
+async def _channels_and_addresses(
+    session: AsyncSession, account_id: int, event: str, recipients: list[Recipient]
+) -> tuple[set[str], dict[Recipient, list[tuple[str, str]]]]:
+    """The channels on for ``event`` and the (channel, address) pairs per recipient on them:
+    profile fields, app devices, extra contact points. One query, whatever the recipients."""
     unknown = {k for k, _ in recipients} - {"employee", "contact"}
     if unknown:
         raise ValueError(f"unknown recipient kind {unknown.pop()!r}")
-    if employee_ids:
-        rows = await session.execute(
-            select(Employee.id, Employee.email, Employee.phone).where(
-                Employee.account_id == account_id, Employee.id.in_(employee_ids), Employee.active.is_(True)
-            )
-        )
-        for employee_id, work_email, work_phone in rows:
-            found[("employee", employee_id)] += [("email", work_email or ""), ("sms", work_phone or "")]
-    if contact_ids:
-        # Their app devices in the same query (one row per device), when push is on.
-        query = select(Contact.id, Contact.email, Contact.mobile, Contact.phone, DeviceToken.token)
-        devices = and_(DeviceToken.contact_id == Contact.id, DeviceToken.account_id == account_id)
-        query = query.outerjoin(DeviceToken, devices if "push" in channels else false())
-        query = query.where(Contact.account_id == account_id, Contact.id.in_(contact_ids))
-        query = query.order_by(Contact.id, DeviceToken.id)
-        for contact_id, email, mobile, phone, token in await session.execute(query):
-            found[("contact", contact_id)] += [("email", email or ""), ("sms", mobile or phone or "")]
-            if token:
-                found[("contact", contact_id)].append(("push", token))
-    if channels & {"email", "sms", "telegram"}:
-        points = await session.execute(
-            select(ContactPoint.owner_kind, ContactPoint.owner_id, ContactPoint.channel, ContactPoint.address)
-            .where(
-                ContactPoint.account_id == account_id,
-                or_(
-                    and_(ContactPoint.owner_kind == "employee", ContactPoint.owner_id.in_(employee_ids)),
-                    and_(ContactPoint.owner_kind == "contact", ContactPoint.owner_id.in_(contact_ids)),
-                ),
-            )
-            .order_by(ContactPoint.id)
-        )
-        for kind, owner_id, channel, address in points:
-            if (kind, owner_id) in found:
-                found[(kind, owner_id)].append((channel, address))
-    return {
+    params = {
+        "account_id": account_id,
+        "event": event,
+        "employee_ids": [i for k, i in recipients if k == "employee"],
+        "contact_ids": [i for k, i in recipients if k == "contact"],
+    }
+    rows = sorted((await session.execute(_ADDRESS_BOOK, params)).all(), key=lambda r: (r[0], r[5] or 0))
+    channels = {r.channel for r in rows if r.part == 0}
+    found: dict[Recipient, list[tuple[str, str]]] = {r: [] for r in recipients}
+    for row in rows:
+        if row.part and (row.kind, row.owner_id) in found:
+            found[(row.kind, row.owner_id)].append((row.channel, row.address or ""))
+    addresses = {
         r: list(dict.fromkeys((c, a.strip()) for c, a in pairs if a and a.strip() and c in channels))
         for r, pairs in found.items()
     }
+    return channels, addresses
 
 
 # --- channel settings and switches ---------------------------------------------------------------

@@ -4,9 +4,11 @@ a channel (delivery happens later, in the outbox worker)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscriber
@@ -17,29 +19,41 @@ __all__ = ["client_recipients", "staff_recipients"]
 
 
 async def staff_recipients(
-    session: AsyncSession, ticket: Any, *, exclude: int | None = None
+    session: AsyncSession,
+    ticket: Any,
+    *,
+    exclude: int | None = None,
+    executors: Iterable[int] | None = None,
 ) -> list[Recipient]:
-    """The ticket's responsible and executors; with nobody assigned, the dispatchers and admins."""
+    """The ticket's responsible and executors; with nobody assigned, the dispatchers and admins.
+    ``executors`` are read here unless the caller knows them (a ticket just created)."""
+    executors_of, desk_staff = _staff_statements()
+    if executors is None:
+        executors = await session.scalars(executors_of, {"ticket_id": ticket.id})
+    ids = [i for i in [ticket.responsible_id, *executors] if i]
+    if not ids:
+        ids = list(await session.scalars(desk_staff, {"account_id": ticket.account_id}))
+    return [("employee", i) for i in dict.fromkeys(ids) if i != exclude]
+
+
+@functools.cache
+def _staff_statements() -> tuple[Any, Any]:
+    """A ticket's executors; an account's active dispatchers and administrators. Built once, on
+    first use (the desk's models import this module's package)."""
     from hub.accounts.models import Employee, Role
     from hub.desk.models import TicketExecutor
 
-    executors = await session.scalars(
+    executors_of = (
         select(TicketExecutor.employee_id)
-        .where(TicketExecutor.ticket_id == ticket.id)
+        .where(TicketExecutor.ticket_id == bindparam("ticket_id"))
         .order_by(TicketExecutor.employee_id)
     )
-    ids = [i for i in [ticket.responsible_id, *executors] if i]
-    if not ids:
-        ids = list(
-            await session.scalars(
-                select(Employee.id).where(
-                    Employee.account_id == ticket.account_id,
-                    Employee.active.is_(True),
-                    Employee.role.in_([Role.ADMINISTRATOR, Role.DISPATCHER]),
-                )
-            )
-        )
-    return [("employee", i) for i in dict.fromkeys(ids) if i != exclude]
+    desk_staff = select(Employee.id).where(
+        Employee.account_id == bindparam("account_id"),
+        Employee.active.is_(True),
+        Employee.role.in_([Role.ADMINISTRATOR, Role.DISPATCHER]),
+    )
+    return executors_of, desk_staff
 
 
 def client_recipients(ticket: Any, *, exclude: int | None = None) -> list[Recipient]:
@@ -61,7 +75,7 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
         account_id=ticket.account_id,
         event="new_ticket",
         ticket=ticket,
-        recipients=await staff_recipients(session, ticket, exclude=exclude),
+        recipients=await staff_recipients(session, ticket, exclude=exclude, executors=event.executor_ids),
         data={"source": getattr(ticket, "source", None)},
     )
 

@@ -355,13 +355,13 @@ async def apply_event(
 
     A handful of round trips: the call (locked), the employees involved, the caller match and
     the client's tickets for a new call, one INSERT … ON CONFLICT each for the call and the event
-    log, and the changes flushed once at commit (no autoflush in between).
+    log, and the changes flushed once at commit (no autoflush in between). A repeated event is
+    found by its second statement, before any matching: a PBX that retries a burst costs little.
     """
     with session.no_autoflush:
-        # A ringing / outgoing event is nearly always a call's first: insert it optimistically
-        # (a conflict falls back to the locked path below) and save a round trip.
-        optimistic = _retry and ev.kind in ("ringing", "outgoing")
-        call = None if optimistic else await _lock_call(session, settings.account_id, ev.call_id)
+        # The call first, also for a ringing event (nearly always a call's first): without a call
+        # the event cannot be a repeat; with one, its log entry says so before the caller match.
+        call = await _lock_call(session, settings.account_id, ev.call_id)
         created = call is None
         # An event for an ended call only fills in what is missing.
         late = call is not None and call.status == "ended"

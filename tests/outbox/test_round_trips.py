@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import pytest
 import respx
 from litestar import Litestar
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
 
-from hub.db import Database, utcnow
+from hub.db import utcnow
 from hub.jobs import JobContext
 from hub.outbox import Outgoing, enqueue_many
 from hub.outbox.models import DeliveryAttempt, OutboxMessage
 from hub.outbox.worker import _candidates, deliver_due, read_in_index_order
 from tests.conftest import PG_URL, Tenant
 from tests.outbox.far_side import TOPIC
+from tests.statements import counting_statements
 
 FAR = "https://far.example/hook"
-
-
-@contextmanager
-def _counting(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
 
 
 async def _round(jobs: JobContext, account_id: int, prefix: str, n: int) -> int:
@@ -44,7 +28,7 @@ async def _round(jobs: JobContext, account_id: int, prefix: str, n: int) -> int:
     async with jobs.db.sessionmaker() as session, session.begin():
         outgoing = [Outgoing(TOPIC, {"url": FAR, "body": {"n": i}}, f"{prefix}-{i}") for i in range(n)]
         await enqueue_many(session, account_id, outgoing)
-    with respx.mock() as far, _counting(jobs.db) as statements:
+    with respx.mock() as far, counting_statements(jobs.db) as statements:
         far.post(FAR).mock(return_value=httpx.Response(200))
         assert await deliver_due(jobs) == n
     return len(statements)
