@@ -27,7 +27,7 @@ class ConfigurationError(RuntimeError):
 class DatabaseSettings(msgspec.Struct, frozen=True):
     url: str
     echo: bool = False
-    pool_size: int = 10
+    pool_size: int = 20  # connections per process (PostgreSQL), opened as needed and kept
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
