@@ -322,12 +322,12 @@ async def test_a_slow_delivery_keeps_its_claim_while_its_worker_lives(
     """DESK-10: the lease is short so that a dead worker's messages move on quickly; a live worker
     renews it while the far side is slow, so a second worker never delivers the message twice."""
     jobs: JobContext = app.state.jobs
-    settings = msgspec.structs.replace(jobs.settings, outbox=OutboxSettings(lease_seconds=0.6))
+    settings = msgspec.structs.replace(jobs.settings, outbox=OutboxSettings(lease_seconds=2.0))
     await _queue(jobs.db, tenant.id, "slow-one")
     second_db = Database(database_url)
 
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(2.5)  # four leases
+        await asyncio.sleep(5.0)  # two and a half leases
         return httpx.Response(200)
 
     async def keep_trying(worker: JobContext, until: asyncio.Task[int]) -> None:
