@@ -7,7 +7,7 @@ import httpx
 from litestar import Litestar
 from sqlalchemy import select
 
-from hub.live import LiveEvent
+from hub.live import LiveEvent, until_logged
 from hub.monitoring.subscribers import app_channel
 from tests.conftest import Tenant
 from tests.desk.conftest import Desk
@@ -16,6 +16,10 @@ from tests.notifications.helpers import configure, messages
 from tests.statements import counting_statements
 
 MAX_CREATE_STATEMENTS = 10
+# On PostgreSQL a publishing transaction's live events get their log ids in a short pass after its
+# commit (hub/live.py: no hub-wide lock inside the request): the lock, the move, the insert.
+MAX_SEQUENCING_STATEMENTS = 3
+_SEQUENCING = ("pg_advisory_xact_lock", "FROM live_staged", "INTO live_events")
 
 
 async def test_creating_a_full_ticket_takes_at_most_ten_statements(
@@ -44,7 +48,11 @@ async def test_creating_a_full_ticket_takes_at_most_ten_statements(
             executor_ids=[tenant.dispatcher.id, tenant.admin.id],
             observer_ids=[tenant.admin.id],
         )
-    assert len(statements) <= MAX_CREATE_STATEMENTS, "\n\n".join(statements)
+        await until_logged(app.state.db)  # the after-commit pass, counted apart
+    sequencing = [s for s in statements if any(part in s for part in _SEQUENCING)]
+    request = [s for s in statements if s not in sequencing]
+    assert len(request) <= MAX_CREATE_STATEMENTS, "\n\n".join(request)
+    assert len(sequencing) <= MAX_SEQUENCING_STATEMENTS, "\n\n".join(sequencing)
     assert made["company_id"] == company["id"] and made["object_id"] == site.object_id
     assert made["executor_ids"] == sorted([tenant.dispatcher.id, tenant.admin.id])
     assert made["observer_ids"] == [tenant.admin.id]

@@ -12,7 +12,7 @@ import pytest
 from litestar import Litestar, Request, get
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 
 from hub.app import create_app
 from hub.auth.guards import employees
@@ -20,7 +20,6 @@ from hub.db import Database, utcnow
 from hub.live import (
     REPLAY_PAGE,
     LiveEvent,
-    StagedLiveEvent,
     build_live,
     channel_name,
     live_of,
@@ -249,8 +248,9 @@ async def _advisory_locks_held(db: Database, session_pid: int) -> int:
 @on_postgres
 async def test_publishing_transactions_do_not_wait_for_each_other(app: Litestar, tenant: Tenant) -> None:
     """Issue 11 (live events without a global lock): two transactions publishing on different
-    channels write their events while both are open, hold no hub-wide lock for it, and the one
-    that commits first is not held up by the other; the log then has both, in commit order."""
+    channels are open at once, hold no hub-wide lock for it, and the one that commits first (its
+    events written in one INSERT with its commit) is not held up by the other; the log then has
+    both, in commit order."""
     live = live_of(app)
     pops, calls = channel_name(tenant.id, "emp", tenant.dispatcher.id), channel_name(tenant.id, "calls")
     first_published, second_published = asyncio.Event(), asyncio.Event()
@@ -263,8 +263,6 @@ async def test_publishing_transactions_do_not_wait_for_each_other(app: Litestar,
             first_published.set()
             await second_published.wait()  # the second has published too, and is still open
             pid = int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
-            written = await session.scalar(select(func.count()).select_from(StagedLiveEvent))
-            assert written == 1  # its own event, written; the other one's is not visible
             locks = await _advisory_locks_held(live.db, pid)
             await session.commit()
             return event, locks
