@@ -20,6 +20,7 @@ from hub.exchange.service import mirror_public_files
 from hub.outbox.worker import drain_outbox
 from hub.settings import Settings
 from tests.conftest import PG_URL, Tenant, _sqlite_url, make_settings, make_tenant
+from tests.exchange import desk
 
 
 class Router(httpx.AsyncBaseTransport):
@@ -150,3 +151,15 @@ async def pair(issuer_hub: Hub, issuer: Tenant, acceptor_hub: Hub, acceptor: Ten
     issuer_side = [c for c in listed.json() if c["uuid"] == connected.json()["uuid"]]
     assert len(issuer_side) == 1
     return int(issuer_side[0]["id"]), int(connected.json()["id"])
+
+
+async def shared_ticket(a: Hub, b: Hub) -> tuple[Tenant, Tenant, dict[str, Any], dict[str, Any], int, int]:
+    """A and B paired, one of A's tickets transferred to B: (alpha, beta, original, B's copy,
+    A's connection id, B's connection id)."""
+    alpha, beta = a.tenants[0], b.tenants[0]
+    a_conn, b_conn = await pair(a, alpha, b, beta)
+    original = await desk.new_ticket(a.client, alpha)
+    await desk.transfer(a.client, alpha, original["id"], a_conn)
+    await drain(a, b)
+    copy = next(t for t in await desk.tickets(b.client, beta) if t["source"] == "partner")
+    return alpha, beta, original, copy, a_conn, b_conn

@@ -21,19 +21,8 @@ from hub.exchange.models import Connection, InboundMessage, SharedTicket
 from hub.exchange.service import send
 from hub.outbox.models import OutboxMessage
 from hub.outbox.worker import drain_outbox
-from tests.conftest import Tenant
 from tests.exchange import desk
-from tests.exchange.conftest import Hub, Router, drain, pair
-
-
-async def _setup(a: Hub, b: Hub) -> tuple[Tenant, Tenant, dict[str, Any], dict[str, Any], int, int]:
-    alpha, beta = a.tenants[0], b.tenants[0]
-    a_conn, b_conn = await pair(a, alpha, b, beta)
-    original = await desk.new_ticket(a.client, alpha)
-    await desk.transfer(a.client, alpha, original["id"], a_conn)
-    await drain(a, b)
-    copy = next(t for t in await desk.tickets(b.client, beta) if t["source"] == "partner")
-    return alpha, beta, original, copy, a_conn, b_conn
+from tests.exchange.conftest import Hub, Router, drain, pair, shared_ticket
 
 
 class Capture:
@@ -78,7 +67,7 @@ async def test_each_message_delivered_three_times_is_applied_once(
     """EX-10: every delivery arrives three times; each comment exists once, the repeats are
     answered 409 message_already_received and the sender counts them as delivered."""
     a, b = two_hubs
-    alpha, beta, original, copy, _, b_conn = await _setup(a, b)
+    alpha, beta, original, copy, _, b_conn = await shared_ticket(a, b)
     answers: list[int] = []
 
     async def triple(request: httpx.Request) -> httpx.Response | None:
@@ -116,7 +105,7 @@ async def test_tampered_wrong_key_replayed_and_stale_messages_are_refused(
     """EX-10: a tampered body, a message signed with another key, a replay of a delivered message
     and a stale one are refused with problem JSON, and nothing changes at the receiver."""
     a, b = two_hubs
-    alpha, beta, original, copy, a_conn, _ = await _setup(a, b)
+    alpha, beta, original, copy, a_conn, _ = await shared_ticket(a, b)
     capture = Capture(router)
     await desk.comment(a.client, alpha, original["id"], "genuine", public=False, pass_to_partner=True)
     await drain(a, b)
@@ -218,7 +207,7 @@ async def test_out_of_order_messages_wait_for_their_predecessor(
     """EX-10: messages 2 and 3 of a ticket arriving as 3 then 2 are applied as 2 then 3; the outbox's
     own later deliveries of both change nothing."""
     a, b = two_hubs
-    alpha, beta, original, copy, _, _ = await _setup(a, b)
+    alpha, beta, original, copy, _, _ = await shared_ticket(a, b)
     router.down.add("hub-b.test")
     await desk.comment(a.client, alpha, original["id"], "second", public=False, pass_to_partner=True)
     await desk.comment(a.client, alpha, original["id"], "third", public=False, pass_to_partner=True)
@@ -257,7 +246,7 @@ async def test_partner_down_then_back_everything_arrives_once_in_order(
     """EX-10: while B's hub is down, A's messages wait (backlog and last error visible on the
     connection); when it is back they all arrive once, in order."""
     a, b = two_hubs
-    alpha, beta, original, copy, a_conn, _ = await _setup(a, b)
+    alpha, beta, original, copy, a_conn, _ = await shared_ticket(a, b)
     router.down.add("hub-b.test")
     for n in range(5):
         await desk.comment(a.client, alpha, original["id"], f"m{n}", public=False, pass_to_partner=True)
@@ -281,7 +270,7 @@ async def test_dead_letter_after_the_bound_is_visible_on_the_connection(
     """EX-10: a partner that never comes back: after the bound the message is dead-lettered and the
     connection shows it; an administrator's retry delivers it once the partner is back."""
     a, b = two_hubs
-    alpha, beta, original, copy, a_conn, _ = await _setup(a, b)
+    alpha, beta, original, copy, a_conn, _ = await shared_ticket(a, b)
     router.down.add("hub-b.test")
     await desk.comment(a.client, alpha, original["id"], "lost?", public=False, pass_to_partner=True)
     later = utcnow()
@@ -306,7 +295,7 @@ async def test_a_refused_message_does_not_hold_back_its_successors(
     (B's ticket is not resolved), is answered 200 "rejected" with B's code, recorded with its
     error, and message 3 is applied right after it."""
     a, b = two_hubs
-    alpha, beta, original, copy, _, _ = await _setup(a, b)
+    alpha, beta, original, copy, _, _ = await shared_ticket(a, b)
     router.down.add("hub-b.test")
     async with a.db.sessionmaker() as session, session.begin():
         link = await session.scalar(select(SharedTicket).where(SharedTicket.ticket_id == original["id"]))

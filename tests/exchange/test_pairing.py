@@ -77,7 +77,13 @@ async def test_connect_across_two_hubs_both_sides_list_the_partner(two_hubs: tup
     assert mine["state"] == theirs["state"] == "active"
     assert mine["partner_hub_url"] == "http://hub-b.test" and theirs["partner_hub_url"] == "http://hub-a.test"
     assert mine["since"] and mine["uuid"] == theirs["uuid"]
-    assert mine["delivery"] == {"last_success_at": None, "backlog": 0, "dead": 0, "last_error": None, "held": 0}
+    assert mine["delivery"] == {
+        "last_success_at": None,
+        "backlog": 0,
+        "dead": 0,
+        "last_error": None,
+        "held": 0,
+    }
     keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
     assert keys[0]["state"] == "used" and keys[0]["connection_id"] == a_conn
 

@@ -20,19 +20,8 @@ from hub.exchange.models import Connection, InboundMessage
 from hub.exchange.service import mirror_public_files
 from hub.outbox import enqueue
 from hub.outbox.models import OutboxMessage
-from tests.conftest import Tenant
 from tests.exchange import desk
-from tests.exchange.conftest import Hub, Router, drain, pair
-
-
-async def _shared(a: Hub, b: Hub) -> tuple[Tenant, Tenant, dict[str, Any], dict[str, Any], int]:
-    alpha, beta = a.tenants[0], b.tenants[0]
-    a_conn, _ = await pair(a, alpha, b, beta)
-    original = await desk.new_ticket(a.client, alpha)
-    await desk.transfer(a.client, alpha, original["id"], a_conn)
-    await drain(a, b)
-    copy = next(t for t in await desk.tickets(b.client, beta) if t["source"] == "partner")
-    return alpha, beta, original, copy, a_conn
+from tests.exchange.conftest import Hub, Router, drain, shared_ticket
 
 
 async def _queued_envelopes(hub: Hub, account_id: int) -> list[dict[str, Any]]:
@@ -66,7 +55,7 @@ async def test_comments_while_files_mirror_get_distinct_numbers_and_all_arrive(
     every message of the ticket gets its own number, in the outbox's order, and every comment
     arrives at the original exactly once (a number drawn twice lost a comment on PostgreSQL)."""
     a, b = two_hubs
-    alpha, beta, original, copy, _ = await _shared(a, b)
+    alpha, beta, original, copy, _, _ = await shared_ticket(a, b)
     router.down.add("hub-a.test")  # keep everything queued at B, to read the numbers as sent
 
     async def comment(n: int) -> None:
@@ -98,7 +87,7 @@ async def test_two_messages_of_a_ticket_arriving_at_once_are_both_applied_in_ord
     """EX-10: message n+1 arriving while n is still being applied is never stranded as held: each
     pair is posted at once, the later one first, and every message ends applied, in order."""
     a, b = two_hubs
-    alpha, beta, original, copy, _ = await _shared(a, b)
+    alpha, beta, original, copy, _, _ = await shared_ticket(a, b)
     router.down.add("hub-b.test")
     for n in range(24):
         await desk.comment(a.client, alpha, original["id"], f"pair {n}", public=False, pass_to_partner=True)
@@ -129,7 +118,7 @@ async def test_a_second_message_under_a_used_number_is_a_dead_letter_with_its_re
     ``seq_already_used``; the sender does not count that as delivered: the message is
     dead-lettered with the reason, on the connection and on the ticket's history."""
     a, b = two_hubs
-    alpha, beta, original, copy, a_conn = await _shared(a, b)
+    alpha, beta, original, copy, a_conn, _ = await shared_ticket(a, b)
     await desk.comment(a.client, alpha, original["id"], "first words", public=False, pass_to_partner=True)
     await drain(a, b)
     sent = next(e for e in await _queued_envelopes(a, alpha.id) if e["body"]["kind"] == "comment.posted")
@@ -164,7 +153,7 @@ async def test_a_comment_on_a_ticket_the_partner_cancelled_is_refused_and_shown_
     """EX-10 rule 8: the partner's ticket is final (cancelled), so a comment passed to it is received but
     rejected (``ticket_final``); the original's people see the refusal on their ticket."""
     a, b = two_hubs
-    alpha, beta, original, copy, _ = await _shared(a, b)
+    alpha, beta, original, copy, _, _ = await shared_ticket(a, b)
     await desk.set_status(b.client, beta, copy["id"], "cancelled", comment="The client withdrew")
     await drain(a, b)
     await desk.comment(a.client, alpha, original["id"], "one more thing", public=False, pass_to_partner=True)
