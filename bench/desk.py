@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -40,12 +41,17 @@ from sqlalchemy import text
 from hub.db import Database
 from hub.desk import service
 from hub.desk.models import Ticket
+from hub.devkit import HubProcess, free_port, fresh_database, make_settings, make_tenant, private_pg_url
 from hub.monitoring.service import LIST_SIZE, _object_tickets
-from tests.conftest import make_settings, make_tenant
-from tests.telephony.hubproc import HubProcess, fresh_database, private_pg_url
-from tests.telephony.server import free_port
 
 DB_NAME = "bench_desk"
+# Every figure printed, for the one JSON line at the end.
+FIGURES: dict[str, Any] = {"bench": "desk"}
+
+
+def record(name: str, values: list[float]) -> None:
+    FIGURES[f"{name}_p50_ms"] = round(pct(values, 0.5), 2)
+    FIGURES[f"{name}_p99_ms"] = round(pct(values, 0.99), 2)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -207,7 +213,9 @@ async def queries(
         ("search by phone suffix", by_phone),
         ("search by text (trgm)", by_text),
     ):
-        print(f"  {label:26} {fmt(await timed(db, samples, fn))}", flush=True)
+        values = await timed(db, samples, fn)
+        record(label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", ""), values)
+        print(f"  {label:26} {fmt(values)}", flush=True)
 
 
 BARE_APP = """
@@ -284,11 +292,16 @@ async def http_creation(
             await hammer(f"{hub.base_url}/api/tickets", tenant.dispatcher.headers, ticket, 200, concurrency)
             rate, lat = await hammer(f"http://127.0.0.1:{port}/bare", {}, ticket, count, concurrency)
             print(f"  bare Litestar POST        {rate:8.0f} req/s      {fmt(lat)}", flush=True)
+            FIGURES["bare_per_s"] = round(rate, 1)
+            record("bare_post", lat)
             rate, lat = await hammer(
                 f"{hub.base_url}/api/tickets", tenant.dispatcher.headers, ticket, count, concurrency
             )
             print(f"  hub POST /api/tickets     {rate:8.0f} tickets/s  {fmt(lat)}", flush=True)
-            print(f"  hub process peak RSS      {peak_rss_mb(hub.process.pid):8.1f} MB", flush=True)
+            FIGURES["create_per_s"] = round(rate, 1)
+            record("create", lat)
+            FIGURES["hub_rss_mb"] = round(peak_rss_mb(hub.process.pid), 1)
+            print(f"  hub process peak RSS      {FIGURES['hub_rss_mb']:8.1f} MB", flush=True)
         finally:
             hub.stop()
             bare.terminate()
@@ -326,6 +339,7 @@ async def main() -> None:
             await db.dispose()
         print(f"creation over HTTP ({args.requests} requests, {args.concurrency} concurrent):", flush=True)
         await http_creation(url, tenant, objects, contacts, args.requests, args.concurrency)
+    print(json.dumps(FIGURES), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import resource
 import statistics
@@ -32,6 +33,7 @@ from sqlalchemy import insert, select, text
 
 from hub.auth.principal import Principal
 from hub.db import Database
+from hub.devkit import make_settings, make_tenant, service_account
 from hub.jobs import JobContext
 from hub.monitoring.service import list_app_tickets
 from hub.notifications import notify
@@ -40,8 +42,6 @@ from hub.outbox import MessageView, enqueue, outbox_handler, register_handler
 from hub.outbox.worker import drain_outbox
 from hub.people.models import Contact, ObjectUser, ServiceObject
 from hub.wiring import wire
-from tests.conftest import make_settings, make_tenant
-from tests.notifications.helpers import service_account
 
 PER_OBJECT = 50
 FCM = "https://fcm.bench"
@@ -51,6 +51,15 @@ TOKEN_URI = "https://oauth2.test/token"  # the service account's token_uri in te
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# Every figure printed, for the one JSON line at the end.
+FIGURES: dict[str, Any] = {"bench": "monitoring"}
+
+
+def record(name: str, values: list[float]) -> None:
+    FIGURES[f"{name}_p50_ms"] = round(pct(values, 0.5), 2)
+    FIGURES[f"{name}_p99_ms"] = round(pct(values, 0.99), 2)
 
 
 def fmt(values: list[float]) -> str:
@@ -146,6 +155,8 @@ async def bench_list(db: Database, principal: Principal, object_ids: list[int], 
         assert len(listing.tickets) == 20
     print(f"  baseline: bare indexed query      {fmt(baseline)}")
     print(f"  hub: list_app_tickets (+header,   {fmt(hub_times)}")
+    record("baseline_list", baseline)
+    record("hub_list", hub_times)
     print("        membership, engineer names)")
 
 
@@ -220,6 +231,8 @@ async def bench_fanout(db: Database, jobs: JobContext, account_id: int, events: 
     assert send.call_count == messages, (send.call_count, messages)
     print(f"  hub: notify() {events / notify_s:8.0f} events/s ({messages / notify_s:.0f} msg/s queued)")
     print(f"  hub: FCM push delivery (faked far side) {messages / push_s:8.0f} notifications/s, one worker")
+    FIGURES["notify_events_per_s"] = round(events / notify_s, 1)
+    FIGURES["push_per_s"] = round(messages / push_s, 1)
 
 
 async def main() -> None:
@@ -264,7 +277,9 @@ async def main() -> None:
         jobs = JobContext(db=db, settings=settings, http=http)
         await bench_fanout(db, jobs, tenant.id, args.events)
     await db.dispose()
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    FIGURES["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(f"peak RSS {FIGURES['peak_rss_mb']:.0f} MB")
+    print(json.dumps(FIGURES), flush=True)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,9 @@ import asyncpg
 import httpx
 
 from hub.db import Database
+from hub.devkit import HubProcess, fresh_database, make_settings, make_tenant, private_pg_url
 from hub.live import _HubChannelsPlugin, _ResilientAsyncPgBackend
 from hub.telephony.service import get_or_create_settings, issue_token, match_caller
-from tests.conftest import make_settings, make_tenant
-from tests.telephony.hubproc import HubProcess, fresh_database, private_pg_url
 
 DB_NAME = "hub_bench_telephony"
 

@@ -7,9 +7,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -17,23 +15,17 @@ from litestar import Litestar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hub.accounts.schemas import EmployeeCreate
-from hub.accounts.service import create_account, create_employee
 from hub.app import create_app, shutdown
-from hub.auth.principal import Principal
-from hub.auth.tokens import issue_access_token
 from hub.db import Database
+from hub.devkit import PASSWORD as PASSWORD
+from hub.devkit import TEST_SECRET as TEST_SECRET
+from hub.devkit import Tenant as Tenant
+from hub.devkit import make_settings as make_settings
+from hub.devkit import make_tenant as make_tenant
 from hub.migrate import upgrade
 from hub.models import Base
-from hub.settings import (
-    DatabaseSettings,
-    FileSettings,
-    SecuritySettings,
-    ServerSettings,
-    Settings,
-)
+from hub.settings import Settings
 
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PG_URL = os.environ.get("HUB_TEST_DATABASE_URL", "")
 
 
@@ -79,16 +71,6 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
     return _sqlite_url(path)
 
 
-def make_settings(database_url: str, data_dir: Path, **server: Any) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        database=DatabaseSettings(url=database_url),
-        server=ServerSettings(worker_in_process=False, **server),
-        files=FileSettings(),
-        security=SecuritySettings(secret_key=TEST_SECRET, password_log2_n=10),
-    )
-
-
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path / "data")
@@ -115,63 +97,6 @@ async def client(app: Litestar) -> AsyncGenerator[httpx.AsyncClient, None]:
 async def db(app: Litestar) -> AsyncGenerator[Database, None]:
     """The app's own database handle (use inside tests that also use ``client``)."""
     yield app.state.db
-
-
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Actor:
-    id: int
-    name: str
-    email: str
-    role: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass
-class Tenant:
-    """An account with one employee of each role, ready to call the API."""
-
-    id: int
-    slug: str
-    name: str
-    admin: Actor
-    dispatcher: Actor
-    engineer: Actor
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-_tenant_counter = iter(range(1, 1_000_000))
-
-
-async def make_tenant(db: Database, settings: Settings, name: str | None = None) -> Tenant:
-    n = next(_tenant_counter)
-    slug = f"acc{n}"
-    actors: dict[str, Actor] = {}
-    async with db.sessionmaker() as session, session.begin():
-        account = await create_account(session, name=name or f"Account {n}", slug=slug)
-        for role, extension in (("administrator", "100"), ("dispatcher", "101"), ("engineer", "102")):
-            email = f"{role}@{slug}.test"
-            employee = await create_employee(
-                session,
-                account.id,
-                EmployeeCreate(
-                    name=f"{role.title()} {n}", email=email, role=role, password=PASSWORD, extension=extension
-                ),
-                log2_n=settings.security.password_log2_n,
-            )
-            principal = Principal("employee", account.id, employee.id, employee.name, role=role)
-            token = issue_access_token(principal, settings.security.secret_key, 3600)
-            actors[role] = Actor(employee.id, employee.name, email, role, token)
-        account_id, account_name = account.id, account.name
-    return Tenant(
-        account_id, slug, account_name, actors["administrator"], actors["dispatcher"], actors["engineer"]
-    )
 
 
 @pytest.fixture

@@ -8,16 +8,15 @@ import uuid
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
-from functools import lru_cache
 from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from hub.db import Database
+from hub.devkit import TOKEN_URI, private_key_pem, service_account
 from hub.outbox.models import OutboxMessage
 from tests.conftest import PASSWORD, Tenant
 
@@ -38,7 +37,6 @@ __all__ = [
 ]
 
 FCM_BASE = "https://fcm.test"
-TOKEN_URI = "https://oauth2.test/token"
 SMS_BASE = "https://sms.test"
 TG_BASE = "https://telegram.test"
 TG_TOKEN = "123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345678"
@@ -46,26 +44,8 @@ WEBHOOK_URL = "https://hooks.test/hub"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-@lru_cache(maxsize=1)
-def _private_key_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def service_account() -> dict[str, Any]:
-    return {
-        "project_id": "hub-test",
-        "client_email": "push@hub-test.iam.gserviceaccount.com",
-        "private_key": _private_key_pem(),
-        "private_key_id": "k1",
-        "token_uri": TOKEN_URI,
-    }
-
-
 def public_key_pem() -> bytes:
-    key = serialization.load_pem_private_key(_private_key_pem().encode(), password=None)
+    key = serialization.load_pem_private_key(private_key_pem().encode(), password=None)
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +13,7 @@ import httpx
 import uvicorn
 from litestar import Litestar
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from hub.devkit import free_port as free_port
 
 
 @contextlib.asynccontextmanager
