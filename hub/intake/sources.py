@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ __all__ = [
     "Applied",
     "EventView",
     "IntakeSource",
+    "SetApplier",
     "TransientApplyError",
     "register_source",
     "source_for",
@@ -72,6 +74,18 @@ class IntakeSource(Protocol):
     async def refused(
         self, session: AsyncSession, ctx: JobContext, event: EventView, exc: Exception
     ) -> Applied | None: ...
+
+
+class SetApplier(Protocol):
+    """Optional for a source: ``apply_many`` applies, in a few set-based statements, those of a
+    batch's prepared events it can without changing what one-by-one application in id order
+    would do (say, events whose keys no other event of the batch shares), and returns their
+    outcomes by event id. It runs in a savepoint before the rest; the events it does not answer
+    (or all, when it raises) are applied one by one after it."""
+
+    async def apply_many(
+        self, session: AsyncSession, ctx: JobContext, items: Sequence[tuple[EventView, Any]]
+    ) -> dict[int, Applied]: ...
 
 
 _SOURCES: dict[str, IntakeSource] = {}

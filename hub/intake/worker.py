@@ -173,6 +173,28 @@ _RECORD = (
 )
 
 
+async def _apply_sets(
+    session: AsyncSession, ctx: JobContext, prepared: list[tuple[EventView, Any, Exception | None]]
+) -> dict[int, Applied]:
+    """What the sources that apply in sets (``apply_many``) take of the batch, before the rest.
+    A set that fails is undone by its savepoint and its events go one by one: slower, same result."""
+    groups: dict[str, list[tuple[EventView, Any]]] = {}
+    for event, value, error in prepared:
+        if error is None:
+            groups.setdefault(event.source.split(".", 1)[0], []).append((event, value))
+    applied: dict[int, Applied] = {}
+    for items in groups.values():
+        apply_many = getattr(source_for(items[0][0].source), "apply_many", None)
+        if apply_many is None:
+            continue
+        try:
+            async with session.begin_nested():
+                applied |= await apply_many(session, ctx, items)
+        except Exception as exc:  # e.g. a deadlock with a staff action: one by one will do
+            log.warning("intake_set_apply_failed", source=items[0][0].source, error=repr(exc))
+    return applied
+
+
 async def _apply_batch(
     ctx: JobContext, token: str, prepared: list[tuple[EventView, Any, Exception | None]]
 ) -> None:
@@ -186,11 +208,11 @@ async def _apply_batch(
                 .returning(_C.id)
             )
         )
+        ours = [item for item in prepared if item[0].id in mine]
+        in_sets = await _apply_sets(session, ctx, ours)
         outcomes = []
-        for event, value, error in prepared:
-            if event.id not in mine:
-                continue
-            result = await _apply_one(session, ctx, event, value, error)
+        for event, value, error in ours:
+            result = in_sets.get(event.id) or await _apply_one(session, ctx, event, value, error)
             outcomes.append(_outcome(event, result, utcnow()) | {"b_token": token})
         if outcomes:
             await session.execute(_RECORD.execution_options(synchronize_session=False), outcomes)

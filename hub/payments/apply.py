@@ -28,7 +28,16 @@ from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, Refund
 from hub.payments.money import ZERO, in_units, quantize
 from hub.payments.service import complete_refund, fail_refund, invoice_transition, refundable_amount
 
-__all__ = ["Outcome", "RawCallback", "apply_event", "receive_event", "record_rejection", "rejection_row"]
+__all__ = [
+    "Outcome",
+    "RawCallback",
+    "actor_of",
+    "apply_event",
+    "attempt_row",
+    "receive_event",
+    "record_rejection",
+    "rejection_row",
+]
 
 log = structlog.get_logger("hub.payments.apply")
 PROVIDER_ACTOR_NAMES = {
@@ -60,7 +69,9 @@ class Outcome:
 _PAYMENT_REF = re.compile(r"inv(\d+)-(\d+)")
 
 
-def _row(pa: PaymentAccount, event: ProviderEvent | None, raw: RawCallback, **values: Any) -> dict[str, Any]:
+def attempt_row(
+    pa: PaymentAccount, event: ProviderEvent | None, raw: RawCallback, **values: Any
+) -> dict[str, Any]:
     return {
         "account_id": pa.account_id,
         "payment_account_id": pa.id,
@@ -120,7 +131,7 @@ def rejection_row(
             "event_type": None,
         }
     else:
-        values = _row(pa, event, raw)
+        values = attempt_row(pa, event, raw)
     return values | {"outcome": "rejected", "code": rejection.code, "detail": rejection.detail[:500]}
 
 
@@ -159,7 +170,7 @@ async def _claim_key(
     return await session.scalar(  # type: ignore[no-any-return]
         dialect_insert(session, CallbackAttempt)
         .values(
-            **_row(
+            **attempt_row(
                 pa,
                 event,
                 raw,
@@ -180,7 +191,11 @@ async def _duplicate(
     await _refuse_replay(session, pa, raw)
     await session.execute(
         dialect_insert(session, CallbackAttempt)
-        .values(**_row(pa, event, raw, outcome="duplicate", replay_key=raw.replay_key, invoice_id=invoice_id))
+        .values(
+            **attempt_row(
+                pa, event, raw, outcome="duplicate", replay_key=raw.replay_key, invoice_id=invoice_id
+            )
+        )
         .on_conflict_do_nothing()
     )
     return Outcome("duplicate", invoice_id)
@@ -251,7 +266,7 @@ async def _paid_after_withdrawal(
         "amount": str(event.amount) if event.amount is not None else None,
         "currency": event.currency or invoice.currency,
     }
-    await desk.history(session, ticket, _actor(pa), "payment_after_withdrawal", data)
+    await desk.history(session, ticket, actor_of(pa), "payment_after_withdrawal", data)
     await desk.flag_attention(session, ticket, "paid_after_withdrawal", data)
     return Outcome("review", invoice.id, code="paid_after_withdrawal")
 
@@ -284,7 +299,7 @@ async def _without_key(
             await desk.history(
                 session,
                 ticket,
-                _actor(pa),
+                actor_of(pa),
                 "payment_attempt_failed",
                 {
                     "invoice_id": invoice.id,
@@ -293,7 +308,9 @@ async def _without_key(
             )
     stored = await session.scalar(
         dialect_insert(session, CallbackAttempt)
-        .values(**_row(pa, event, raw, outcome="ignored", replay_key=raw.replay_key, invoice_id=invoice_id))
+        .values(
+            **attempt_row(pa, event, raw, outcome="ignored", replay_key=raw.replay_key, invoice_id=invoice_id)
+        )
         .on_conflict_do_nothing()
         .returning(CallbackAttempt.id)
     )
@@ -302,7 +319,7 @@ async def _without_key(
     return Outcome("ignored", invoice_id)
 
 
-def _actor(pa: PaymentAccount) -> Actor:
+def actor_of(pa: PaymentAccount) -> Actor:
     return Actor.system(PROVIDER_ACTOR_NAMES.get(pa.provider, pa.provider))
 
 
@@ -365,7 +382,7 @@ async def _apply_payment(
     if event.state == "canceled":
         invoice.reconcile_due_at = None
         ticket = await desk.load_ticket(session, invoice.account_id, invoice.ticket_id)
-        await desk.history(session, ticket, _actor(pa), "payment_canceled", {"invoice_id": invoice.id})
+        await desk.history(session, ticket, actor_of(pa), "payment_canceled", {"invoice_id": invoice.id})
     return Outcome("applied", invoice.id)
 
 
@@ -383,7 +400,7 @@ async def _mark_provider_paid(
         "amount": str(in_units(amount, invoice.currency)),
         "currency": invoice.currency,
     }
-    await desk.history(session, ticket, _actor(pa), "invoice_paid", data)
+    await desk.history(session, ticket, actor_of(pa), "invoice_paid", data)
     await desk.activity(
         session,
         invoice.account_id,
@@ -457,7 +474,7 @@ async def _apply_refund(
         )
     invoice.last_event_at = utcnow()
     refund = await _find_refund(session, invoice, event)
-    actor = _actor(pa)
+    actor = actor_of(pa)
     if refund is None:
         if event.state != "succeeded":
             return Outcome("ignored", invoice.id)

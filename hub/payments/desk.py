@@ -30,6 +30,7 @@ __all__ = [
     "history",
     "load_ticket",
     "notify",
+    "payment_summary",
     "refresh_flags",
     "register_lock",
 ]
@@ -78,7 +79,7 @@ async def notify(
     )
 
 
-def _summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
+def payment_summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] | None:
     """PAY-8: what the ticket list shows: the latest invoice's state and amount, the refund state."""
     if not invoices:
         return None
@@ -119,7 +120,7 @@ async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
     refunds = [
         SimpleNamespace(id=r[1], status=r[2], amount=r[3], currency=r[4]) for r in rows if r[0] == "refund"
     ]
-    set_ext_flag(ticket, "payment", _summary(invoices, refunds))
+    set_ext_flag(ticket, "payment", payment_summary(invoices, refunds))
 
 
 async def flag_attention(session: AsyncSession, ticket: Any, reason: str, data: dict[str, Any]) -> None:
