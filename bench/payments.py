@@ -556,6 +556,9 @@ async def hub_phases(
             "drain_after_last_ack_s": end - acked_at,
             "first_post_to_drained_s": end - sustained.started,
             "hub_cpu_pct_sustained": 100 * (cpu_seconds(pid) - cpu0) / (end - sustained.started),
+            # CPU the hub spent per callback (acknowledged and applied): what the rate would be
+            # with a core of its own, whatever else the machine runs.
+            "hub_cpu_ms_per_callback": 1000 * (cpu_seconds(pid) - cpu0) / max(1, applied),
             "bench_cpu_pct_sustained": 100 * (self_cpu_seconds() - bench0) / (end - sustained.started),
         }
 
@@ -792,6 +795,10 @@ async def main() -> None:
         f"{'' if measured['drained'] else '; NOT DRAINED within --drain-timeout'})"
     )
     print(
+        f"hub CPU per callback (acknowledged and applied): {measured['hub_cpu_ms_per_callback']:.3f} ms "
+        f"(one core's worth: {1000 / max(1e-9, measured['hub_cpu_ms_per_callback']):.0f} callbacks/s)"
+    )
+    print(
         f"hub at {args.rate:g}/s: acknowledged {fmt_ms(acks)}; failed {measured['ack_failed']}; "
         f"generator at most {measured['ack_late_ms']:.1f} ms behind schedule"
     )
@@ -876,6 +883,7 @@ async def main() -> None:
                 "apply_lag_p50_ms": r(pct(lags, 0.5)),
                 "apply_lag_p99_ms": r(pct(lags, 0.99)),
                 "hub_cpu_pct_sustained": r(measured["hub_cpu_pct_sustained"]),
+                "hub_cpu_ms_per_callback": round(measured["hub_cpu_ms_per_callback"], 4),
                 "first_post_to_drained_s": r(measured["first_post_to_drained_s"]),
                 "rate_drained": measured["rate_drained"],
                 "ratio_acked_to_bare": r(ratio(measured["acked_per_s"], bare["per_s"])),

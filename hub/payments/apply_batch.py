@@ -24,15 +24,14 @@ from hub.db import dialect_insert, utcnow
 from hub.desk import bulk
 from hub.intake import Applied, EventView
 from hub.payments.apply import RawCallback, actor_of, attempt_row
-from hub.payments.desk import payment_summary
-from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, Refund
+from hub.payments.desk import payment_flags
+from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount
 from hub.payments.money import in_units, quantize
 from hub.payments.service import INVOICE_TRANSITIONS
 
 __all__ = ["apply_paid", "raw_callback"]
 
 _INVOICES = cast(Table, Invoice.__table__)
-_REFUNDS = cast(Table, Refund.__table__)
 _ATTEMPTS = cast(Table, CallbackAttempt.__table__)
 _PAID = INVOICE_TRANSITIONS[("issued", "provider_paid")]
 
@@ -77,13 +76,21 @@ async def _locked_invoices(
     return list((await session.execute(query)).all())
 
 
-def _match(invoices: Sequence[Any], parsed: ProviderEvent) -> Any:
+def _first_by_ref(invoices: Sequence[Any]) -> dict[tuple[str, str], Any]:
+    """(column, value) -> the lowest-id invoice holding it (``invoices`` come in id order)."""
+    first: dict[tuple[str, str], Any] = {}
+    for invoice in invoices:
+        for column in ("payment_ref", "provider_payment_id", "provider_capture_id"):
+            value = getattr(invoice, column)
+            if value is not None:
+                first.setdefault((column, value), invoice)
+    return first
+
+
+def _match(first: dict[tuple[str, str], Any], parsed: ProviderEvent) -> Any:
     """The invoice the one-by-one path would find: the lowest id matching any of the event's refs."""
-    refs = _refs(parsed)
-    for invoice in invoices:  # in id order
-        if any(getattr(invoice, column) == value for column, value in refs):
-            return invoice
-    return None
+    found = [first[ref] for ref in _refs(parsed) if ref in first]
+    return min(found, key=lambda invoice: invoice.id) if found else None
 
 
 def _plain_paid(parsed: ProviderEvent, invoice: Any) -> bool:
@@ -104,8 +111,9 @@ def _select(
     batch names, one per apply key (so order within the batch cannot matter)."""
     named: dict[int, int] = defaultdict(int)
     matched = []
+    first = _first_by_ref(invoices)
     for event, pa, parsed in items:
-        invoice = _match(invoices, parsed)
+        invoice = _match(first, parsed)
         if invoice is not None:
             named[invoice.id] += 1
             matched.append((event, pa, parsed, invoice))
@@ -202,25 +210,13 @@ async def _desk_lines(session: AsyncSession, paid: Sequence[_Paid], now: Any) ->
     await bulk.add_activity_lines(session, activity)
 
 
-async def _refresh_flags(session: AsyncSession, ticket_ids: set[int]) -> None:
-    """PAY-8 flags of every ticket the set touched, from one read of their invoices and refunds."""
-    invoices: dict[int, list[Any]] = {tid: [] for tid in ticket_ids}
-    refunds: dict[int, list[Any]] = {tid: [] for tid in ticket_ids}
-    for row in await session.execute(
-        select(
-            _INVOICES.c.ticket_id, _INVOICES.c.id, _INVOICES.c.status, _INVOICES.c.total, _INVOICES.c.currency
-        ).where(_INVOICES.c.ticket_id.in_(sorted(ticket_ids)))
-    ):
-        invoices[row.ticket_id].append(row)
-    for row in await session.execute(
-        select(
-            _REFUNDS.c.ticket_id, _REFUNDS.c.id, _REFUNDS.c.status, _REFUNDS.c.amount, _REFUNDS.c.currency
-        ).where(_REFUNDS.c.ticket_id.in_(sorted(ticket_ids)))
-    ):
-        refunds[row.ticket_id].append(row)
-    await bulk.set_ext_flags(
-        session, "payment", {tid: payment_summary(invoices[tid], refunds[tid]) for tid in ticket_ids}
-    )
+async def _refresh_flags(session: AsyncSession, paid: Sequence[_Paid]) -> None:
+    """PAY-8 flags of every ticket the set touched, one read per account."""
+    tickets: dict[int, set[int]] = defaultdict(set)
+    for item in paid:
+        tickets[item.invoice.account_id].add(item.invoice.ticket_id)
+    for account_id, ticket_ids in tickets.items():
+        await bulk.set_ext_flags(session, "payment", await payment_flags(session, account_id, ticket_ids))
 
 
 async def apply_paid(
@@ -242,7 +238,7 @@ async def apply_paid(
     now = utcnow()
     await _mark_paid(session, paid, now)
     await _desk_lines(session, paid, now)
-    await _refresh_flags(session, {item.invoice.ticket_id for item in paid})
+    await _refresh_flags(session, paid)
     return {
         item.event.id: Applied("applied", result={"invoice_id": item.invoice.id, "refund_id": None})
         for item in paid

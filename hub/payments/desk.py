@@ -3,10 +3,11 @@ notifications (DESK-10) and the base-data lock (PAY-4). Only the desk's public s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.actors import Actor
@@ -30,6 +31,7 @@ __all__ = [
     "history",
     "load_ticket",
     "notify",
+    "payment_flags",
     "payment_summary",
     "refresh_flags",
     "register_lock",
@@ -90,7 +92,7 @@ def payment_summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] |
         "amount": str(in_units(latest.total, latest.currency)),
         "currency": latest.currency,
     }
-    live = [r for r in refunds if r.status in ("requested", "approved", "refunded")]
+    live = [r for r in refunds if r.status in _LIVE_REFUNDS]
     if live:
         newest = max(live, key=lambda r: r.id)
         # Seed 002 §4: "Возврат запрошен" / "Возврат подтвержден" (and the money back, once refunded).
@@ -101,26 +103,66 @@ def payment_summary(invoices: list[Any], refunds: list[Any]) -> dict[str, Any] |
     return flag
 
 
-async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
-    # One round trip, plain rows: this runs on every payment event of the ticket.
+_LIVE_REFUNDS = ("requested", "approved", "refunded")
+
+
+async def payment_flags(
+    session: AsyncSession, account_id: int, ticket_ids: Iterable[int]
+) -> dict[int, dict[str, Any] | None]:
+    """PAY-8 list flags of the account's tickets, by ticket id. Only each ticket's latest invoice
+    and newest live refund decide the flag, so only those are read: one round trip, however many
+    invoices the tickets have."""
+    ids = sorted(set(ticket_ids))
+    newest_invoices = (
+        select(func.max(Invoice.id))
+        .where(Invoice.account_id == account_id, Invoice.ticket_id.in_(ids))
+        .group_by(Invoice.ticket_id)
+    )
+    newest_refunds = (
+        select(func.max(Refund.id))
+        .where(Refund.account_id == account_id, Refund.ticket_id.in_(ids), Refund.status.in_(_LIVE_REFUNDS))
+        .group_by(Refund.ticket_id)
+    )
     rows = (
         await session.execute(
-            select(literal("invoice"), Invoice.id, Invoice.status, Invoice.total, Invoice.currency)
-            .where(Invoice.account_id == ticket.account_id, Invoice.ticket_id == ticket.id)
+            select(
+                literal("invoice"),
+                Invoice.ticket_id,
+                Invoice.id,
+                Invoice.status,
+                Invoice.total,
+                Invoice.currency,
+            )
+            .where(Invoice.id.in_(newest_invoices))
             .union_all(
-                select(literal("refund"), Refund.id, Refund.status, Refund.amount, Refund.currency).where(
-                    Refund.account_id == ticket.account_id, Refund.ticket_id == ticket.id
-                )
+                select(
+                    literal("refund"),
+                    Refund.ticket_id,
+                    Refund.id,
+                    Refund.status,
+                    Refund.amount,
+                    Refund.currency,
+                ).where(Refund.id.in_(newest_refunds))
             )
         )
     ).all()
-    invoices = [
-        SimpleNamespace(id=r[1], status=r[2], total=r[3], currency=r[4]) for r in rows if r[0] == "invoice"
-    ]
-    refunds = [
-        SimpleNamespace(id=r[1], status=r[2], amount=r[3], currency=r[4]) for r in rows if r[0] == "refund"
-    ]
-    set_ext_flag(ticket, "payment", payment_summary(invoices, refunds))
+    invoices: dict[int, list[Any]] = {tid: [] for tid in ids}
+    refunds: dict[int, list[Any]] = {tid: [] for tid in ids}
+    for kind, ticket_id, row_id, status, amount, currency in rows:
+        if kind == "invoice":
+            invoices[ticket_id].append(
+                SimpleNamespace(id=row_id, status=status, total=amount, currency=currency)
+            )
+        else:
+            refunds[ticket_id].append(
+                SimpleNamespace(id=row_id, status=status, amount=amount, currency=currency)
+            )
+    return {tid: payment_summary(invoices[tid], refunds[tid]) for tid in ids}
+
+
+async def refresh_flags(session: AsyncSession, ticket: Any) -> None:
+    flags = await payment_flags(session, ticket.account_id, [ticket.id])
+    set_ext_flag(ticket, "payment", flags[ticket.id])
 
 
 async def flag_attention(session: AsyncSession, ticket: Any, reason: str, data: dict[str, Any]) -> None:
