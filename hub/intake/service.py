@@ -10,10 +10,11 @@ other processes by PostgreSQL NOTIFY.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, TextClause, bindparam, select, text, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.db import Database, after_commit, dialect_insert, utcnow
@@ -96,20 +97,22 @@ async def store(session: AsyncSession, event: Received, **values: Any) -> int | 
     return event_id
 
 
-def _store_and_wake() -> TextClause:
+_COLUMNS = tuple(_row(Received(source="", body="")))
+
+
+def _store_and_wake_sql() -> str:
     """PostgreSQL: the INSERT ... ON CONFLICT DO NOTHING and the NOTIFY that wakes the other
     processes' workers, in ONE statement (the notify runs only when a row was stored). Atomic by
     itself, it needs no transaction around it: the acknowledgement costs one round trip."""
-    columns = list(_row(Received(source="", body="")))
-    return text(
-        f"WITH stored AS (INSERT INTO {_TABLE.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(':' + c for c in columns)}) "
+    values = ", ".join(f"${i}::text::json" if c == "headers" else f"${i}" for i, c in enumerate(_COLUMNS, 1))
+    return (
+        f"WITH stored AS (INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES ({values}) "
         "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id) "
         f"SELECT id, pg_notify('{WAKE_CHANNEL}', '{INTAKE_JOB}') FROM stored"
-    ).bindparams(*(bindparam(c, type_=_TABLE.c[c].type) for c in columns))
+    )
 
 
-_STORE_AND_WAKE = _store_and_wake()
+_STORE_AND_WAKE = _store_and_wake_sql()
 
 
 async def accept(db: Database, event: Received) -> Accepted:
@@ -120,10 +123,15 @@ async def accept(db: Database, event: Received) -> Accepted:
             if await store(session, event) is not None:
                 return "stored"
             return await known(session, event)
+    row = _row(event)
+    row["headers"] = json.dumps(row["headers"])
     async with db.engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        if await autocommit.scalar(_STORE_AND_WAKE, _row(event)) is None:
-            return await known(autocommit, event)
+        # Straight to the driver on the hottest path of the hub (every callback, every PBX
+        # event): one prepared statement, without SQLAlchemy's per-execution work.
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        if await driver.fetchval(_STORE_AND_WAKE, *(row[c] for c in _COLUMNS)) is None:
+            return await known(connection, event)
     wake_job(INTAKE_JOB)
     return "stored"
 

@@ -10,14 +10,13 @@ and is the event's outcome; nothing of it is applied.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.cache import TTLCache
 from hub.connectors.payments import CallbackRejected, ProviderError, ProviderEvent, connector
 from hub.intake import Applied, EventView, TransientApplyError
 from hub.jobs import JobContext
@@ -31,6 +30,7 @@ SOURCE_PREFIX = "payments."
 # The CloudPayments notification kind, from the callback's path, kept with the stored headers.
 KIND_HEADER = "x-hub-callback-kind"
 ACCOUNT_TTL = 5.0  # seconds a payment account read for a batch is reused
+_ACCOUNTS = "payments.accounts"  # the worker's cache of them, in its JobContext
 
 
 def payment_source(provider: str) -> str:
@@ -65,15 +65,8 @@ class PaymentCallbacks:
         (a batch's events prepared at once share one read)."""
         if account_id is None:
             return None
-        now, key = time.monotonic(), (PaymentAccount, account_id)
-        cached = ctx.cache.get(key)
-        if cached is None or now - cached[0] > ACCOUNT_TTL:
-            cached = ctx.cache[key] = (now, asyncio.ensure_future(_read_account(ctx, account_id)))
-        try:
-            return await asyncio.shield(cached[1])  # type: ignore[no-any-return]
-        except Exception:
-            ctx.cache.pop(key, None)  # a failed read is not kept
-            raise
+        accounts = ctx.cache.setdefault(_ACCOUNTS, TTLCache[int, PaymentAccount | None](ttl=ACCOUNT_TTL))
+        return await accounts.get(account_id, lambda: _read_account(ctx, account_id))  # type: ignore[no-any-return]
 
     async def prepare(self, ctx: JobContext, event: EventView) -> tuple[PaymentAccount, ProviderEvent]:
         pa = await self._account(ctx, event.endpoint_id)

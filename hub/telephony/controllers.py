@@ -17,7 +17,7 @@ from hub.auth.guards import administrators, employees
 from hub.auth.principal import Principal
 from hub.desk.actors import Actor
 from hub.errors import HubError
-from hub.intake import Received, reject, store
+from hub.intake import Received, accept, reject
 from hub.live import sse_response
 from hub.schemas import updates_of
 from hub.settings import Settings
@@ -76,7 +76,9 @@ async def _take(
     malformed) is recorded for its account and raised; an unknown token is refused unrecorded
     (there is nobody to show it to, and recording it would let anyone fill the table)."""
     try:
-        settings = await service.authenticate_pbx(db_session, _presented_token(request, token))
+        settings = await service.authenticate_pbx_cached(
+            request.app.state.db, _presented_token(request, token)
+        )
     except service.TelephonyDisabled as refusal:
         door, _, _ = await _door(request, refusal.settings, dialect)
         await _record_refusal(request, db_session, door, refusal)
@@ -87,7 +89,7 @@ async def _take(
     except HubError as refusal:
         await _record_refusal(request, db_session, door, refusal)
         raise
-    return event, await store(db_session, intake.keyed(door, event, body)) is not None
+    return event, await accept(request.app.state.db, intake.keyed(door, event, body)) == "stored"
 
 
 async def _record_refusal(

@@ -44,7 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telephony import PbxEventResult
 from hub.accounts.models import Account, Employee
-from hub.db import dialect_insert, utcnow
+from hub.cache import TTLCache
+from hub.db import Database, after_commit, dialect_insert, utcnow
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
 from hub.desk.service import add_activity, get_ticket, record_history
@@ -138,6 +139,7 @@ async def update_settings(
     for key, value in changes.items():
         setattr(row, key, value.upper() if key == "region" else value)
     row.updated_at = utcnow()
+    _forget_tokens_after_commit(session)
     return row
 
 
@@ -148,6 +150,7 @@ async def issue_token(session: AsyncSession, account_id: int) -> str:
     row.token_hash = _token_hash(token)
     row.token_hint = token[:10]
     row.updated_at = utcnow()
+    _forget_tokens_after_commit(session)
     return token
 
 
@@ -167,10 +170,42 @@ class TelephonyDisabled(Unauthorized):
 
 async def authenticate_pbx(session: AsyncSession, token: str | None) -> TelephonySettings:
     """The settings whose token this is, or 401 ``invalid_pbx_token``."""
+    digest = _presented_digest(token)
+    return _checked(await session.scalar(_SETTINGS_BY_TOKEN, {"digest": digest}), digest)
+
+
+# A PBX's events come in bursts: its token is looked up once per few seconds. A new token or a
+# change of settings takes effect at once in the process that made it (forget after commit) and
+# within PBX_TOKEN_TTL seconds in the others.
+PBX_TOKEN_TTL = 5.0
+_PBX_BY_TOKEN: TTLCache[str, TelephonySettings | None] = TTLCache(ttl=PBX_TOKEN_TTL)
+
+
+async def authenticate_pbx_cached(db: Database, token: str | None) -> TelephonySettings:
+    """:func:`authenticate_pbx` through the short cache (the intake door's hot path)."""
+    digest = _presented_digest(token)
+    return _checked(await _PBX_BY_TOKEN.get(digest, lambda: _settings_by_digest(db, digest)), digest)
+
+
+async def _settings_by_digest(db: Database, digest: str) -> TelephonySettings | None:
+    async with db.sessionmaker() as session:
+        row = await session.scalar(_SETTINGS_BY_TOKEN, {"digest": digest})
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def _forget_tokens_after_commit(session: AsyncSession) -> None:
+    after_commit(session, lambda: _PBX_BY_TOKEN.forget())
+
+
+def _presented_digest(token: str | None) -> str:
     if not token or len(token) > 200:
         raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
-    digest = _token_hash(token)
-    row = await session.scalar(_SETTINGS_BY_TOKEN, {"digest": digest})
+    return _token_hash(token)
+
+
+def _checked(row: TelephonySettings | None, digest: str) -> TelephonySettings:
     if row is None or not row.token_hash or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("Unknown PBX token", code="invalid_pbx_token", error="Invalid token")
     if not row.enabled:

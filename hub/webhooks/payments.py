@@ -23,6 +23,7 @@ from typing import Any
 from litestar import Controller, Request, Response, post
 from sqlalchemy import select
 
+from hub.cache import TTLCache
 from hub.connectors.payments import PROVIDERS, CallbackRejected, connector
 from hub.db import Database
 from hub.intake import Applied, Received, TransientApplyError, accept, reject
@@ -52,16 +53,17 @@ async def _read(request: Request[Any, Any, Any]) -> bytes:
     return b"".join(chunks)
 
 
-_ACCOUNTS: dict[tuple[str, str], tuple[float, PaymentAccount | None]] = {}
-ACCOUNT_TTL = 5.0  # seconds a looked-up endpoint is reused; credential changes apply after that
+# A looked-up endpoint is reused for a few seconds (credential changes apply after that): a
+# callback burst costs no lookup.
+_ENDPOINTS: TTLCache[tuple[str, str], PaymentAccount | None] = TTLCache(ttl=5.0)
 
 
 async def _account(db: Database, provider: str, key: str) -> PaymentAccount | None:
-    """The endpoint's payment account (detached), cached briefly: a callback burst costs no lookup."""
-    now = time.monotonic()
-    cached = _ACCOUNTS.get((provider, key))
-    if cached is not None and now - cached[0] < ACCOUNT_TTL:
-        return cached[1]
+    """The endpoint's payment account (detached), cached briefly."""
+    return await _ENDPOINTS.get((provider, key), lambda: _read_endpoint(db, provider, key))
+
+
+async def _read_endpoint(db: Database, provider: str, key: str) -> PaymentAccount | None:
     async with db.sessionmaker() as session:
         row = await session.scalar(
             select(PaymentAccount).where(
@@ -70,10 +72,7 @@ async def _account(db: Database, provider: str, key: str) -> PaymentAccount | No
         )
         if row is not None:
             session.expunge(row)
-    if len(_ACCOUNTS) > 10_000:
-        _ACCOUNTS.clear()
-    _ACCOUNTS[(provider, key)] = (now, row)
-    return row
+        return row
 
 
 def _unknown(provider: str) -> Response[Any]:
