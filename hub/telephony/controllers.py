@@ -76,9 +76,7 @@ async def _take(
     malformed) is recorded for its account and raised; an unknown token is refused unrecorded
     (there is nobody to show it to, and recording it would let anyone fill the table)."""
     try:
-        settings = await service.authenticate_pbx_cached(
-            request.app.state.db, _presented_token(request, token)
-        )
+        settings = await service.authenticate_pbx(request.app.state.db, _presented_token(request, token))
     except service.TelephonyDisabled as refusal:
         door, _, _ = await _door(request, refusal.settings, dialect)
         await _record_refusal(request, db_session, door, refusal)

@@ -168,12 +168,6 @@ class TelephonyDisabled(Unauthorized):
         self.settings = settings
 
 
-async def authenticate_pbx(session: AsyncSession, token: str | None) -> TelephonySettings:
-    """The settings whose token this is, or 401 ``invalid_pbx_token``."""
-    digest = _presented_digest(token)
-    return _checked(await session.scalar(_SETTINGS_BY_TOKEN, {"digest": digest}), digest)
-
-
 # A PBX's events come in bursts: its token is looked up once per few seconds. A new token or a
 # change of settings takes effect at once in the process that made it (forget after commit) and
 # within PBX_TOKEN_TTL seconds in the others.
@@ -181,8 +175,9 @@ PBX_TOKEN_TTL = 5.0
 _PBX_BY_TOKEN: TTLCache[str, TelephonySettings | None] = TTLCache(ttl=PBX_TOKEN_TTL)
 
 
-async def authenticate_pbx_cached(db: Database, token: str | None) -> TelephonySettings:
-    """:func:`authenticate_pbx` through the short cache (the intake door's hot path)."""
+async def authenticate_pbx(db: Database, token: str | None) -> TelephonySettings:
+    """The settings whose token this is, or 401 ``invalid_pbx_token``; through the short cache
+    (the intake door's hot path)."""
     digest = _presented_digest(token)
     return _checked(await _PBX_BY_TOKEN.get(digest, lambda: _settings_by_digest(db, digest)), digest)
 
