@@ -20,6 +20,7 @@ from hub.db import Database, after_commit, dialect_insert, utcnow
 from hub.errors import Conflict, NotFound
 from hub.intake.models import IntakeEvent, IntakeState
 from hub.jobs import notify_job, wake_job
+from hub.metrics import INTAKE_EVENTS
 
 __all__ = [
     "INTAKE_JOB",
@@ -90,6 +91,8 @@ async def store(session: AsyncSession, event: Received, **values: Any) -> int | 
     when the source already has this dedupe key. Wakes the worker after commit."""
     dialect = session.get_bind().dialect.name
     event_id = await session.scalar(_STORE[dialect], _row(event, **values))
+    outcome = "stored" if event_id is not None else "duplicate"  # a replay is counted a duplicate
+    INTAKE_EVENTS.labels(source=event.source, outcome=outcome).inc()
     if event_id is not None and values.get("state", IntakeState.PENDING) == IntakeState.PENDING:
         await notify_job(session, INTAKE_JOB)
         after_commit(session, lambda: wake_job(INTAKE_JOB))
@@ -128,6 +131,7 @@ async def reject(db: Database, event: Received, code: str, detail: str) -> None:
                 _row(event, dedupe_key=None, replay_key=None, error_detail=detail, **values)
             )
         )
+    INTAKE_EVENTS.labels(source=event.source, outcome="rejected").inc()
 
 
 async def list_events(
