@@ -1,6 +1,6 @@
 """One structured log line per HTTP request, and the request id every line of it carries.
 
-``access`` lines name the method, the route's path template (``/api/tickets/{ticket_id:int}``,
+``access`` lines name the method, the route's path template (``/api/tickets/{ticket_id}``,
 so one route is one kind of line; the raw path only when no route matched), the status, the
 duration, the account and who called (``employee:3``: kind and id) and the request id. The id is the
 caller's ``X-Request-ID`` when it is a sane token, else a new one; it is sent back in the
