@@ -52,9 +52,16 @@ class JobContext:
     # Lookups that change rarely, kept for a few seconds by whoever reads them (one app's, so one
     # database's: never shared between apps of one process, as tests build many).
     cache: dict[Any, Any] = field(default_factory=dict)
-    # When each job's loop in this process last started or ended a round (time.monotonic()):
-    # /ready's heartbeat. A round that hangs stops the beat.
-    beats: dict[str, float] = field(default_factory=dict)
+    # /ready's heartbeat: by when (time.monotonic()) each job loop of this process must next
+    # start or end a round: a round may take HUB_READY_JOB_STALE_SECONDS, the wait between
+    # rounds its interval more. A loop that hangs or died misses it.
+    alive_until: dict[str, float] = field(default_factory=dict)
+
+    def beat(self, job: PeriodicJob, *, between_rounds: bool) -> None:
+        grace = self.settings.server.ready_job_stale_seconds
+        if between_rounds:
+            grace += job.interval(self.settings)
+        self.alive_until[job.name] = time.monotonic() + grace
 
     def wake(self, job_name: str) -> None:
         event = self.wake_events.get(job_name)
@@ -145,7 +152,8 @@ async def _loop(job: PeriodicJob, ctx: JobContext, stop: asyncio.Event) -> None:
 
 
 async def _round(job: PeriodicJob, ctx: JobContext) -> None:
-    started = ctx.beats[job.name] = time.monotonic()
+    ctx.beat(job, between_rounds=False)
+    started = time.monotonic()
     outcome = "ok"
     try:
         await job.run(ctx)
@@ -154,14 +162,14 @@ async def _round(job: PeriodicJob, ctx: JobContext) -> None:
         log.exception("job_failed", job=job.name)
     JOB_SECONDS.labels(job=job.name).observe(time.monotonic() - started)
     JOB_RUNS.labels(job=job.name, outcome=outcome).inc()
-    ctx.beats[job.name] = time.monotonic()
+    ctx.beat(job, between_rounds=True)
 
 
 async def run_jobs(ctx: JobContext, jobs: list[PeriodicJob], stop: asyncio.Event) -> None:
     """Run every job in its own loop until ``stop`` is set."""
     for job in jobs:
         ctx.wake_events.setdefault(job.name, asyncio.Event())
-        ctx.beats[job.name] = time.monotonic()
+        ctx.beat(job, between_rounds=True)
     async with _listening_for_wakeups(ctx.db):
         await asyncio.gather(*(_loop(job, ctx, stop) for job in jobs))
 

@@ -56,14 +56,13 @@ async def ready(state: State) -> HealthStatus:
 
 
 def _check_job_beats(state: State) -> None:
-    limit = state.settings.server.ready_job_stale_seconds
-    now = time.monotonic()
-    beats: dict[str, float] = state.jobs.beats
-    if not beats:
+    alive_until: dict[str, float] = state.jobs.alive_until
+    if not alive_until:
         raise NotReady("the background jobs have not started")
-    stale = sorted(name for name, beat in beats.items() if now - beat > limit)
-    if stale:
-        raise NotReady(f"background job {', '.join(stale)}: no round started or ended for {limit:g} s")
+    now = time.monotonic()
+    late = sorted(name for name, deadline in alive_until.items() if now > deadline)
+    if late:
+        raise NotReady(f"background job {', '.join(late)} is late: its round hangs or its loop stopped")
 
 
 async def _check_outbox_moves(state: State) -> None:

@@ -6,6 +6,7 @@ to listen told in one line before anything says "listening".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -142,3 +143,38 @@ def test_a_port_in_use_is_told_before_anything_says_listening(tmp_path: Path) ->
     assert "listening" not in served.stdout
     lines = served.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port} is already in use" in lines[0], served.stderr
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def _live_clients(http: httpx.AsyncClient) -> float:
+    return _samples((await http.get("/metrics")).text)[("hub_live_stream_clients", frozenset())]
+
+
+async def test_metrics_show_live_streams_jobs_and_the_pool(served: tuple[HubProcess, Tenant]) -> None:
+    """Issue 12, operability: a running server's /metrics counts open live streams (TEL-4
+    pop-ups), its background jobs' rounds and their duration, and its database pool's use."""
+    hub, tenant = served
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=10) as http:
+        assert await _live_clients(http) == 0
+        async with http.stream("GET", "/api/telephony/stream", headers=tenant.dispatcher.headers) as stream:
+            lines = stream.aiter_lines()
+            assert (await anext(lines)).startswith(":")  # connected
+            assert await _live_clients(http) == 1
+        for _ in range(50):  # the server notices the closed stream moments later
+            if await _live_clients(http) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await _live_clients(http) == 0
+        samples = _samples((await http.get("/metrics")).text)
+    assert samples[("hub_job_runs_total", frozenset({("job", "outbox"), ("outcome", "ok")}))] >= 1
+    assert samples[("hub_job_duration_seconds_count", frozenset({("job", "outbox")}))] >= 1
+    assert samples[("hub_db_pool_connections", frozenset({("state", "size")}))] >= 1
