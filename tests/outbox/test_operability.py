@@ -8,9 +8,9 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 import respx
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.app import create_app
@@ -18,6 +18,7 @@ from hub.db import Database
 from hub.jobs import JobContext
 from hub.outbox import enqueue
 from hub.outbox.worker import drain_outbox
+from hub.settings import Settings
 from tests.conftest import Tenant, make_settings, make_tenant
 from tests.outbox.far_side import TOPIC
 
@@ -70,30 +71,34 @@ async def test_metrics_show_outbox_depth_dead_letters_and_deliveries(
     assert after[DEAD_DELIVERIES] - before.get(DEAD_DELIVERIES, 0) == 2
 
 
-async def test_ready_is_not_ready_while_the_outbox_is_stuck(tmp_path: Path, database_url: str) -> None:
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(
+        database_url, tmp_path / "data", ready_outbox_stuck_seconds=0.5, ready_job_stale_seconds=1.0
+    )
+
+
+async def test_ready_is_not_ready_while_the_outbox_is_stuck(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     """Issue 12: messages due longer than HUB_READY_OUTBOX_STUCK_SECONDS (no worker delivers)
     make /ready answer 503 with the reason; delivered, it is ready again."""
-    settings = make_settings(database_url, tmp_path / "data", ready_outbox_stuck_seconds=0.5)
-    app = create_app(settings, run_background_jobs=False)
-    async with AsyncTestClient(app) as client:
-        tenant = await make_tenant(app.state.db, settings)
-        await _queue(app.state.db, tenant.id, "waits")
-        assert (await client.get("/ready")).status_code == 200
-        await asyncio.sleep(0.7)
-        stuck = await client.get("/ready")
-        assert stuck.status_code == 503 and stuck.json()["code"] == "not_ready"
-        assert "outbox stuck: 1 message(s)" in stuck.json()["detail"]
-        with respx.mock() as far:
-            far.post(FAR).mock(return_value=httpx.Response(204))
-            await drain_outbox(app.state.jobs)
-        assert (await client.get("/ready")).status_code == 200
+    await _queue(app.state.db, tenant.id, "waits")
+    assert (await client.get("/ready")).status_code == 200
+    await asyncio.sleep(0.7)
+    stuck = await client.get("/ready")
+    assert stuck.status_code == 503 and stuck.json()["code"] == "not_ready"
+    assert "outbox stuck: 1 message(s)" in stuck.json()["detail"]
+    with respx.mock() as far:
+        far.post(FAR).mock(return_value=httpx.Response(204))
+        await drain_outbox(app.state.jobs)
+    assert (await client.get("/ready")).status_code == 200
 
 
-async def test_ready_is_not_ready_while_a_background_job_hangs(tmp_path: Path, database_url: str) -> None:
+async def test_ready_is_not_ready_while_a_background_job_hangs(settings: Settings) -> None:
     """Issue 12: the background jobs run in this process; a round that takes longer than
     HUB_READY_JOB_STALE_SECONDS (a far side that holds the outbox delivery) makes /ready 503
     naming the job; when the round ends, it is ready again."""
-    settings = make_settings(database_url, tmp_path / "data", ready_job_stale_seconds=1.0)
     app = create_app(settings, run_background_jobs=True)
     released = asyncio.Event()
 
@@ -103,7 +108,8 @@ async def test_ready_is_not_ready_while_a_background_job_hangs(tmp_path: Path, d
 
     with respx.mock() as far:
         route = far.post(FAR).mock(side_effect=held)
-        async with AsyncTestClient(app) as client:
+        transport = httpx.ASGITransport(app=app)
+        async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
             assert (await client.get("/ready")).status_code == 200
             tenant = await make_tenant(app.state.db, settings)
             await _queue(app.state.db, tenant.id, "held", timeout=30)
