@@ -169,8 +169,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from hub.demo import print_demo, seed_demo
 
         print_demo(asyncio.run(seed_demo(settings)), settings)
-    host, port = settings.server.host, settings.server.port
-    sock = _bind(host, port)
+    host = settings.server.host
+    sock = _bind(host, settings.server.port)
+    port = sock.getsockname()[1]  # the one bound (--port 0: any free port)
     processes = f", {args.workers} processes" if args.workers > 1 else ""
     print(
         f"hub listening on http://{host}:{port}{processes}  (API docs: {settings.server.public_url}/docs)",

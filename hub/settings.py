@@ -136,8 +136,8 @@ MIN_SECRET_KEY = 32
 
 
 def check_port(port: int, setting: str) -> int:
-    """A TCP port the server can listen on, or a ConfigurationError naming ``setting``."""
-    if not 1 <= port <= 65535:
+    """A TCP port the server can listen on (0: any free one), or a ConfigurationError naming ``setting``."""
+    if not 0 <= port <= 65535:
         raise ConfigurationError(f"{setting} {port} is not a TCP port: choose one from 1 to 65535")
     return port
 

@@ -144,10 +144,11 @@ async def update_settings(
     return row
 
 
-async def issue_token(session: AsyncSession, account_id: int) -> str:
-    """A new PBX token (the old one stops working at once). Only its hash is stored."""
+async def issue_token(session: AsyncSession, account_id: int, token: str | None = None) -> str:
+    """A new PBX token (the old one stops working at once). Only its hash is stored. ``token``:
+    a given one (the demo's fixed token); else a random one."""
     row = await get_or_create_settings(session, account_id)
-    token = "pbx_" + secrets.token_urlsafe(32)
+    token = token or "pbx_" + secrets.token_urlsafe(32)
     row.token_hash = _token_hash(token)
     row.token_hint = token[:10]
     row.updated_at = utcnow()
