@@ -25,8 +25,8 @@ from hub.desk import service as desk
 from hub.desk.actors import Actor
 from hub.desk.schemas import TicketCreate
 from hub.exchange.crypto import new_keypair
-from hub.live import build_live
 from hub.exchange.models import Connection, ConnectionState
+from hub.live import build_live
 from hub.payments import service as payments
 from hub.payments.models import PaymentAccount
 from hub.payments.schemas import InvoiceLineCreate, PaymentAccountCreate, PriceItemCreate
