@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.db import Database
 from hub.devkit import HubProcess, Tenant, make_settings, make_tenant
@@ -178,3 +180,32 @@ async def test_metrics_show_live_streams_jobs_and_the_pool(served: tuple[HubProc
     assert samples[("hub_job_runs_total", frozenset({("job", "outbox"), ("outcome", "ok")}))] >= 1
     assert samples[("hub_job_duration_seconds_count", frozenset({("job", "outbox")}))] >= 1
     assert samples[("hub_db_pool_connections", frozenset({("state", "size")}))] >= 1
+
+
+async def test_an_unexpected_error_is_logged_once_with_its_traceback(
+    served: tuple[HubProcess, Tenant], database_url: str
+) -> None:
+    """Issue 12, operability: a request that fails inside the hub (here its database lost a
+    table) answers 500 problem JSON and is logged once with its traceback, under the request id
+    the caller gets back; its access line says 500."""
+    hub, tenant = served
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE price_items RENAME TO price_items_away"))
+    try:
+        async with httpx.AsyncClient(base_url=hub.base_url) as http:
+            failed = await http.get("/api/price-list", headers=tenant.admin.headers)
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE price_items_away RENAME TO price_items"))
+        await engine.dispose()
+    assert failed.status_code == 500 and failed.json()["code"] == "internal_error"
+    request_id = failed.headers["x-request-id"]
+    hub.stop()
+    lines = [line for line in _log_lines(hub) if line.get("request_id") == request_id]
+    assert [(line["event"], line.get("status")) for line in lines] == [
+        ("unhandled_error", None),
+        ("access", 500),
+    ]
+    assert "Traceback" in str(lines[0]["exception"]) and "price_items" in str(lines[0]["exception"])
+    assert sum("Traceback" in raw for raw in hub.log_path.read_text().splitlines()) == 1
