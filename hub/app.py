@@ -8,16 +8,18 @@ from collections.abc import AsyncGenerator
 
 import httpx
 import structlog
-from litestar import Litestar
+from litestar import Controller, Litestar, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from hub import __version__
+from hub.access_log import AccessLog
 from hub.auth.middleware import HubAuthMiddleware
 from hub.db import Database
 from hub.deps import dependencies
@@ -25,6 +27,7 @@ from hub.errors import exception_handlers, reject_impossible_ids
 from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
 from hub.logging import configure_logging
+from hub.metrics import refresh_gauges
 from hub.openapi import polish_openapi
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
@@ -35,9 +38,17 @@ __all__ = ["create_app", "shutdown"]
 log = structlog.get_logger("hub.app")
 
 
-class MetricsController(PrometheusController):
+class MetricsController(Controller):
+    """HTTP metrics (Litestar's middleware) and the hub's own (hub.metrics), the gauges read
+    from the database as they are scraped."""
+
     path = "/metrics"
     include_in_schema = False
+
+    @get(exclude_from_auth=True)
+    async def metrics(self, state: State) -> Response[bytes]:
+        await refresh_gauges(state.db)
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def _openapi() -> OpenAPIConfig:
@@ -104,11 +115,23 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         cors_config=CORSConfig(allow_origins=[]),
         request_max_body_size=settings.server.max_request_bytes,
         # subject_cache: what this process last read about signed-in people (hub.auth.middleware)
-        state=State({"settings": settings, "db": db, "jobs": jobs, "live": live, "subject_cache": {}}),
+        state=State(
+            {
+                "settings": settings,
+                "db": db,
+                "jobs": jobs,
+                "live": live,
+                "subject_cache": {},
+                # /ready expects the job loops' heartbeat from this process only if they run here
+                "jobs_in_process": start_jobs,
+            }
+        ),
         debug=False,
     )
     # Problem JSON errors and msgspec's exact request schemas in /docs/openapi.json.
     polish_openapi(app)
+    # Around routing too, so that a 404 or 405 is logged like any other answer.
+    app.asgi_handler = AccessLog(app.asgi_handler)
     return app
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import getpass
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
-from hub.settings import Settings, get_settings
+from hub import __version__
+from hub.settings import Settings, check_port, get_settings
+from hub.startup import StartupError, explain
 
 __all__ = ["main"]
 
@@ -57,10 +63,51 @@ def _serving_at(settings: Settings, host: str | None, port: int | None) -> Setti
     """``--host``/``--port`` win over HUB_HOST/HUB_PORT, and the public URL (links in e-mails,
     pairing keys, the docs line) follows them unless HUB_PUBLIC_URL names it explicitly."""
     host = host or settings.server.host
-    port = port or settings.server.port
+    port = check_port(port, "--port") if port is not None else settings.server.port
     public_url = (os.environ.get("HUB_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
     server = msgspec.structs.replace(settings.server, host=host, port=port, public_url=public_url)
     return msgspec.structs.replace(settings, server=server)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says "listening" (as uvicorn binds it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"{host}:{port} is already in use (another hub or program listens there): "
+                "stop it or choose another port with --port or HUB_PORT"
+            ) from None
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): check --host/HUB_HOST and --port/HUB_PORT"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app: Any, settings: Settings, workers: int) -> Any:
+    """No proxy-headers middleware of uvicorn's own: it would trust X-Forwarded-For from loopback
+    and rewrite the client address before the hub sees it. HUB_TRUSTED_PROXIES
+    (hub.webhooks.payments.client_address) is the only rule for who may name a client address."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        factory=isinstance(app, str),
+        workers=workers,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="warning",
+        access_log=False,  # the hub logs each request itself (hub.access_log)
+        proxy_headers=False,
+        forwarded_allow_ips="",
+        server_header=False,
+    )
 
 
 def _refuse_workers(settings: Settings, workers: int) -> str | None:
@@ -84,33 +131,32 @@ def _refuse_workers(settings: Settings, workers: int) -> str | None:
     return None
 
 
-def _serve_in_processes(settings: Settings, workers: int) -> None:
+def _serve_in_processes(settings: Settings, workers: int, sock: socket.socket) -> None:
     """``workers`` processes on one port (uvicorn's supervisor). Each builds its own app, settings
     and database pool with ``create_app()`` from the environment, so what the command line
     decided is handed on through it."""
-    import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     os.environ.update(
         HUB_HOST=settings.server.host,
         HUB_PORT=str(settings.server.port),
         HUB_PUBLIC_URL=settings.server.public_url,
     )
-    uvicorn.run(
-        "hub.app:create_app",
-        factory=True,
-        workers=workers,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="warning",
-        access_log=False,
-    )
+    Multiprocess(_uvicorn_config("hub.app:create_app", settings, workers), sockets=[sock]).run()
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def _serve_here(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
     from hub.app import create_app
 
+    server = uvicorn.Server(_uvicorn_config(create_app(settings), settings, 1))
+    server.run(sockets=[sock])
+    if not server.started:  # the application's start-up failed; uvicorn has said why
+        sys.exit(3)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
     settings = _serving_at(get_settings(), args.host, args.port)
     refusal = _refuse_workers(settings, args.workers)
     if refusal:
@@ -123,16 +169,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from hub.demo import print_demo, seed_demo
 
         print_demo(asyncio.run(seed_demo(settings)), settings)
-    host, port = settings.server.host, settings.server.port
+    host = settings.server.host
+    sock = _bind(host, settings.server.port)
+    port = sock.getsockname()[1]  # the one bound (--port 0: any free port)
     processes = f", {args.workers} processes" if args.workers > 1 else ""
     print(
         f"hub listening on http://{host}:{port}{processes}  (API docs: {settings.server.public_url}/docs)",
         flush=True,
     )
     if args.workers > 1:
-        _serve_in_processes(settings, args.workers)
+        _serve_in_processes(settings, args.workers, sock)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+        _serve_here(settings, sock)
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -174,6 +222,22 @@ def cmd_worker(_: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+ADMIN_PASSWORD_ENV = "HUB_ADMIN_PASSWORD"
+
+
+def _admin_password(args: argparse.Namespace) -> str:
+    """``--admin-password`` (scripts), else HUB_ADMIN_PASSWORD, else asked twice without echo (a
+    password on the command line is visible to other users in the process list)."""
+    if args.admin_password:
+        return str(args.admin_password)
+    if os.environ.get(ADMIN_PASSWORD_ENV):
+        return os.environ[ADMIN_PASSWORD_ENV]
+    first = getpass.getpass(f"Password for {args.admin_email}: ")
+    if getpass.getpass("Repeat the password: ") != first:
+        sys.exit("hub account create: the two passwords differ; nothing was created")
+    return first
+
+
 def cmd_account_create(args: argparse.Namespace) -> None:
     from hub.accounts.schemas import EmployeeCreate
     from hub.accounts.service import create_account, create_employee
@@ -181,6 +245,7 @@ def cmd_account_create(args: argparse.Namespace) -> None:
     from hub.errors import HubError
 
     settings = get_settings()
+    password = _admin_password(args)
     if settings.database.url.startswith("sqlite"):
         _migrate(settings)
 
@@ -204,7 +269,7 @@ def cmd_account_create(args: argparse.Namespace) -> None:
                             "name": args.admin_name,
                             "email": args.admin_email,
                             "role": "administrator",
-                            "password": args.admin_password,
+                            "password": password,
                         },
                         EmployeeCreate,
                     ),
@@ -222,14 +287,23 @@ def cmd_account_create(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hub", description="Service-desk partner-exchange and integration hub"
+        prog="hub",
+        description="Service-desk partner-exchange and integration hub. Settings come from HUB_* "
+        "environment variables (see README).",
     )
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP server (migrates the embedded SQLite first)")
-    serve.add_argument("--demo", action="store_true", help="seed demo accounts and print their credentials")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP server (migrates the embedded SQLite first)",
+        description="Run the HTTP API (and, unless HUB_WORKER_IN_PROCESS=false, the background jobs).",
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="seed two demo accounts (once) and print how to sign in"
+    )
+    serve.add_argument("--host", help="address to listen on (default HUB_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port, 1-65535 (default HUB_PORT, else 8000)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -239,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser(
+        "migrate", help="apply database migrations (PostgreSQL is migrated only by this command)"
+    ).set_defaults(func=cmd_migrate)
     commands.add_parser("worker", help="run background jobs (outbox, sweepers) without HTTP").set_defaults(
         func=cmd_worker
     )
@@ -247,22 +323,37 @@ def build_parser() -> argparse.ArgumentParser:
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         dest="action", required=True
     )
-    create = account.add_parser("create", help="create an account with its first administrator")
-    create.add_argument("--name", required=True)
-    create.add_argument("--slug", required=True)
-    create.add_argument("--admin-name", default="Administrator")
-    create.add_argument("--admin-email", required=True)
-    create.add_argument("--admin-password", required=True)
-    create.add_argument("--region", default="RU")
-    create.add_argument("--currency", default="RUB")
+    create = account.add_parser(
+        "create",
+        help="create an account with its first administrator",
+        description=f"The password comes from --admin-password, else {ADMIN_PASSWORD_ENV}, else a prompt.",
+    )
+    create.add_argument("--name", required=True, help="the company's name as its staff see it")
+    create.add_argument(
+        "--slug", required=True, help="short account name used to sign in (letters, digits, -)"
+    )
+    create.add_argument("--admin-name", default="Administrator", help="the administrator's name")
+    create.add_argument("--admin-email", required=True, help="the administrator's e-mail (their login)")
+    create.add_argument(
+        "--admin-password",
+        help=f"the administrator's password (for scripts; else {ADMIN_PASSWORD_ENV}, else asked)",
+    )
+    create.add_argument("--region", default="RU", help="default phone region, ISO code (default RU)")
+    create.add_argument("--currency", default="RUB", help="invoice currency, ISO code (default RUB)")
     create.set_defaults(func=cmd_account_create)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        args.func(args)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            args.func(args)
+    except Exception as exc:
+        problem = explain(exc)
+        if problem is None:
+            raise
+        sys.exit(f"hub {args.command}: {problem}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,17 @@ when they are created, are then not shown again; the passwords are fixed and alw
 
 from __future__ import annotations
 
+import base64
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.exchange import SUPPORTED_VERSIONS
 from hub.accounts.models import Account
 from hub.accounts.schemas import ApiKeyCreate, EmployeeCreate
 from hub.accounts.service import create_account, create_api_key, create_employee
@@ -20,13 +24,22 @@ from hub.db import Database, utcnow
 from hub.desk import service as desk
 from hub.desk.actors import Actor
 from hub.desk.schemas import TicketCreate
+from hub.exchange.crypto import new_keypair
+from hub.exchange.models import Connection, ConnectionState
+from hub.live import build_live
+from hub.payments import service as payments
+from hub.payments.models import PaymentAccount
+from hub.payments.schemas import InvoiceLineCreate, PaymentAccountCreate, PriceItemCreate
 from hub.people import service as people
 from hub.people.schemas import AppUserCreate, CompanyCreate, ContactCreate, ObjectCreate, ObjectUserCreate
 from hub.settings import Settings
+from hub.telephony import service as telephony
+from hub.telephony.adapters import CanonicalEvent
 
 __all__ = ["DemoAccount", "DemoInfo", "DemoLogin", "print_demo", "seed_demo"]
 
 EMPLOYEE_PASSWORD = "demo-password"
+PBX_TOKEN_PREFIX = "pbx_demo-"
 APP_PASSWORD = "demo-app-password"
 TICKET_STATUSES = ("open", "in_progress", "pending", "resolved", "closed", "cancelled", "reopened")
 
@@ -48,12 +61,17 @@ class DemoAccount:
     logins: list[DemoLogin] = field(default_factory=list)
     api_key: str | None = None  # only right after creation
     tickets: int = 0
+    pbx_token: str = ""  # fixed, like the demo passwords: printed on every run
+    payment_webhook_key: str | None = None
+    calls: int = 0
+    invoices: int = 0
 
 
 @dataclass
 class DemoInfo:
     created: bool
     accounts: list[DemoAccount]
+    partner_connection: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,21 +139,29 @@ _STAFF = (
 async def seed_demo(settings: Settings) -> DemoInfo:
     """Create the demo accounts unless they exist; describe what can be signed in with."""
     db = Database(settings.database.url)
+    # The seeded calls publish live events (call list, pop-ups) like the PBX's would.
+    live = build_live(settings, db)
     try:
         async with db.sessionmaker() as session, session.begin():
             existing = set(
                 await session.scalars(select(Account.slug).where(Account.slug.in_([p.slug for p in PLANS])))
             )
             if existing:
-                return DemoInfo(created=False, accounts=[_describe(plan) for plan in PLANS])
+                accounts = [_describe(plan) for plan in PLANS]
+                for account in accounts:
+                    account.payment_webhook_key = await _webhook_key(session, account.slug)
+                return DemoInfo(created=False, accounts=accounts, partner_connection=True)
             accounts = [await _seed_account(session, plan, settings) for plan in PLANS]
-        return DemoInfo(created=True, accounts=accounts)
+            await _connect_partners(session, settings)
+        await live.settle()
+        return DemoInfo(created=True, accounts=accounts, partner_connection=True)
     finally:
+        await live.stop()
         await db.dispose()
 
 
 def _describe(plan: _Plan) -> DemoAccount:
-    account = DemoAccount(plan.name, plan.slug)
+    account = DemoAccount(plan.name, plan.slug, pbx_token=f"{PBX_TOKEN_PREFIX}{plan.slug}")
     for role, name, local, extension in _STAFF:
         account.logins.append(
             DemoLogin(
@@ -239,8 +265,125 @@ async def _seed_account(session: AsyncSession, plan: _Plan, settings: Settings) 
         session, account.id, ApiKeyCreate(name="Monitoring centre", kind="monitoring")
     )
     info.api_key = key
-    info.tickets = await _seed_tickets(session, account.id, staff, companies, contacts, objects)
+    tickets = await _seed_tickets(session, account.id, staff, companies, contacts, objects)
+    info.tickets = len(tickets)
+    info.calls = await _seed_calls(session, account.id, plan, info.pbx_token)
+    info.payment_webhook_key, info.invoices = await _seed_invoices(session, account.id, staff, tickets)
     return info
+
+
+async def _seed_calls(session: AsyncSession, account_id: int, plan: _Plan, token: str) -> int:
+    """TEL-2, TEL-6: the PBX connected (a fixed demo token) and a few calls in the call log, applied
+    as the PBX's events would be: an answered call from a known client, a missed one, an outgoing one."""
+    await telephony.issue_token(session, account_id, token)
+    pbx = await telephony.get_or_create_settings(session, account_id)
+    start = utcnow() - timedelta(hours=3)
+    client_mobile, private_mobile = plan.contacts[0][2], plan.contacts[3][2] or plan.contacts[3][1]
+    answered, missed, outgoing = f"{plan.slug}-1", f"{plan.slug}-2", f"{plan.slug}-3"
+    events: list[tuple[str, str, str, dict[str, Any], int]] = [
+        ("ringing", answered, "in", {"from_number": client_mobile, "parties": ["101"]}, 0),
+        ("answered", answered, "in", {"answered_by": "101"}, 8),
+        ("hangup", answered, "in", {"cause": "normalClearing", "duration": 125}, 133),
+        ("ringing", missed, "in", {"from_number": private_mobile, "parties": ["101", "102"]}, 600),
+        ("hangup", missed, "in", {"cause": "noAnswer"}, 630),
+        ("outgoing", outgoing, "out", {"to_number": client_mobile, "parties": ["102"]}, 1200),
+        ("answered", outgoing, "out", {"answered_by": "102"}, 1210),
+        ("hangup", outgoing, "out", {"cause": "normalClearing", "duration": 60}, 1270),
+    ]
+    for kind, call_id, direction, fields, seconds in events:
+        event = CanonicalEvent(
+            kind,
+            call_id,
+            direction,
+            "hub",
+            {"demo": True},
+            occurred_at=start + timedelta(seconds=seconds),
+            **fields,
+        )
+        await telephony.apply_event(session, pbx, event)
+    return 3
+
+
+async def _seed_invoices(
+    session: AsyncSession, account_id: int, staff: dict[str, int], tickets: list[int]
+) -> tuple[str, int]:
+    """PAY-1..5: a price list, a payment gateway speaking Standard Webhooks (no outside API: the
+    payment link is its checkout template), and invoices: issued, marked paid, a draft."""
+    prices = [
+        PriceItemCreate(
+            section="service", code="VISIT", name="Engineer visit", unit="visit", price=Decimal("2500")
+        ),
+        PriceItemCreate(section="work", code="DIAG", name="Diagnostics", unit="hour", price=Decimal("1800")),
+        PriceItemCreate(
+            section="product",
+            code="SENSOR",
+            name="Smoke sensor",
+            unit="pcs",
+            price=Decimal("950"),
+            refundable=True,
+        ),
+    ]
+    items = [await payments.create_price_item(session, account_id, item) for item in prices]
+    gateway = await payments.create_payment_account(
+        session,
+        account_id,
+        PaymentAccountCreate(
+            provider="standard",
+            name="Demo gateway",
+            credentials={
+                "webhook_secret": "whsec_" + base64.b64encode(b"demo-gateway-secret-0123456789ab").decode(),
+                "checkout_url": "https://pay.example.test/checkout/{ref}?amount={amount}",
+            },
+        ),
+    )
+    dispatcher = Actor("employee", staff["dispatcher"], "Dispatcher")
+    lines = [InvoiceLineCreate(price_item_id=items[0].id), InvoiceLineCreate(price_item_id=items[2].id)]
+    issued, marked, _draft = [
+        await payments.create_invoice(session, account_id, dispatcher, ticket_id, lines)
+        for ticket_id in tickets[1:4]
+    ]
+    await payments.issue_invoice(session, account_id, dispatcher, issued.id)
+    await payments.issue_invoice(session, account_id, dispatcher, marked.id)
+    await payments.mark_paid(session, account_id, dispatcher, marked.id, "Paid in cash on site")
+    return gateway.webhook_key, 3
+
+
+async def _webhook_key(session: AsyncSession, slug: str) -> str | None:
+    return await session.scalar(
+        select(PaymentAccount.webhook_key)
+        .join(Account, Account.id == PaymentAccount.account_id)
+        .where(Account.slug == slug)
+        .limit(1)
+    )
+
+
+async def _connect_partners(session: AsyncSession, settings: Settings) -> None:
+    """EX-1: the two demo accounts are partners. Both live on this hub, which is not listening yet
+    during the seed, so the connection is stored as a completed pairing handshake stores it (one
+    row per side, each with its own key pair and the other's public key)."""
+    alpha, beta = [await session.scalar(select(Account).where(Account.slug == plan.slug)) for plan in PLANS]
+    assert alpha is not None and beta is not None
+    conn, now = str(uuid.uuid4()), utcnow()
+    (issuer_private, issuer_public), (acceptor_private, acceptor_public) = new_keypair(), new_keypair()
+    for account, side, partner, private, public, partner_public in (
+        (alpha, "issuer", beta, issuer_private, issuer_public, acceptor_public),
+        (beta, "acceptor", alpha, acceptor_private, acceptor_public, issuer_public),
+    ):
+        session.add(
+            Connection(
+                account_id=account.id,
+                uuid=conn,
+                side=side,
+                partner_name=partner.name,
+                partner_hub_url=settings.server.public_url,
+                partner_public_key=partner_public,
+                private_key=private,
+                public_key=public,
+                state=ConnectionState.ACTIVE,
+                created_at=now,
+                protocol_version=max(SUPPORTED_VERSIONS),
+            )
+        )
 
 
 async def _seed_tickets(
@@ -250,10 +393,10 @@ async def _seed_tickets(
     companies: list[Any],
     contacts: list[Any],
     objects: list[Any],
-) -> int:
+) -> list[int]:
     """One ticket in every status of DESK-4, made through the desk's own service functions."""
     dispatcher = Actor("employee", staff["dispatcher"], "Dispatcher")
-    made = 0
+    made: list[int] = []
     for i, status in enumerate(TICKET_STATUSES):
         obj = objects[i % len(objects)]
         contact = contacts[i % len(contacts)]
@@ -273,7 +416,7 @@ async def _seed_tickets(
             # Closing a resolved ticket is the client's confirmation (DESK-4).
             actor = client if step == "closed" else dispatcher
             ticket = await desk.change_status(session, account_id, ticket.id, actor, step, **kwargs)
-        made += 1
+        made.append(ticket.id)
     return made
 
 
@@ -311,13 +454,28 @@ def print_demo(info: DemoInfo, settings: Settings) -> None:
         if account.api_key:
             lines.append(f"  integration API key (monitoring; shown once): {account.api_key}")
         if info.created and account.tickets:
-            lines.append(f"  tickets seeded: {account.tickets} (one in every status)")
+            lines.append(
+                f"  seeded: {account.tickets} tickets (one in every status), {account.calls} calls in the "
+                f"call log, a price list, {account.invoices} invoices (issued, marked paid, draft)"
+            )
+        lines.append(f"  PBX events (hub JSON): POST {base}/api/telephony/pbx/events/{account.pbx_token}")
+        lines.append(f"  PBX events (generic CTI): POST {base}/api/telephony/cti/{account.pbx_token}")
+        if account.payment_webhook_key:
+            lines.append(
+                f"  payment callbacks (Standard Webhooks gateway): "
+                f"POST {base}/api/webhooks/payments/standard/{account.payment_webhook_key}"
+            )
+    if info.partner_connection:
+        names = " and ".join(a.name for a in info.accounts)
+        lines.append(f"\nPartners: {names} are connected (GET {base}/api/exchange/connections)")
     lines += [
         "",
         f"Sign in: POST {base}/api/auth/login  "
         '{"account": "<slug>", "login": "<login>", "password": "<password>", "kind": "employee"|"app_user"}',
         f"API docs: {base}/docs   (OpenAPI: {base}/docs/openapi.json)",
         f"Agent console (live caller pop-ups, call list): {base}/console",
+        f"Monitoring centre tickets: POST {base}/api/monitoring/tickets with X-Api-Key: <integration key>",
+        f"Operations: {base}/health  {base}/ready  {base}/metrics",
         "",
     ]
     print("\n".join(lines), flush=True)

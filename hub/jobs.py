@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import Database
+from hub.metrics import JOB_RUNS, JOB_SECONDS
 from hub.settings import Settings
 
 __all__ = [
@@ -50,6 +52,16 @@ class JobContext:
     # Lookups that change rarely, kept for a few seconds by whoever reads them (one app's, so one
     # database's: never shared between apps of one process, as tests build many).
     cache: dict[Any, Any] = field(default_factory=dict)
+    # /ready's heartbeat: by when (time.monotonic()) each job loop of this process must next
+    # start or end a round: a round may take HUB_READY_JOB_STALE_SECONDS, the wait between
+    # rounds its interval more. A loop that hangs or died misses it.
+    alive_until: dict[str, float] = field(default_factory=dict)
+
+    def beat(self, job: PeriodicJob, *, between_rounds: bool) -> None:
+        grace = self.settings.server.ready_job_stale_seconds
+        if between_rounds:
+            grace += job.interval(self.settings)
+        self.alive_until[job.name] = time.monotonic() + grace
 
     def wake(self, job_name: str) -> None:
         event = self.wake_events.get(job_name)
@@ -127,10 +139,7 @@ async def _loop(job: PeriodicJob, ctx: JobContext, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             wake.clear()
-            try:
-                await job.run(ctx)
-            except Exception:  # a failing round must not kill the loop; it is logged and retried
-                log.exception("job_failed", job=job.name)
+            await _round(job, ctx)
             waiter = asyncio.ensure_future(wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait(
@@ -142,10 +151,25 @@ async def _loop(job: PeriodicJob, ctx: JobContext, stop: asyncio.Event) -> None:
         _LOCAL_WAKERS[job.name].discard(wake)
 
 
+async def _round(job: PeriodicJob, ctx: JobContext) -> None:
+    ctx.beat(job, between_rounds=False)
+    started = time.monotonic()
+    outcome = "ok"
+    try:
+        await job.run(ctx)
+    except Exception:  # a failing round must not kill the loop; it is logged and retried
+        outcome = "failed"
+        log.exception("job_failed", job=job.name)
+    JOB_SECONDS.labels(job=job.name).observe(time.monotonic() - started)
+    JOB_RUNS.labels(job=job.name, outcome=outcome).inc()
+    ctx.beat(job, between_rounds=True)
+
+
 async def run_jobs(ctx: JobContext, jobs: list[PeriodicJob], stop: asyncio.Event) -> None:
     """Run every job in its own loop until ``stop`` is set."""
     for job in jobs:
         ctx.wake_events.setdefault(job.name, asyncio.Event())
+        ctx.beat(job, between_rounds=True)
     async with _listening_for_wakeups(ctx.db):
         await asyncio.gather(*(_loop(job, ctx, stop) for job in jobs))
 

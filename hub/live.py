@@ -78,6 +78,7 @@ from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from hub.db import Base, Database, Id, JSONType, after_commit, after_rollback, utcnow
 from hub.jobs import JobContext, periodic_job
+from hub.metrics import LIVE_CLIENTS
 from hub.settings import Settings
 
 __all__ = [
@@ -544,6 +545,7 @@ async def stream_events(
         await live.start()
     inbox: asyncio.Queue[bytes] = asyncio.Queue()
     subscriber = await live.plugin.subscribe(channels)
+    LIVE_CLIENTS.inc()
     try:
         # Subscribed before reading the log, so nothing falls between replay and live.
         async with subscriber.run_in_background(inbox.put, join=False):
@@ -568,6 +570,7 @@ async def stream_events(
     finally:
         # A client that goes away cancels this generator, and the server keeps cancelling every
         # await here; shielded, the LISTEN bookkeeping is not left half-undone.
+        LIVE_CLIENTS.dec()
         await asyncio.shield(live.plugin.unsubscribe(subscriber, channels))
 
 

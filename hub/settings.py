@@ -10,12 +10,14 @@ from pathlib import Path
 import msgspec
 
 __all__ = [
+    "ConfigurationError",
     "DatabaseSettings",
     "ExchangeSettings",
     "FileSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
+    "check_port",
     "get_settings",
 ]
 
@@ -43,6 +45,10 @@ class ServerSettings(msgspec.Struct, frozen=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Reverse proxies (CIDRs) whose X-Forwarded-For names the real client (YooKassa sender check).
     trusted_proxies: tuple[str, ...] = ()
+    # /ready: not ready when a background job's round has not started or ended for this long
+    # (jobs running in this process), or an outbox message has been due for this long.
+    ready_job_stale_seconds: float = 300.0
+    ready_outbox_stuck_seconds: float = 300.0
 
 
 class FileSettings(msgspec.Struct, frozen=True):
@@ -105,7 +111,7 @@ def _bool(name: str, default: bool) -> bool:
         return True
     if raw.lower() in {"0", "false", "no", "off"}:
         return False
-    raise ConfigurationError(f"HUB_{name} must be a boolean, got {raw!r}")
+    raise ConfigurationError(f"HUB_{name} must be true or false, got {raw!r}: set it to true or false")
 
 
 def _int(name: str, default: int) -> int:
@@ -113,7 +119,9 @@ def _int(name: str, default: int) -> int:
     try:
         return default if raw is None else int(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"HUB_{name} must be an integer, got {raw!r}") from exc
+        raise ConfigurationError(
+            f"HUB_{name} must be a whole number, got {raw!r}: correct it or unset it"
+        ) from exc
 
 
 def _float(name: str, default: float) -> float:
@@ -121,15 +129,29 @@ def _float(name: str, default: float) -> float:
     try:
         return default if raw is None else float(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"HUB_{name} must be a number, got {raw!r}") from exc
+        raise ConfigurationError(f"HUB_{name} must be a number, got {raw!r}: correct it or unset it") from exc
+
+
+MIN_SECRET_KEY = 32
+
+
+def check_port(port: int, setting: str) -> int:
+    """A TCP port the server can listen on (0: any free one), or a ConfigurationError naming ``setting``."""
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"{setting} {port} is not a TCP port: choose one from 1 to 65535")
+    return port
 
 
 def _secret_key(data_dir: Path) -> str:
     """The signing secret: from the environment, else one generated once and kept in the data dir."""
     configured = _env("SECRET_KEY")
     if configured:
-        if len(configured) < 32:
-            raise ConfigurationError("HUB_SECRET_KEY must be at least 32 characters")
+        if len(configured) < MIN_SECRET_KEY:
+            raise ConfigurationError(
+                f"HUB_SECRET_KEY is {len(configured)} characters, it must be at least {MIN_SECRET_KEY}: "
+                "set a longer one (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
+                "or unset it to have one generated into HUB_DATA_DIR"
+            )
         return configured
     key_file = data_dir / "secret.key"
     if key_file.exists():
@@ -145,14 +167,20 @@ def load_settings() -> Settings:
     data_dir = Path(_env("DATA_DIR", "./data") or "./data").resolve()
     database_url = _env("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'hub.db'}"
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-        raise ConfigurationError("HUB_DATABASE_URL must use sqlite+aiosqlite:// or postgresql+asyncpg://")
+        scheme = database_url.split("://", 1)[0] if "://" in database_url else database_url[:20]
+        raise ConfigurationError(
+            f"HUB_DATABASE_URL starts with {scheme!r}: use postgresql+asyncpg://user@host:5432/db "
+            "or sqlite+aiosqlite:///path/hub.db"
+        )
     host = _env("HOST", "127.0.0.1") or "127.0.0.1"
-    port = _int("PORT", 8000)
+    port = check_port(_int("PORT", 8000), "HUB_PORT")
     channels_backend = _env("CHANNELS_BACKEND") or (
         "postgres" if database_url.startswith("postgresql") else "memory"
     )
     if channels_backend not in {"memory", "postgres", "redis"}:
-        raise ConfigurationError("HUB_CHANNELS_BACKEND must be memory, postgres or redis")
+        raise ConfigurationError(
+            f"HUB_CHANNELS_BACKEND is {channels_backend!r}: set it to memory, postgres or redis"
+        )
     return Settings(
         data_dir=data_dir,
         database=DatabaseSettings(url=database_url, echo=_bool("DATABASE_ECHO", False)),
@@ -166,6 +194,8 @@ def load_settings() -> Settings:
             allow_insecure_partners=_bool("ALLOW_INSECURE_PARTNERS", False),
             channels_backend=channels_backend,
             redis_url=_env("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            ready_job_stale_seconds=_float("READY_JOB_STALE_SECONDS", 300.0),
+            ready_outbox_stuck_seconds=_float("READY_OUTBOX_STUCK_SECONDS", 300.0),
             trusted_proxies=tuple(p.strip() for p in (_env("TRUSTED_PROXIES") or "").split(",") if p.strip()),
         ),
         files=FileSettings(

@@ -89,3 +89,52 @@ async def test_demo_seed_is_idempotent_and_its_credentials_work(
             items = body["items"] if isinstance(body, dict) else body
             seen |= {t["status"] for t in items}
         assert seen == set(TICKET_STATUSES), slug
+
+
+def _items(body: object) -> list[dict[str, object]]:
+    """A list answer, bare or paged."""
+    return list(body["items"] if isinstance(body, dict) else body)  # type: ignore[arg-type]
+
+
+async def test_demo_shows_every_capability(
+    client: httpx.AsyncClient, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: the demo has calls in the call log (TEL-6), a price list and invoices (PAY-1..5),
+    the two accounts connected as partners (EX-1), and it prints the PBX event address with its
+    token, which a PBX can post to at once (TEL-1, TEL-2)."""
+    info = await seed_demo(settings)
+    print_demo(info, settings)
+    printed = capsys.readouterr().out
+    base = settings.server.public_url
+    partners: dict[str, str] = {}
+    for account in info.accounts:
+        login = {"account": account.slug, "login": account.logins[0].login, "password": "demo-password"}
+        token = (await client.post("/api/auth/login", json={**login, "kind": "employee"})).json()[
+            "access_token"
+        ]
+        headers = {"Authorization": f"Bearer {token}"}
+        calls = _items((await client.get("/api/telephony/calls", headers=headers)).json())
+        assert sorted((c["direction"], c["missed"]) for c in calls) == [
+            ("in", False),
+            ("in", True),
+            ("out", False),
+        ]
+        assert len(_items((await client.get("/api/price-list", headers=headers)).json())) == 3
+        invoices = _items((await client.get("/api/invoices", headers=headers)).json())
+        assert sorted(str(i["status"]) for i in invoices) == ["draft", "issued", "marked_paid"]
+        [connection] = _items((await client.get("/api/exchange/connections", headers=headers)).json())
+        assert connection["state"] == "active"
+        partners[account.name] = str(connection["partner_name"])
+
+        pbx_url = f"{base}/api/telephony/pbx/events/{account.pbx_token}"
+        assert pbx_url in printed
+        event = {
+            "event": "ringing",
+            "call_id": "demo-new",
+            "from_number": "+79990001122",
+            "extensions": ["101"],
+        }
+        posted = await client.post(pbx_url.removeprefix(base), json=event)
+        assert (posted.status_code, posted.json()["outcome"]) == (200, "received"), posted.text
+    assert partners == {"Alpha Security": "Beta Lifts", "Beta Lifts": "Alpha Security"}
+    assert f"{base}/metrics" in printed and "/api/webhooks/payments/standard/" in printed

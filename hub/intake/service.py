@@ -21,6 +21,7 @@ from hub.db import Database, after_commit, dialect_insert, utcnow
 from hub.errors import Conflict, NotFound
 from hub.intake.models import IntakeEvent, IntakeState
 from hub.jobs import WAKE_CHANNEL, notify_job, wake_job
+from hub.metrics import INTAKE_EVENTS
 
 __all__ = [
     "INTAKE_JOB",
@@ -91,6 +92,8 @@ async def store(session: AsyncSession, event: Received, **values: Any) -> int | 
     when the source already has this dedupe key. Wakes the worker after commit."""
     dialect = session.get_bind().dialect.name
     event_id = await session.scalar(_STORE[dialect], _row(event, **values))
+    outcome = "stored" if event_id is not None else "duplicate"  # a replay is counted a duplicate
+    INTAKE_EVENTS.labels(source=event.source, outcome=outcome).inc()
     if event_id is not None and values.get("state", IntakeState.PENDING) == IntakeState.PENDING:
         await notify_job(session, INTAKE_JOB)
         after_commit(session, lambda: wake_job(INTAKE_JOB))
@@ -131,7 +134,9 @@ async def accept(db: Database, event: Received) -> Accepted:
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         if await driver.fetchval(_STORE_AND_WAKE, *(row[c] for c in _COLUMNS)) is None:
+            INTAKE_EVENTS.labels(source=event.source, outcome="duplicate").inc()
             return await known(connection, event)
+    INTAKE_EVENTS.labels(source=event.source, outcome="stored").inc()
     wake_job(INTAKE_JOB)
     return "stored"
 
@@ -159,6 +164,7 @@ async def reject(db: Database, event: Received, code: str, detail: str) -> None:
                 _row(event, dedupe_key=None, replay_key=None, error_detail=detail, **values)
             )
         )
+    INTAKE_EVENTS.labels(source=event.source, outcome="rejected").inc()
 
 
 async def list_events(

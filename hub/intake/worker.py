@@ -27,6 +27,7 @@ from hub.intake.models import IntakeEvent, IntakeState
 from hub.intake.service import INTAKE_JOB, Accepted, Received, known, store
 from hub.intake.sources import Applied, EventView, TransientApplyError, source_for
 from hub.jobs import JobContext, periodic_job
+from hub.metrics import INTAKE_EVENTS
 
 __all__ = ["BATCH", "LEASE", "apply_due", "apply_inline", "drain_intake", "intake_job"]
 
@@ -216,6 +217,15 @@ async def _apply_batch(
             outcomes.append(_outcome(event, result, utcnow()) | {"b_token": token})
         if outcomes:
             await session.execute(_RECORD.execution_options(synchronize_session=False), outcomes)
+    _count(prepared, outcomes)
+
+
+def _count(prepared: list[tuple[EventView, Any, Exception | None]], outcomes: list[dict[str, Any]]) -> None:
+    """What the worker made of each event it recorded: its outcome, or ``failed`` (retried later)."""
+    sources = {event.id: event.source for event, _, _ in prepared}
+    for recorded in outcomes:
+        outcome = recorded["outcome"] or "failed"
+        INTAKE_EVENTS.labels(source=sources[recorded["b_id"]], outcome=outcome).inc()
 
 
 async def apply_due(ctx: JobContext, *, now: datetime | None = None) -> int:
@@ -261,6 +271,7 @@ async def apply_inline(ctx: JobContext, received: Received) -> Applied | Accepte
         )
     if isinstance(result, Exception):
         raise result
+    INTAKE_EVENTS.labels(source=received.source, outcome=result.outcome).inc()
     return result
 
 

@@ -30,6 +30,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from hub.db import utcnow
 from hub.jobs import JobContext, periodic_job
+from hub.metrics import OUTBOX_DELIVERIES
 from hub.outbox.handlers import (
     DeliveryContext,
     MessageView,
@@ -282,6 +283,7 @@ async def _record(
             continue
         if outcome == "dead":
             log.warning("outbox_dead_letter", message_id=message.id, topic=message.topic, error=error)
+        OUTBOX_DELIVERIES.labels(topic=message.topic, outcome=outcome).inc()
         attempts.append(
             {
                 "message_id": message.id,

@@ -21,18 +21,20 @@ so they are applied one at a time in the order they came.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 import msgspec
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.db import utcnow
 from hub.errors import BadRequest, NotFound, Unprocessable
 from hub.intake import Applied, EventView, Received
 from hub.jobs import JobContext
 from hub.telephony.adapters import CanonicalEvent, from_cti, from_hub_json
 from hub.telephony.models import TelephonySettings
-from hub.telephony.service import apply_event
+from hub.telephony.service import apply_event, event_party
 
 __all__ = ["DIALECT_HEADER", "SOURCE", "PbxEvents", "keyed", "parse", "received"]
 
@@ -64,13 +66,26 @@ def received(
 
 def keyed(door: Received, event: CanonicalEvent, body: bytes) -> Received:
     """A parsed event with the PBX's own event key (one call's event is taken once) and its call
-    as the order key. The whole body is kept: the worker parses exactly what the door did."""
+    as the order key. The whole body is kept: the worker parses exactly what the door did.
+
+    The key names the parties a ``ringing`` rings (a hunt group sends one per extension) and when
+    it happened (the event's own time, else the hour it came in): a PBX that restarted its
+    call-id counter uses old ids for new calls. A retry that crosses the hour is still caught
+    when applied (``call_events``)."""
+    party = event_party(event)
+    key = f"{door.account_id}:{event.call_id}:{event.kind}" + (f":{party}" if party else "")
     return replace(
         door,
         body=body.decode("utf-8"),  # valid UTF-8: both dialects' parsers refuse anything else
-        dedupe_key=f"{door.account_id}:{event.call_id}:{event.kind}",
+        dedupe_key=f"{key}@{_when(event)}",
         order_key=f"{door.account_id}:{event.call_id}",
     )
+
+
+def _when(event: CanonicalEvent) -> str:
+    if event.occurred_at is not None:
+        return f"{event.occurred_at.astimezone(UTC):%Y%m%dT%H%M%S}"
+    return f"{utcnow():%Y%m%dT%H}"
 
 
 _SETTINGS_OF_ACCOUNT = select(TelephonySettings).where(

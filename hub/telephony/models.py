@@ -44,13 +44,16 @@ class Call(Id, Base):
 
     __tablename__ = "calls"
     __table_args__ = (
-        UniqueConstraint("account_id", "external_id"),
+        # A PBX that restarts its call-id counter sends an id again for a new call: the id's next
+        # generation (hub.telephony.service.CALL_ID_REUSE_AFTER).
+        UniqueConstraint("account_id", "external_id", "generation"),
         Index("ix_calls_account_started", "account_id", "started_at"),
         Index("ix_calls_open", "status", "started_at"),
     )
 
     account_id: Mapped[int] = mapped_column(PortableId, ForeignKey("accounts.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(250))
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     status: Mapped[str] = mapped_column(String(10))  # requested | ringing | answered | ended
     from_number: Mapped[str | None] = mapped_column(String(64))
@@ -91,12 +94,15 @@ class CallEventLog(Id, Base):
     """Every accepted PBX event as received; the unique key makes intake idempotent (TEL-2)."""
 
     __tablename__ = "call_events"
-    __table_args__ = (UniqueConstraint("account_id", "external_call_id", "event"),)
+    # One row per event of a call; a hunt group rings its extensions one after another with one
+    # ``ringing`` each, told apart by the party rung.
+    __table_args__ = (UniqueConstraint("call_id", "event", "party"),)
 
     account_id: Mapped[int] = mapped_column(PortableId, ForeignKey("accounts.id", ondelete="CASCADE"))
     call_id: Mapped[int] = mapped_column(PortableId, ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     external_call_id: Mapped[str] = mapped_column(String(250))
     event: Mapped[str] = mapped_column(String(10))  # ringing | answered | hangup | outgoing
+    party: Mapped[str] = mapped_column(String(100), default="", server_default="")
     dialect: Mapped[str] = mapped_column(String(10))  # hub | cti
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     outcome: Mapped[str] = mapped_column(String(10))

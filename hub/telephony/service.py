@@ -74,6 +74,7 @@ __all__ = [
     "calls_of_ticket",
     "close_stale_calls",
     "employee_channel",
+    "event_party",
     "get_call",
     "get_or_create_settings",
     "issue_token",
@@ -96,6 +97,8 @@ DEFAULT_STALE_MINUTES = 240
 # Hangup causes by which the PBX says the call was never picked up.
 UNANSWERED_CAUSES = frozenset({"busy", "cancel", "noAnswer", "congestion", "notFound", "failed"})
 _STATUS_ORDER = {"requested": 0, "ringing": 1, "answered": 2, "ended": 3}
+# An id whose call ended longer ago than this names a new call when it rings again.
+CALL_ID_REUSE_AFTER = timedelta(hours=1)
 
 
 def employee_channel(account_id: int, employee_id: int) -> str:
@@ -143,10 +146,11 @@ async def update_settings(
     return row
 
 
-async def issue_token(session: AsyncSession, account_id: int) -> str:
-    """A new PBX token (the old one stops working at once). Only its hash is stored."""
+async def issue_token(session: AsyncSession, account_id: int, token: str | None = None) -> str:
+    """A new PBX token (the old one stops working at once). Only its hash is stored. ``token``:
+    a given one (the demo's fixed token); else a random one."""
     row = await get_or_create_settings(session, account_id)
-    token = "pbx_" + secrets.token_urlsafe(32)
+    token = token or "pbx_" + secrets.token_urlsafe(32)
     row.token_hash = _token_hash(token)
     row.token_hint = token[:10]
     row.updated_at = utcnow()
@@ -279,6 +283,8 @@ def _resolve(employees: Sequence[Employee], values: Iterable[str | None]) -> lis
 _CALL_BY_EXTERNAL_ID = (
     select(Call)
     .where(Call.account_id == bindparam("account_id"), Call.external_id == bindparam("external_id"))
+    .order_by(Call.generation.desc())
+    .limit(1)
     .execution_options(populate_existing=True)
 )
 _CALL_BY_EXTERNAL_ID_LOCKED = _CALL_BY_EXTERNAL_ID.with_for_update()
@@ -296,12 +302,14 @@ def _insert_ignoring_conflict(dialect: str, table: Any, unique: list[str], retur
 
 # INSERT … ON CONFLICT DO NOTHING RETURNING id, per dialect: one round trip, no savepoint.
 _INSERT_CALL = {
-    d: _insert_ignoring_conflict(d, Call.__table__, ["account_id", "external_id"], Call.__table__.c.id)
+    d: _insert_ignoring_conflict(
+        d, Call.__table__, ["account_id", "external_id", "generation"], Call.__table__.c.id
+    )
     for d in ("postgresql", "sqlite")
 }
 _INSERT_EVENT = {
     d: _insert_ignoring_conflict(
-        d, CallEventLog.__table__, ["account_id", "external_call_id", "event"], CallEventLog.__table__.c.id
+        d, CallEventLog.__table__, ["call_id", "event", "party"], CallEventLog.__table__.c.id
     )
     for d in ("postgresql", "sqlite")
 }
@@ -323,6 +331,7 @@ async def _log_event(
         "call_id": call_id,
         "external_call_id": ev.call_id,
         "event": ev.kind,
+        "party": event_party(ev),
         "dialect": ev.dialect,
         "payload": jsonable(ev.raw),
         "outcome": outcome,
@@ -331,11 +340,31 @@ async def _log_event(
     return await session.scalar(_INSERT_EVENT[session.get_bind().dialect.name], values) is not None
 
 
-def _new_call(settings: TelephonySettings, ev: CanonicalEvent) -> Call:
+def event_party(ev: CanonicalEvent) -> str:
+    """What tells one event of a call from another of the same kind: the parties a ``ringing``
+    rings (a hunt group rings its extensions one after another, one event each); nothing else."""
+    if ev.kind != "ringing":
+        return ""
+    return ",".join(sorted({p.strip().lower() for p in ev.parties if p.strip()}))[:100]
+
+
+def _is_next_call(call: Call, ev: CanonicalEvent, now: datetime) -> bool:
+    """Whether ``ev`` starts a new call under an id its ended ``call`` had (a PBX that restarted
+    its call-id counter). Events that come late for a call arrive within minutes; so does the
+    real hangup of a call the sweeper closed, which belongs to it."""
+    if call.status != "ended":
+        return False
+    if call.closed_by_sweeper and ev.kind in ("answered", "hangup"):
+        return False
+    return now - (call.ended_at or call.started_at) > CALL_ID_REUSE_AFTER
+
+
+def _new_call(settings: TelephonySettings, ev: CanonicalEvent, generation: int = 0) -> Call:
     now = utcnow()
     return Call(
         account_id=settings.account_id,
         external_id=ev.call_id,
+        generation=generation,
         direction=ev.direction,
         status="ringing",
         ringing_extensions=[],
@@ -391,14 +420,16 @@ async def apply_event(
     with session.no_autoflush:
         # The call first, also for a ringing event (nearly always a call's first): without a call
         # the event cannot be a repeat; with one, its log entry says so before the caller match.
-        call = await _lock_call(session, settings.account_id, ev.call_id)
-        created = call is None
+        found = await _lock_call(session, settings.account_id, ev.call_id)
+        generation = 0
+        if found is not None and _is_next_call(found, ev, utcnow()):
+            generation, found = found.generation + 1, None
+        created = found is None
         # An event for an ended call only fills in what is missing.
-        late = call is not None and call.status == "ended"
+        late = found is not None and found.status == "ended"
         outcome = "late" if late else "applied"
-        if call is None:
-            call = _new_call(settings, ev)
-        elif not await _log_event(session, call.id, call.account_id, ev, outcome):
+        call = found or _new_call(settings, ev, generation)
+        if not created and not await _log_event(session, call.id, call.account_id, ev, outcome):
             return PbxEventResult(ev.call_id, ev.kind, "duplicate", call.id, call.status)  # type: ignore[arg-type]
         staff = await _employees_for(
             session,
@@ -463,13 +494,25 @@ def _on_answered(
 ) -> None:
     if call.cause in UNANSWERED_CAUSES:
         return  # the PBX already said nobody picked up; a stray answer after it changes nothing
+    if ev.answered_by and not answering:
+        # Voicemail, an IVR or someone who is not one of our employees took it: for the desk the
+        # call stays missed. The ringing pop-ups close.
+        call.answered_extension = call.answered_extension or ev.answered_by[:20]
+        effects.popup_to = _ringing_employee_ids(call, staff)
+        return
+    if not ev.answered_by:
+        rang = _resolve(staff, call.ringing_extensions or [])
+        answering = rang if len(rang) == 1 else []  # the only employee it rang took it
     if not call.answered:
         call.answered = True
-        call.answered_at = now
+        # An answer told after the hangup happened before it.
+        call.answered_at = min(now, call.ended_at) if call.ended_at else now
     if answering and (call.employee_id is None or call.direction == "in"):
         call.employee_id = answering[0].id
-    if ev.answered_by and not call.answered_extension:
-        call.answered_extension = (answering[0].extension if answering else None) or ev.answered_by[:20]
+    if not call.answered_extension and (answering or ev.answered_by):
+        call.answered_extension = (answering[0].extension if answering else None) or (ev.answered_by or "")[
+            :20
+        ]
     if _advance(call, "answered"):
         effects.popup_to = _ringing_employee_ids(call, staff)
 
@@ -477,18 +520,26 @@ def _on_answered(
 def _on_hangup(
     call: Call, ev: CanonicalEvent, now: datetime, staff: list[Employee], effects: _Effects
 ) -> None:
+    # The real hangup of a call the sweeper closed replaces the sweeper's guess (cause "stale").
+    swept = call.status == "ended" and call.closed_by_sweeper
+    if swept:
+        call.closed_by_sweeper = False
+        call.cause = None
+        call.duration_seconds = None
     call.cause = call.cause or ev.cause
     call.recording_url = call.recording_url or ev.recording_url
     if ev.duration is not None and call.duration_seconds is None:
         call.duration_seconds = ev.duration
     talked = bool(ev.duration) and ev.cause in (None, "normalClearing")
-    if not call.answered and (talked or ev.recording_url):
+    # Not when voicemail or someone outside the staff took it (answered_extension without answer).
+    if not call.answered and call.answered_extension is None and (talked or ev.recording_url):
         call.answered = True
         call.answered_at = now - timedelta(seconds=ev.duration or 0)
-    if call.status != "ended":
+    if call.status != "ended" or swept:
         call.ended_at = now
         if call.duration_seconds is None and call.answered_at is not None:
             call.duration_seconds = max(int((now - call.answered_at).total_seconds()), 0)
+    if call.status != "ended":
         _advance(call, "ended")
         effects.ended_now = True
         effects.popup_to = _ringing_employee_ids(call, staff)

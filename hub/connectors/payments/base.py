@@ -213,10 +213,12 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def problem(rejection: CallbackRejected) -> Any:
-    """The hub's problem JSON for providers that only look at the status code."""
+    """The hub's problem JSON for providers that only look at the status code. The sender is not
+    signed in: it gets the code only. The detail (a provider's API address, its answer, what did
+    not match) is for the administrators' callback log (``GET /api/intake/events``)."""
     from hub.errors import problem_response
 
-    return problem_response(rejection.status, rejection.code, "Callback rejected", rejection.detail)
+    return problem_response(rejection.status, rejection.code, "Callback rejected")
 
 
 def pa_credential(account: Any, name: str) -> str:
