@@ -186,7 +186,7 @@ async def create_rule(session: AsyncSession, account_id: int, data: msgspec.Stru
         last = await session.scalar(
             select(func.max(SlaRule.position)).where(SlaRule.account_id == account_id)
         )
-        fields["position"] = 0 if last is None else last + 10
+        fields["position"] = (last or 0) + 10
     now = utcnow()
     rule = SlaRule(account_id=account_id, created_at=now, updated_at=now, **fields)
     _check_has_target(rule)
