@@ -163,13 +163,17 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
             setattr(ticket, f"{clock}_due_at", at)
 
 
-async def _overrides(session: AsyncSession, ticket: Ticket) -> SlaOverride:
+async def _overrides(session: AsyncSession, ticket: Ticket, typed: dict[str, datetime | None]) -> SlaOverride:
+    """The ticket's overrides after this change (a row only once a deadline was set by hand)."""
     override = await session.get(SlaOverride, ticket.id)
     if override is None:
         override = SlaOverride(
             ticket_id=ticket.id, account_id=ticket.account_id, reaction=False, resolution=False
         )
-        session.add(override)
+        if typed:
+            session.add(override)
+    for clock, value in typed.items():
+        setattr(override, clock, value is not None)
     return override
 
 
@@ -186,9 +190,7 @@ async def on_ticket_updated(session: AsyncSession, event: TicketUpdated) -> None
     cleared = {clock for clock, value in typed.items() if value is None}
     if not typed and not set(changes) & RECOMPUTE_ON:
         return
-    override = await _overrides(session, ticket)
-    for clock, value in typed.items():
-        setattr(override, clock, value is not None)
+    override = await _overrides(session, ticket, typed)
     clocks = tuple(
         clock
         for clock in CLOCKS
@@ -197,10 +199,10 @@ async def on_ticket_updated(session: AsyncSession, event: TicketUpdated) -> None
         and (set(changes) & RECOMPUTE_ON or clock in cleared)
     )
     if clocks:
-        await _recompute(session, ticket, event.actor, clocks)
+        await _recompute(session, ticket, clocks)
 
 
-async def _recompute(session: AsyncSession, ticket: Ticket, actor: Actor, clocks: tuple[str, ...]) -> None:
+async def _recompute(session: AsyncSession, ticket: Ticket, clocks: tuple[str, ...]) -> None:
     terms, due = await _deadlines(session, ticket, clocks)
     changed = {clock: at for clock, at in due.items() if getattr(ticket, f"{clock}_due_at") != at}
     if not changed:
