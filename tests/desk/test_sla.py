@@ -435,3 +435,24 @@ async def test_desk5_computed_deadlines_cost_two_statements_at_creation(
         made = await desk.ticket(priority="critical")
     assert made["reaction_due_at"] is not None and made["resolution_due_at"] is not None
     assert len(computed) <= len(plain) + 2, "\n\n".join(computed)
+
+
+async def test_desk5_the_same_holiday_added_twice_at_once_is_stored_once(
+    sla: Sla, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-5 (race): two administrators adding the same date at once: one holiday, the other
+    request refused with a problem (409), never a 500."""
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/api/sla/holidays",
+                json={"day": "2028-03-08", "name": f"Day {n}"},
+                headers=tenant.admin.headers,
+            )
+            for n in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409)
+    assert refused.json()["code"] in ("holiday_exists", "concurrent_conflict")
+    assert [h["day"] for h in await sla.call("GET", "/holidays")] == ["2028-03-08"]
