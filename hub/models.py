@@ -3,6 +3,7 @@
 from hub.accounts import models as accounts_models
 from hub.db import Base
 from hub.desk import models as desk_models
+from hub.desk.sla import models as sla_models
 from hub.exchange import models as exchange_models
 from hub.intake import models as intake_models
 from hub.live import LiveEvent, StagedLiveEvent
@@ -26,5 +27,6 @@ __all__ = [
     "outbox_models",
     "payments_models",
     "people_models",
+    "sla_models",
     "telephony_models",
 ]

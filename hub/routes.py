@@ -11,6 +11,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
     from hub.desk.controllers import ContactActivityController, TicketController
+    from hub.desk.sla.controllers import SLA_CONTROLLERS
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
     from hub.intake.controllers import IntakeController
     from hub.monitoring.controllers import MONITORING_CONTROLLERS
@@ -36,6 +37,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         PhoneController,
         TicketController,
         ContactActivityController,
+        *SLA_CONTROLLERS,
         PbxIntakeController,
         TelephonyController,
         ConsoleController,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from hub.desk import jobs as desk_jobs
 from hub.desk.events import Subscriber, add_subscriber
+from hub.desk.sla import deadlines as sla_deadlines
 from hub.exchange import delivery as exchange_delivery
 from hub.exchange import jobs as exchange_jobs
 from hub.exchange import subscribers as exchange_subscribers
@@ -50,7 +51,8 @@ from hub.telephony.intake import PbxEvents
 __all__ = ["INTAKE_SOURCES", "JOBS", "OUTBOX_HANDLERS", "SUBSCRIBERS", "wire"]
 
 SUBSCRIBERS: tuple[Subscriber, ...] = (
-    # TicketCreated
+    # TicketCreated (deadlines first, so everyone after sees them)
+    sla_deadlines.on_ticket_created,
     notification_subscribers.on_ticket_created,
     monitoring_subscribers.on_ticket_created,
     telephony_binding.bind_created_ticket,
@@ -59,9 +61,11 @@ SUBSCRIBERS: tuple[Subscriber, ...] = (
     exchange_subscribers.on_status,
     monitoring_subscribers.on_status_changed,
     # CommentAdded
+    sla_deadlines.on_comment_added,
     notification_subscribers.on_comment_added,
     exchange_subscribers.on_comment,
     # TicketUpdated
+    sla_deadlines.on_ticket_updated,
     exchange_subscribers.on_update,
     monitoring_subscribers.on_ticket_updated,
 )

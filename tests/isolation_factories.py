@@ -248,6 +248,19 @@ async def _ticket_file(w: World, t: Tenant) -> int:
     return int(response.json()[0]["id"])
 
 
+@factory("sla_rule_id")
+async def _sla_rule(w: World, t: Tenant) -> int:
+    """DESK-5: an SLA rule about the tenant's own object."""
+    body = {"name": f"Rule {w.secret(t)}", "object_id": await w.id_of(t, "object_id"), "reaction_minutes": 30}
+    return int((await w.post(t, "/api/sla/rules", body))["id"])
+
+
+@factory("sla_holiday_id")
+async def _sla_holiday(w: World, t: Tenant) -> int:
+    body = {"day": "2030-01-07", "name": f"Holiday {w.secret(t)}"}
+    return int((await w.post(t, "/api/sla/holidays", body))["id"])
+
+
 @excluded_check("/api/auth/login")
 async def _login_is_per_account(w: World) -> None:
     """A's employee credentials do not open B's account, and say nothing about B's users."""

@@ -90,6 +90,7 @@ def _flags(ticket: Ticket) -> TicketFlags:
         important=ticket.important,
         sla_reaction_breached=ticket.sla_reaction_breached,
         sla_resolution_breached=ticket.sla_resolution_breached,
+        sla_reply_overdue=ticket.sla_reply_overdue,
     )
 
 
@@ -127,6 +128,7 @@ async def ticket_read(
         observer_ids=observers,
         reaction_due_at=ticket.reaction_due_at,
         resolution_due_at=ticket.resolution_due_at,
+        reply_due_at=ticket.reply_due_at,
         repair_date=ticket.repair_date,
         rating_score=ticket.rating_score,
         rating_comment=ticket.rating_comment,

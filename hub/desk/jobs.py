@@ -24,6 +24,7 @@ from hub.db import utcnow
 from hub.desk import service
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
+from hub.desk.sla.sweeper import flag_overdue_replies
 from hub.jobs import JobContext, periodic_job
 
 __all__ = ["SweepResult", "desk_sweeper", "sweep"]
@@ -39,6 +40,7 @@ class SweepResult:
     returned: int = 0
     reaction_breached: int = 0
     resolution_breached: int = 0
+    reply_overdue: int = 0
     closed: int = 0
 
 
@@ -232,6 +234,7 @@ async def sweep(session: AsyncSession, now: datetime | None = None) -> SweepResu
     result.returned = await _return_pending(session, now)
     result.reaction_breached = await _flag_reaction(session, now)
     result.resolution_breached = await _flag_resolution(session, now)
+    result.reply_overdue = await flag_overdue_replies(session, now)
     result.closed = await _auto_close(session, now)
     return result
 

@@ -149,6 +149,10 @@ class Ticket(Id, Base):
     important: Mapped[bool] = mapped_column(Boolean, default=False)
     sla_reaction_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     sla_resolution_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # DESK-5 reply clocks (hub/desk/sla): the earliest unanswered client message's deadline, and
+    # whether a reply is overdue.
+    reply_due_at: Mapped[datetime | None]
+    sla_reply_overdue: Mapped[bool] = mapped_column(Boolean, default=False)
     # Flags other domains own (payment: invoice/refund state; partner: partner ticket status).
     ext_flags: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 

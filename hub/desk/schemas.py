@@ -118,6 +118,7 @@ class TicketFlags(msgspec.Struct):
     important: bool
     sla_reaction_breached: bool
     sla_resolution_breached: bool
+    sla_reply_overdue: bool = False  # DESK-5: a client message waits past its reply deadline
 
 
 class TicketRead(msgspec.Struct):
@@ -137,6 +138,8 @@ class TicketRead(msgspec.Struct):
     observer_ids: list[int]
     reaction_due_at: datetime | None
     resolution_due_at: datetime | None
+    # DESK-5: the deadline of the earliest client message still waiting for a reply.
+    reply_due_at: datetime | None
     repair_date: date | None
     rating_score: int | None
     rating_comment: str | None

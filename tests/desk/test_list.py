@@ -102,6 +102,7 @@ async def test_flags_shown_per_ticket(db: Database, desk: Desk, tenant: Tenant) 
         "important": False,
         "sla_reaction_breached": False,
         "sla_resolution_breached": False,
+        "sla_reply_overdue": False,
     }
     assert await ids(desk, important="true") == []
     assert await ids(desk, sla_breached="false") == [t["id"]]

@@ -15,19 +15,20 @@ from tests.monitoring.helpers import make_site
 from tests.notifications.helpers import configure, messages
 from tests.statements import counting_statements
 
-MAX_CREATE_STATEMENTS = 10
+# 11: one of them picks the SLA rule and the account's SLA settings (DESK-5), even when none is set.
+MAX_CREATE_STATEMENTS = 11
 # On PostgreSQL a publishing transaction's live events get their log ids in a short pass after its
 # commit (hub/live.py: no hub-wide lock inside the request): the lock, the move, the insert.
 MAX_SEQUENCING_STATEMENTS = 3
 _SEQUENCING = ("pg_advisory_xact_lock", "FROM live_staged", "INTO live_events")
 
 
-async def test_creating_a_full_ticket_takes_at_most_ten_statements(
+async def test_creating_a_full_ticket_takes_at_most_eleven_statements(
     app: Litestar, client: httpx.AsyncClient, tenant: Tenant, desk: Desk
 ) -> None:
     """DESK-3 (throughput): a ticket with object, company, contact, responsible, executors and
     observers, whose object has app users to tell live (MON-5) and whose account sends e-mail
-    (DESK-10), is created in at most ten statements, sign-in check included; and it is all there."""
+    (DESK-10), is created in at most eleven statements, sign-in check included; and it is all there."""
     await configure(
         client,
         tenant,
