@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 __all__ = [
+    "ANSWERS",
     "TOKENS",
     "Frame",
     "FrameError",
@@ -23,7 +24,8 @@ __all__ = [
     "parse_message",
 ]
 
-TOKENS = ("SIA-DCS", "ADM-CID", "NULL")
+TOKENS = ("SIA-DCS", "ADM-CID", "NULL")  # what panels send
+ANSWERS = ("ACK", "NAK", "DUH")  # what the receiver answers
 _CRC_TABLE: list[int] = []
 for _byte in range(256):
     _crc = _byte
@@ -81,7 +83,7 @@ def crc16(data: bytes) -> int:
     return crc
 
 
-def parse_frame(frame: bytes) -> Frame:
+def parse_frame(frame: bytes, tokens: tuple[str, ...] = TOKENS) -> Frame:
     """Check CRC and length of one frame (with or without its LF/CR) and split its header."""
     text = _ascii(frame.strip(b"\n\r\x00 "))
     if len(text) < 9:
@@ -97,7 +99,7 @@ def parse_frame(frame: bytes) -> Frame:
     if match is None:
         raise FrameError("format", "not a DC-09 message")
     token = match["token"]
-    if token not in TOKENS:
+    if token not in tokens:
         raise FrameError("format", f"unsupported token {token!r}")
     return Frame(
         token=token,

@@ -9,7 +9,14 @@ from datetime import datetime
 
 from hub.db import utcnow
 from hub.monitoring.alarm import crypto
-from hub.monitoring.alarm.frame import Frame, build_frame, format_timestamp, parse_frame, parse_message
+from hub.monitoring.alarm.frame import (
+    ANSWERS,
+    Frame,
+    build_frame,
+    format_timestamp,
+    parse_frame,
+    parse_message,
+)
 
 __all__ = ["Panel", "read_reply", "udp_exchange"]
 
@@ -66,7 +73,7 @@ class Panel:
 
     def open_reply(self, reply: bytes) -> tuple[Frame, str]:
         """The reply's frame and its clear text (decrypted with the panel's key when encrypted)."""
-        frame = parse_frame(reply)
+        frame = parse_frame(reply, ANSWERS)
         clear = crypto.decrypt(self.key, frame.rest) if frame.encrypted and self.key else frame.rest
         parse_message(clear)
         return frame, clear
