@@ -29,7 +29,6 @@ __all__ = [
     "list_rules",
     "list_unknown",
     "remove_account",
-    "reset_rule",
     "set_rule",
 ]
 
@@ -172,33 +171,27 @@ def _check_code(protocol: str, code: str) -> str:
 
 
 async def set_rule(
-    session: AsyncSession, account_id: int, protocol: str, code: str, opens_ticket: bool
+    session: AsyncSession, account_id: int, protocol: str, code: str, opens_ticket: bool | None
 ) -> AlarmRuleRead:
+    """The account's word on a code; ``None`` gives the code back its default."""
     code = _check_code(protocol, code)
     if opens_ticket and never_opens_ticket(protocol, code):
         raise Unprocessable(
             "Alarms, openings and closings never open service tickets", code="alarm_code_never_opens"
         )
-    rule = await session.scalar(
-        select(AlarmRule).where(
-            AlarmRule.account_id == account_id, AlarmRule.protocol == protocol, AlarmRule.code == code
-        )
-    )
-    if rule is None:
-        rule = AlarmRule(account_id=account_id, protocol=protocol, code=code, opens_ticket=opens_ticket)
-        session.add(rule)
-    rule.opens_ticket = opens_ticket
+    mine = (AlarmRule.account_id == account_id, AlarmRule.protocol == protocol, AlarmRule.code == code)
+    rule = await session.scalar(select(AlarmRule).where(*mine))
+    if opens_ticket is None:
+        await session.execute(delete(AlarmRule).where(*mine))
+    elif rule is None:
+        session.add(AlarmRule(account_id=account_id, protocol=protocol, code=code, opens_ticket=opens_ticket))
+    else:
+        rule.opens_ticket = opens_ticket
     await session.flush()
-    return next(r for r in await list_rules(session, account_id) if (r.protocol, r.code) == (protocol, code))
-
-
-async def reset_rule(session: AsyncSession, account_id: int, protocol: str, code: str) -> None:
-    code = _check_code(protocol, code)
-    await session.execute(
-        delete(AlarmRule).where(
-            AlarmRule.account_id == account_id, AlarmRule.protocol == protocol, AlarmRule.code == code
-        )
-    )
+    known = [r for r in await list_rules(session, account_id) if (r.protocol, r.code) == (protocol, code)]
+    if known:
+        return known[0]
+    return AlarmRuleRead(protocol, code, "", kind_of(protocol, code), False, False, False)
 
 
 async def list_unknown(session: AsyncSession, limit: int) -> list[UnknownAlarmAccount]:

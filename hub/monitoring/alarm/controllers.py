@@ -16,7 +16,6 @@ from hub.monitoring.alarm.schemas import (
     AlarmAccountRead,
     AlarmAccountUpdate,
     AlarmEventRead,
-    AlarmProtocol,
     AlarmRuleRead,
     AlarmRuleSet,
     UnknownAlarmAccountRead,
@@ -24,8 +23,6 @@ from hub.monitoring.alarm.schemas import (
 from hub.schemas import to_read, updates_of
 
 __all__ = ["ALARM_CONTROLLERS", "AlarmController", "ObjectAlarmController"]
-
-Code = Annotated[str, Parameter(min_length=2, max_length=3, description="Contact ID event or SIA code")]
 
 
 class ObjectAlarmController(Controller):
@@ -91,28 +88,13 @@ class AlarmController(Controller):
     async def list_rules(self, db_session: AsyncSession, principal: Principal) -> list[AlarmRuleRead]:
         return await admin.list_rules(db_session, principal.account_id)
 
-    @put(
-        "/rules/{protocol:str}/{code:str}",
-        guards=[administrators],
-        summary="Set whether a code opens tickets",
-    )
+    @put("/rules", guards=[administrators], summary="Set whether a code opens tickets (null: the default)")
     async def set_rule(
-        self,
-        protocol: AlarmProtocol,
-        code: Code,
-        data: AlarmRuleSet,
-        db_session: AsyncSession,
-        principal: Principal,
+        self, data: AlarmRuleSet, db_session: AsyncSession, principal: Principal
     ) -> AlarmRuleRead:
-        return await admin.set_rule(db_session, principal.account_id, protocol, code, data.opens_ticket)
-
-    @delete(
-        "/rules/{protocol:str}/{code:str}", guards=[administrators], summary="Back to the default for a code"
-    )
-    async def reset_rule(
-        self, protocol: AlarmProtocol, code: Code, db_session: AsyncSession, principal: Principal
-    ) -> None:
-        await admin.reset_rule(db_session, principal.account_id, protocol, code)
+        return await admin.set_rule(
+            db_session, principal.account_id, data.protocol, data.code, data.opens_ticket
+        )
 
     @get(
         "/unknown-accounts", guards=[administrators], summary="Account numbers panels sent that nobody set up"

@@ -83,7 +83,9 @@ class AlarmRuleRead(msgspec.Struct):
 
 
 class AlarmRuleSet(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    opens_ticket: bool
+    protocol: AlarmProtocol
+    code: Annotated[str, msgspec.Meta(min_length=2, max_length=3, description="Contact ID event or SIA code")]
+    opens_ticket: bool | None  # null: back to the default
 
 
 class UnknownAlarmAccountRead(msgspec.Struct):
