@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import select
 
 from hub.db import Database, dialect_insert, utcnow
-from hub.intake import Received, store
+from hub.intake import Received, store_many
 from hub.monitoring.alarm import crypto
 from hub.monitoring.alarm.codes import decode_events
 from hub.monitoring.alarm.frame import (
@@ -59,38 +59,62 @@ class Panel:
 
 
 class Directory:
-    """Account numbers looked up by number, each answer trusted for ``seconds`` (unknown ones
-    too, so a flood from an unknown number costs one query per period)."""
+    """Every account number in memory, reloaded in one query at most every ``seconds``: a known
+    number is found without a query (a stale copy is used while a fresh one loads), an unknown
+    one waits for a reload when the copy is older than ``seconds`` (new numbers show up; a flood
+    from an unknown number costs one query per period)."""
 
     def __init__(self, db: Database, seconds: float) -> None:
         self._db = db
         self._seconds = seconds
-        self._cache: dict[str, tuple[float, list[Panel]]] = {}
+        self._panels: dict[str, list[Panel]] = {}
+        self._loaded_at: float | None = None
+        self._loading: asyncio.Task[None] | None = None
 
     async def find(self, number: str, receiver: str, line: str) -> Panel | None:
-        cached = self._cache.get(number)
-        if cached is None or cached[0] < time.monotonic():
-            cached = (time.monotonic() + self._seconds, await self._load(number))
-            self._cache[number] = cached
-        fits = [p for p in cached[1] if p.receiver in ("", receiver) and p.line in ("", line)]
+        stale = self._loaded_at is None or time.monotonic() - self._loaded_at >= self._seconds
+        if stale and (self._loaded_at is None or number not in self._panels):
+            await self._reload()
+        elif stale:
+            self._start_reload()
+        fits = [
+            p for p in self._panels.get(number, ()) if p.receiver in ("", receiver) and p.line in ("", line)
+        ]
         # The most specific setting wins: receiver and line given over either over neither.
         return max(fits, key=lambda p: (bool(p.receiver), bool(p.line)), default=None)
 
-    async def _load(self, number: str) -> list[Panel]:
+    def _start_reload(self) -> asyncio.Task[None]:
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.create_task(self._load(time.monotonic()))
+        return self._loading
+
+    async def _reload(self) -> None:
+        await asyncio.shield(self._start_reload())
+
+    async def _load(self, started: float) -> None:
+        columns = (
+            AlarmAccount.id,
+            AlarmAccount.account_id,
+            AlarmAccount.object_id,
+            AlarmAccount.number,
+            AlarmAccount.receiver,
+            AlarmAccount.line,
+            AlarmAccount.key_hex,
+        )
         async with self._db.sessionmaker() as session:
-            rows = await session.scalars(select(AlarmAccount).where(AlarmAccount.number == number))
-            return [
-                Panel(
-                    r.id,
-                    r.account_id,
-                    r.object_id,
-                    r.number,
-                    r.receiver,
-                    r.line,
-                    crypto.parse_key(r.key_hex) if r.key_hex else None,
-                )
-                for r in rows
-            ]
+            rows = (await session.execute(select(*columns))).all()
+        panels: dict[str, list[Panel]] = {}
+        for r in rows:
+            key = crypto.parse_key(r.key_hex) if r.key_hex else None
+            panels.setdefault(r.number, []).append(
+                Panel(r.id, r.account_id, r.object_id, r.number, r.receiver, r.line, key)
+            )
+        self._panels, self._loaded_at = panels, started
+
+    async def close(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            await asyncio.gather(self._loading, return_exceptions=True)
 
 
 class _Store:
@@ -116,8 +140,7 @@ class _Store:
                 batch.append(self._queue.get_nowait())
             try:
                 async with self._db.sessionmaker() as session, session.begin():
-                    for event, _ in batch:
-                        await store(session, event)
+                    await store_many(session, [event for event, _ in batch])
             except Exception as exc:  # every caller of the batch is told: none of them ACKs
                 log.error("alarm_store_failed", error=repr(exc), messages=len(batch))
                 for _, done in batch:
@@ -147,6 +170,7 @@ class AlarmReceiver:
 
     async def close(self) -> None:
         await self._store.close()
+        await self.directory.close()
 
     async def answer(self, data: bytes, remote_addr: str | None = None) -> bytes | None:
         """The reply to one frame, after whatever it needed stored is durable; None: no reply
