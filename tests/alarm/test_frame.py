@@ -6,7 +6,7 @@ issues, whose CRC and length the panels computed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from hub.monitoring.alarm import crypto
 from hub.monitoring.alarm.codes import decode_events, kind_of, label_of
 from hub.monitoring.alarm.frame import FrameError, build_frame, crc16, parse_frame, parse_message
+from hub.monitoring.alarm.receiver import in_window
+from hub.settings import AlarmSettings
 
 # Frames as panels sent them (CRC and length by the panel's firmware).
 PANEL_FRAMES = [
@@ -179,3 +181,15 @@ def test_event_kinds_follow_the_standard_series() -> None:
     assert [kind_of("sia", c) for c in ("AT", "TA", "XT", "BA", "FA", "OP", "CL", "RP")] == [
         "trouble", "trouble", "trouble", "alarm", "alarm", "opening_closing", "opening_closing", "test",
     ]  # fmt: skip
+
+
+@given(offset_ms=st.integers(-300_000, 300_000), past=st.integers(0, 120), future=st.integers(0, 120))
+def test_timestamp_window_is_past_to_future_inclusive(offset_ms: int, past: int, future: int) -> None:
+    """MON-8: a panel time ``offset_ms`` from the receiver's clock is taken exactly when it
+    lies within [-past, +future] (DC-09's -40/+20 s by default)."""
+    now = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    settings = AlarmSettings(window_past_seconds=past, window_future_seconds=future)
+    taken = -past * 1000 <= offset_ms <= future * 1000
+    assert in_window(now + timedelta(milliseconds=offset_ms), now, settings) == taken
+    assert in_window(now - timedelta(seconds=40), now, AlarmSettings())
+    assert not in_window(now + timedelta(seconds=20.001), now, AlarmSettings())

@@ -37,7 +37,7 @@ from hub.monitoring.alarm.frame import (
 from hub.monitoring.alarm.models import AlarmAccount, UnknownAlarmAccount
 from hub.settings import AlarmSettings
 
-__all__ = ["SOURCE", "AlarmReceiver", "Directory", "Panel", "reply"]
+__all__ = ["SOURCE", "AlarmReceiver", "Directory", "Panel", "in_window", "reply"]
 
 log = structlog.get_logger("hub.alarm")
 SOURCE = "alarm"
@@ -207,9 +207,7 @@ class AlarmReceiver:
         return reply("ACK", frame, panel.key, now=self.clock())
 
     def _in_window(self, sent_at: datetime) -> bool:
-        now = self.clock()
-        earliest = now - timedelta(seconds=self.settings.window_past_seconds)
-        return earliest <= sent_at <= now + timedelta(seconds=self.settings.window_future_seconds)
+        return in_window(sent_at, self.clock(), self.settings)
 
     def _received(
         self, frame: Frame, panel: Panel, clear: str, sent_at: datetime | None, remote_addr: str | None
@@ -265,6 +263,13 @@ class AlarmReceiver:
                 )
         except Exception as exc:  # the DUH goes out all the same
             log.error("alarm_unknown_record_failed", error=repr(exc))
+
+
+def in_window(sent_at: datetime, now: datetime, settings: AlarmSettings) -> bool:
+    """DC-09's timestamp check: from ``window_past_seconds`` behind the receiver's clock to
+    ``window_future_seconds`` ahead of it, both ends included."""
+    earliest = now - timedelta(seconds=settings.window_past_seconds)
+    return earliest <= sent_at <= now + timedelta(seconds=settings.window_future_seconds)
 
 
 def _duh_unparsed() -> bytes:
