@@ -226,7 +226,12 @@ def cmd_alarm_receiver(args: argparse.Namespace) -> None:
                 await server.close()
                 await db.dispose()
 
-    asyncio.run(run())
+    try:  # the event loop uvicorn uses for `hub serve` when it is installed: faster sockets
+        import uvloop
+    except ImportError:
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
 
 
 def cmd_account_create(args: argparse.Namespace) -> None:

@@ -89,10 +89,7 @@ class AlarmEvents:
         obj = await session.get(ServiceObject, panel.object_id) if panel else None
         if panel is None or obj is None:
             return Applied("ignored", "alarm_account_gone", "The panel's account number was removed")
-        rules = {
-            (r.protocol, r.code): r.opens_ticket
-            for r in await session.scalars(select(AlarmRule).where(AlarmRule.account_id == panel.account_id))
-        }
+        rules = await _rules(session, panel.account_id)
         context = _Context(panel, obj, prepared.sent_at or event.received_at, event.body)
         tickets = []
         for item in prepared.events:
@@ -106,6 +103,15 @@ class AlarmEvents:
         if isinstance(exc, HubError):  # the desk refused (e.g. the object was removed meanwhile)
             return Applied("rejected", exc.code, exc.detail[:500])
         return None
+
+
+async def _rules(session: AsyncSession, account_id: int) -> dict[tuple[str, str], bool]:
+    """The account's own rules, read once per worker transaction (a batch of many messages)."""
+    cache: dict[int, dict[tuple[str, str], bool]] = session.info.setdefault("alarm_rules", {})
+    if account_id not in cache:
+        rows = await session.scalars(select(AlarmRule).where(AlarmRule.account_id == account_id))
+        cache[account_id] = {(r.protocol, r.code): r.opens_ticket for r in rows}
+    return cache[account_id]
 
 
 async def _apply_event(
