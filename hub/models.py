@@ -16,10 +16,10 @@ from hub.telephony import models as telephony_models
 
 __all__ = [
     "Base",
-    "alarm_models",
     "LiveEvent",
     "StagedLiveEvent",
     "accounts_models",
+    "alarm_models",
     "desk_models",
     "exchange_models",
     "intake_models",
