@@ -28,6 +28,8 @@ from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
 from hub.logging import configure_logging
 from hub.metrics import refresh_gauges
+from hub.monitoring.alarm.receiver import AlarmReceiver
+from hub.monitoring.alarm.server import AlarmServer, start_server
 from hub.openapi import polish_openapi
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
@@ -87,9 +89,12 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         settings.files_dir.mkdir(parents=True, exist_ok=True)
         stop = asyncio.Event()
         runner = asyncio.create_task(run_jobs(jobs, registered_jobs(), stop)) if start_jobs else None
+        alarm = await _start_alarm_receiver(db, settings)
         try:
             yield
         finally:
+            if alarm is not None:
+                await alarm.close()
             stop.set()
             if runner is not None:
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -133,6 +138,20 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
     # Around routing too, so that a 404 or 405 is logged like any other answer.
     app.asgi_handler = AccessLog(app.asgi_handler)
     return app
+
+
+async def _start_alarm_receiver(db: Database, settings: Settings) -> AlarmServer | None:
+    """MON-8: the DC-09 receiver inside ``hub serve`` when HUB_ALARM_ENABLED is set."""
+    if not settings.alarm.enabled:
+        return None
+    server = await start_server(AlarmReceiver(db, settings.alarm))
+    log.info(
+        "alarm_receiver_listening",
+        host=settings.alarm.host,
+        tcp=settings.alarm.tcp_port,
+        udp=settings.alarm.udp_port,
+    )
+    return server
 
 
 async def shutdown(app: Litestar) -> None:

@@ -1,4 +1,4 @@
-"""The ``hub`` command: serve, migrate, worker, account create."""
+"""The ``hub`` command: serve, migrate, worker, alarm-receiver, account create."""
 
 from __future__ import annotations
 
@@ -237,6 +237,65 @@ def _admin_password(args: argparse.Namespace) -> str:
         sys.exit("hub account create: the two passwords differ; nothing was created")
     return first
 
+def _alarm_settings_from(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``--host``/``--tcp-port``/``--udp-port`` win over HUB_ALARM_HOST/_TCP_PORT/_UDP_PORT."""
+    given = {
+        name: value
+        for name, value in (("host", args.host), ("tcp_port", args.tcp_port), ("udp_port", args.udp_port))
+        if value is not None
+    }
+    return msgspec.structs.replace(settings, alarm=msgspec.structs.replace(settings.alarm, **given))
+
+
+def cmd_alarm_receiver(args: argparse.Namespace) -> None:
+    """The DC-09 receiver on its own (MON-8), with the intake worker that applies what it stores
+    unless ``--no-worker`` (then ``hub serve`` or ``hub worker`` applies it)."""
+    import httpx
+
+    from hub.db import Database
+    from hub.intake import INTAKE_JOB
+    from hub.jobs import JobContext, registered_jobs, run_jobs
+    from hub.logging import configure_logging
+    from hub.monitoring.alarm.receiver import AlarmReceiver
+    from hub.monitoring.alarm.server import start_server
+    from hub.wiring import wire
+
+    settings = _alarm_settings_from(args, get_settings())
+    if settings.database.url.startswith("sqlite"):
+        _migrate(settings)
+    else:
+        asyncio.run(_check_migrated(settings))
+    configure_logging()
+    wire()
+    jobs = [] if args.no_worker else [job for job in registered_jobs() if job.name == INTAKE_JOB]
+
+    async def run() -> None:
+        db = Database(settings.database.url, pool_size=settings.database.pool_size)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = await start_server(AlarmReceiver(db, settings.alarm))
+        tcp = f"tcp {server.tcp_port}" if server.tcp else "no tcp"
+        udp = f"udp {server.udp_port}" if server.udp else "no udp"
+        print(f"hub alarm receiver on {settings.alarm.host}: {tcp}, {udp}", flush=True)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+            try:
+                if jobs:
+                    await run_jobs(JobContext(db=db, settings=settings, http=http), jobs, stop)
+                else:
+                    await stop.wait()
+            finally:
+                await server.close()
+                await db.dispose()
+
+    try:  # the event loop uvicorn uses for `hub serve` when it is installed: faster sockets
+        import uvloop
+    except ImportError:
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
+
 
 def cmd_account_create(args: argparse.Namespace) -> None:
     from hub.accounts.schemas import EmployeeCreate
@@ -319,6 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run background jobs (outbox, sweepers) without HTTP").set_defaults(
         func=cmd_worker
     )
+
+    alarm = commands.add_parser(
+        "alarm-receiver", help="run the SIA DC-09 alarm receiver (TCP and UDP) and the intake worker"
+    )
+    alarm.add_argument("--host")
+    alarm.add_argument("--tcp-port", type=int, help="0: no TCP listener")
+    alarm.add_argument("--udp-port", type=int, help="0: no UDP listener")
+    alarm.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="store and acknowledge only; `hub serve`/`hub worker` applies",
+    )
+    alarm.set_defaults(func=cmd_alarm_receiver)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         dest="action", required=True

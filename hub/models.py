@@ -8,6 +8,7 @@ from hub.exchange import models as exchange_models
 from hub.intake import models as intake_models
 from hub.live import LiveEvent, StagedLiveEvent
 from hub.monitoring import models as monitoring_models
+from hub.monitoring.alarm import models as alarm_models
 from hub.notifications import models as notifications_models
 from hub.outbox import models as outbox_models
 from hub.payments import models as payments_models
@@ -19,6 +20,7 @@ __all__ = [
     "LiveEvent",
     "StagedLiveEvent",
     "accounts_models",
+    "alarm_models",
     "desk_models",
     "exchange_models",
     "intake_models",

@@ -14,6 +14,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.desk.sla.controllers import SLA_CONTROLLERS
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
     from hub.intake.controllers import IntakeController
+    from hub.monitoring.alarm.controllers import ALARM_CONTROLLERS
     from hub.monitoring.controllers import MONITORING_CONTROLLERS
     from hub.notifications.controllers import AppDeviceController, NotificationController
     from hub.outbox.controllers import OutboxController
@@ -46,4 +47,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         NotificationController,
         AppDeviceController,
         *MONITORING_CONTROLLERS,
+        *ALARM_CONTROLLERS,
     ]

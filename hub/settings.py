@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 __all__ = [
+    "AlarmSettings",
     "ConfigurationError",
     "DatabaseSettings",
     "ExchangeSettings",
@@ -85,6 +86,23 @@ class ExchangeSettings(msgspec.Struct, frozen=True):
     max_seq_ahead: int = 1000
 
 
+class AlarmSettings(msgspec.Struct, frozen=True):
+    """The DC-09 alarm receiver (MON-8): ``hub alarm-receiver``, or inside ``hub serve`` when enabled."""
+
+    enabled: bool = False  # start the receiver inside `hub serve`
+    host: str = "127.0.0.1"
+    tcp_port: int = 10500  # 0: no TCP listener
+    udp_port: int = 10500  # 0: no UDP listener
+    # The panel's timestamp may be this far behind / ahead of the receiver's clock (DC-09: -40/+20 s).
+    window_past_seconds: float = 40.0
+    window_future_seconds: float = 20.0
+    idle_timeout_seconds: float = 60.0  # a TCP connection with no frame begun for this long is closed
+    frame_timeout_seconds: float = 10.0  # a frame begun must end (CR) within this
+    max_frame_bytes: int = 1024  # longer: the connection is closed
+    max_connections: int = 5000
+    directory_seconds: float = 5.0  # how long a looked-up account number is trusted
+
+
 class Settings(msgspec.Struct, frozen=True):
     data_dir: Path
     database: DatabaseSettings
@@ -93,6 +111,7 @@ class Settings(msgspec.Struct, frozen=True):
     security: SecuritySettings
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
     exchange: ExchangeSettings = msgspec.field(default_factory=ExchangeSettings)
+    alarm: AlarmSettings = msgspec.field(default_factory=AlarmSettings)
 
     @property
     def files_dir(self) -> Path:
@@ -220,6 +239,23 @@ def load_settings() -> Settings:
             max_held=_int("EXCHANGE_MAX_HELD", 1000),
             max_seq_ahead=_int("EXCHANGE_MAX_SEQ_AHEAD", 1000),
         ),
+        alarm=_alarm_settings(),
+    )
+
+
+def _alarm_settings() -> AlarmSettings:
+    return AlarmSettings(
+        enabled=_bool("ALARM_ENABLED", False),
+        host=_env("ALARM_HOST") or "127.0.0.1",
+        tcp_port=_int("ALARM_TCP_PORT", 10500),
+        udp_port=_int("ALARM_UDP_PORT", 10500),
+        window_past_seconds=_float("ALARM_WINDOW_PAST_SECONDS", 40.0),
+        window_future_seconds=_float("ALARM_WINDOW_FUTURE_SECONDS", 20.0),
+        idle_timeout_seconds=_float("ALARM_IDLE_TIMEOUT_SECONDS", 60.0),
+        frame_timeout_seconds=_float("ALARM_FRAME_TIMEOUT_SECONDS", 10.0),
+        max_frame_bytes=_int("ALARM_MAX_FRAME_BYTES", 1024),
+        max_connections=_int("ALARM_MAX_CONNECTIONS", 5000),
+        directory_seconds=_float("ALARM_DIRECTORY_SECONDS", 5.0),
     )
 
 

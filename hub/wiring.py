@@ -37,6 +37,7 @@ from hub.intake.worker import intake_job
 from hub.jobs import JobFunction, add_job
 from hub.live import prune_live_events, sequence_left_over
 from hub.monitoring import subscribers as monitoring_subscribers
+from hub.monitoring.alarm.service import AlarmEvents
 from hub.monitoring.intake import MonitoringTickets
 from hub.notifications import delivery as notification_delivery
 from hub.notifications import subscribers as notification_subscribers
@@ -84,7 +85,12 @@ OUTBOX_HANDLERS: tuple[Handler, ...] = (
 )
 
 # What applies each kind of inbound event the intake pipeline stored (by source name).
-INTAKE_SOURCES: tuple[IntakeSource, ...] = (PaymentCallbacks(), PbxEvents(), MonitoringTickets())
+INTAKE_SOURCES: tuple[IntakeSource, ...] = (
+    PaymentCallbacks(),
+    PbxEvents(),
+    MonitoringTickets(),
+    AlarmEvents(),
+)
 
 JOBS: tuple[JobFunction, ...] = (
     outbox_job,

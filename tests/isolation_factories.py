@@ -207,6 +207,14 @@ async def _object(w: World, t: Tenant) -> int:
     return int((await w.post(t, "/api/objects", body))["id"])
 
 
+@factory("alarm_account_id")
+async def _alarm_account(w: World, t: Tenant) -> int:
+    """A panel account number on the tenant's object (MON-8)."""
+    object_id = await w.id_of(t, "object_id")
+    number = uuid.uuid4().hex[:12].upper()
+    return int((await w.post(t, f"/api/objects/{object_id}/alarm-accounts", {"number": number}))["id"])
+
+
 @factory("object_user_id")
 async def _object_user(w: World, t: Tenant) -> int:
     object_id = await w.id_of(t, "object_id")

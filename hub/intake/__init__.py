@@ -7,7 +7,7 @@ for it (:func:`register_source`). :func:`reject` records a refusal at the door t
 every source.
 """
 
-from hub.intake.service import INTAKE_JOB, Accepted, Received, accept, reject, store
+from hub.intake.service import INTAKE_JOB, Accepted, Received, accept, reject, store, store_many
 from hub.intake.sources import Applied, EventView, IntakeSource, TransientApplyError, register_source
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "register_source",
     "reject",
     "store",
+    "store_many",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "reject",
     "retry_failed",
     "store",
+    "store_many",
 ]
 
 INTAKE_JOB = "intake.apply"
@@ -116,6 +117,23 @@ def _store_and_wake_sql() -> str:
 
 
 _STORE_AND_WAKE = _store_and_wake_sql()
+
+# The same without RETURNING, for many events in one executemany (a receiver's group commit).
+_STORE_MANY = {
+    dialect: dialect_insert(dialect, _TABLE).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+    for dialect in ("postgresql", "sqlite")
+}
+
+
+async def store_many(session: AsyncSession, events: list[Received]) -> None:
+    """Store many verified events in the caller's transaction with one statement (duplicates of
+    stored ones are skipped, as by :func:`store`); the worker is woken once after commit."""
+    if not events:
+        return
+    dialect = session.get_bind().dialect.name
+    await session.execute(_STORE_MANY[dialect], [_row(event) for event in events])
+    await notify_job(session, INTAKE_JOB)
+    after_commit(session, lambda: wake_job(INTAKE_JOB))
 
 
 async def accept(db: Database, event: Received) -> Accepted:
