@@ -10,6 +10,7 @@ __all__ = ["route_handlers"]
 def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
+    from hub.client.controllers import ClientTicketController
     from hub.desk.controllers import ContactActivityController, TicketController
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
     from hub.intake.controllers import IntakeController
@@ -44,4 +45,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         NotificationController,
         AppDeviceController,
         *MONITORING_CONTROLLERS,
+        ClientTicketController,
     ]

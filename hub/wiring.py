@@ -60,8 +60,10 @@ SUBSCRIBERS: tuple[Subscriber, ...] = (
     monitoring_subscribers.on_status_changed,
     # CommentAdded
     notification_subscribers.on_comment_added,
+    monitoring_subscribers.on_comment_added,
     exchange_subscribers.on_comment,
     # TicketUpdated
+    notification_subscribers.on_ticket_updated,
     exchange_subscribers.on_update,
     monitoring_subscribers.on_ticket_updated,
 )

@@ -326,7 +326,7 @@ async def test_two_admins_rating_at_once_yield_one_rating(
     ticket_id = await dispatcher_ticket(db, tenant, site)
     await resolve(db, tenant, ticket_id)
     answers = await asyncio.gather(
-        _rate(client, site.admin, ticket_id, 5), _rate(client, site.admin2, ticket_id, 2)
+        _rate(client, site.admin, ticket_id, 5), _rate(client, site.admin2, ticket_id, 2, "Came late")
     )
     assert sorted(a.status_code for a in answers) == [201, 409]
     async with db.sessionmaker() as session:
@@ -383,6 +383,7 @@ async def test_seed_rating_push_to_author_of_app_ticket_only(
     # One push on resolve: the rating request, not also "your ticket is resolved".
     to_author = [m.payload for m in await _pushes(db) if m.payload["to"] == tokens[site.user.contact_id]]
     assert [(p["event"], p["data"].get("status")) for p in to_author] == [
+        ("ticket_registered", None),  # DESK-10: the client is told the request was registered
         ("status_changed", "in_progress"),
         ("rating_request", None),
     ]
