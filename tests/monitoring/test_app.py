@@ -456,3 +456,48 @@ async def test_reopened_app_ticket_is_active_again_and_cancelled_frees_the_user(
     assert refused.status_code == 409 and refused.json()["code"] == "active_ticket_exists"
     await set_status(db, tenant, first, "cancelled", comment="Duplicate of a call")
     assert (await _app_ticket(client, site, site.user, "Now it works")) > first
+
+
+async def test_mon_4_dispatcher_and_monitoring_titles_hidden_behind_a_neutral_label(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-4, seed 001 "shown only to staff": the title of a dispatcher's or the monitoring
+    centre's ticket never reaches the app (list, single ticket); the app shows its type."""
+    site = await make_site(client, tenant)
+    secret = "Zone 3 sensor disabled, back window broken, code 1234"
+    office = await dispatcher_ticket(app.state.db, tenant, site, title=secret, type="incident")
+    made = await client.post(
+        "/api/monitoring/tickets",
+        json={"object_number": site.number, "operator_name": "Op", "title": secret, "description": "x"},
+        headers=site.monitoring,
+    )
+    centre = made.json()["ticket_id"]
+    mine = await _app_ticket(client, site, site.user)
+    for who in (site.user, site.admin):
+        listing = await _list(client, site, who)
+        assert secret not in str(listing) and "1234" not in str(listing)
+        assert (_row(listing, office)["title"], _row(listing, centre)["title"]) == (
+            "Incident",
+            "Service visit",
+        )
+        one = await client.get(f"/api/app/tickets/{office}", headers=who.headers)
+        assert one.status_code == 200 and secret not in one.text
+    assert _row(await _list(client, site, site.user), mine)["title"] == "Service request from the client app"
+    staff = await client.get(f"/api/tickets/{office}", headers=tenant.dispatcher.headers)
+    assert staff.json()["title"] == secret
+
+
+async def test_mon_7_a_score_below_3_needs_a_comment(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-7, seed 002 §14: a score below 3 without a comment is refused (422
+    rating_comment_required) and nothing is rated; with a comment it is accepted."""
+    site = await make_site(client, tenant)
+    ticket_id = await _app_ticket(client, site, site.user)
+    await resolve(app.state.db, tenant, ticket_id)
+    for bare in (None, "   "):
+        refused = await _rate(client, site.user, ticket_id, 2, bare)
+        assert refused.status_code == 422 and refused.json()["code"] == "rating_comment_required"
+    assert _row(await _list(client, site, site.user), ticket_id)["rating_score"] is None
+    rated = await _rate(client, site.user, ticket_id, 2, "Came a day late")
+    assert rated.status_code == 201 and rated.json()["rating_score"] == 2
