@@ -14,26 +14,15 @@ from hub.live import LiveEvent, until_logged
 from hub.monitoring.subscribers import app_channel
 from hub.outbox.models import OutboxMessage
 from tests.conftest import Tenant
-from tests.monitoring.helpers import Site, dispatcher_ticket, make_site, resolve, update
-from tests.notifications.helpers import AppUser, configure, make_app_user
-
-
-async def _app_ticket(client: httpx.AsyncClient, site: Site, who: AppUser, text: str = "Panel beeps") -> int:
-    made = await client.post(
-        f"/api/app/objects/{site.object_id}/tickets", json={"description": text}, headers=who.headers
-    )
-    assert made.status_code == 201, made.text
-    return int(made.json()["id"])
-
-
-async def _staff_comment(
-    client: httpx.AsyncClient, tenant: Tenant, ticket_id: int, body: str, **kw: Any
-) -> int:
-    made = await client.post(
-        f"/api/tickets/{ticket_id}/comments", json={"body": body, **kw}, headers=tenant.dispatcher.headers
-    )
-    assert made.status_code == 201, made.text
-    return int(made.json()["id"])
+from tests.monitoring.helpers import (
+    app_ticket,
+    dispatcher_ticket,
+    make_site,
+    resolve,
+    staff_comment,
+    update,
+)
+from tests.notifications.helpers import configure, make_app_user
 
 
 async def _upload(
@@ -56,9 +45,9 @@ async def test_desk_11_client_reads_public_thread_and_public_files_only(
     """DESK-11, DESK-6: the client reads the public comments and public files; private comments
     and staff files not marked public never reach the client (not even by id)."""
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
-    await _staff_comment(client, tenant, ticket_id, "We will come on Monday", public=True)
-    await _staff_comment(client, tenant, ticket_id, "Client owes us for the last visit", public=False)
+    ticket_id = await app_ticket(client, site, site.user)
+    await staff_comment(client, tenant, ticket_id, "We will come on Monday", public=True)
+    await staff_comment(client, tenant, ticket_id, "Client owes us for the last visit", public=False)
     base = f"/api/tickets/{ticket_id}/files"
     private = await _upload(client, tenant.dispatcher.headers, base, "internal-notes.txt")
     public = await _upload(client, tenant.dispatcher.headers, base, "schedule.txt", public="true")
@@ -95,9 +84,9 @@ async def test_desk_11_client_reply_with_files_needs_reply_and_tells_staff(
         {"host": "127.0.0.1", "port": 25, "sender": "desk@alpha.test", "security": "none"},
     )
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
+    ticket_id = await app_ticket(client, site, site.user)
     await update(app.state.db, tenant, ticket_id, {"responsible_id": tenant.engineer.id})
-    await _staff_comment(client, tenant, ticket_id, "Which zone?", public=True)
+    await staff_comment(client, tenant, ticket_id, "Which zone?", public=True)
     assert (await _ticket(client, tenant, ticket_id))["flags"]["needs_reply"] is False
 
     replied = await client.post(
@@ -131,7 +120,7 @@ async def test_desk_11_client_reply_with_files_needs_reply_and_tells_staff(
     told = [m.payload["to"] for m in mails if m.payload["event"] == "public_comment"]
     assert told == [tenant.engineer.email]
     # A file on somebody else's comment is refused (it would take on that comment's privacy).
-    staff_note = await _staff_comment(client, tenant, ticket_id, "private", public=False)
+    staff_note = await staff_comment(client, tenant, ticket_id, "private", public=False)
     refused = await _upload(
         client, site.user.headers, f"/api/app/tickets/{ticket_id}/files", "x.txt", comment_id=str(staff_note)
     )
@@ -144,7 +133,7 @@ async def test_desk_11_client_reply_returns_a_ticket_pending_for_the_client(
     """DESK-11: staff put the ticket in pending waiting for the client; the client's reply returns
     it to its earlier state at once (a pending ticket waiting for something else stays pending)."""
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
+    ticket_id = await app_ticket(client, site, site.user)
     await update(app.state.db, tenant, ticket_id, {"responsible_id": tenant.engineer.id})
     headers = tenant.dispatcher.headers
     until = (datetime.now(UTC) + timedelta(days=2)).isoformat()
@@ -189,7 +178,7 @@ async def test_desk_11_client_confirms_or_reopens_a_resolved_ticket(
     needs one) and confirms it once resolved again: it closes; the history names no client."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
+    ticket_id = await app_ticket(client, site, site.user)
     early = await client.post(f"/api/app/tickets/{ticket_id}/confirm", headers=site.user.headers)
     assert early.status_code == 409 and early.json()["code"] == "transition_not_allowed"
     await resolve(db, tenant, ticket_id)
@@ -234,7 +223,7 @@ async def test_desk_11_client_cancels_own_ticket_only_while_nobody_took_it(
         {"host": "127.0.0.1", "port": 25, "sender": "desk@alpha.test", "security": "none"},
     )
     site = await make_site(client, tenant)
-    first = await _app_ticket(client, site, site.user)
+    first = await app_ticket(client, site, site.user)
     by_admin = await client.post(f"/api/app/tickets/{first}/cancel", json={}, headers=site.admin.headers)
     assert by_admin.status_code == 403 and by_admin.json()["code"] == "cancel_author_only"
     assert (await client.get(f"/api/app/tickets/{first}", headers=site.user.headers)).json()[
@@ -251,7 +240,7 @@ async def test_desk_11_client_cancels_own_ticket_only_while_nobody_took_it(
     told = {m.payload["to"] for m in mails if m.payload["event"] == "status_changed"}
     assert told == {tenant.admin.email, tenant.dispatcher.email}
 
-    second = await _app_ticket(client, site, site.user)  # the cancelled one freed the slot (MON-3)
+    second = await app_ticket(client, site, site.user)  # the cancelled one freed the slot (MON-3)
     await update(db, tenant, second, {"responsible_id": tenant.engineer.id})
     taken = await client.post(f"/api/app/tickets/{second}/cancel", json={}, headers=site.user.headers)
     assert taken.status_code == 409 and taken.json()["code"] == "ticket_taken"
@@ -272,7 +261,7 @@ async def test_desk_11_internal_tickets_and_plain_users_get_no_conversation(
         assert hidden.status_code == 404 and hidden.json()["code"] == "ticket_not_found"
     caller = await make_app_user(client, tenant, "Caller without an object")
     office = await dispatcher_ticket(db, tenant, site, contact_id=caller.contact_id)
-    await _staff_comment(client, tenant, office, "Engineer booked", public=True)
+    await staff_comment(client, tenant, office, "Engineer booked", public=True)
     plain = await client.get(f"/api/app/tickets/{office}/comments", headers=site.user.headers)
     assert plain.status_code == 403 and plain.json()["code"] == "not_in_conversation"
     for who in (site.admin, caller):
@@ -289,9 +278,9 @@ async def test_desk_11_live_stream_carries_new_public_comments(
     author, the object's admins); a private comment reaches nobody's."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
-    await _staff_comment(client, tenant, ticket_id, "Internal only", public=False)
-    await _staff_comment(client, tenant, ticket_id, "On our way", public=True)
+    ticket_id = await app_ticket(client, site, site.user)
+    await staff_comment(client, tenant, ticket_id, "Internal only", public=False)
+    await staff_comment(client, tenant, ticket_id, "On our way", public=True)
     await until_logged(db)
     async with db.sessionmaker() as session:
         frames = list(
