@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, subscriber
 from hub.monitoring import rules
-from hub.notifications.service import Recipient, active_channels, notify
+from hub.notifications.service import Notice, Recipient, active_channels, notify, notify_all
 
 __all__ = ["client_recipients", "staff_recipients"]
 
@@ -70,25 +70,13 @@ def client_recipients(ticket: Any, *, exclude: int | None = None) -> list[Recipi
 async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
     ticket = event.ticket
     exclude = event.actor.id if event.actor.kind == "employee" else None
-    await notify(
-        session,
-        account_id=ticket.account_id,
-        event="new_ticket",
-        ticket=ticket,
-        recipients=await staff_recipients(session, ticket, exclude=exclude, executors=event.executor_ids),
-        data={"source": getattr(ticket, "source", None)},
-    )
+    staff = await staff_recipients(session, ticket, exclude=exclude, executors=event.executor_ids)
+    notices = [Notice("new_ticket", staff, {"source": getattr(ticket, "source", None)})]
     clients = client_recipients(ticket)
     if clients:
         # DESK-10, seed 004: "the client is notified that the ticket was registered".
-        await notify(
-            session,
-            account_id=ticket.account_id,
-            event="ticket_registered",
-            ticket=ticket,
-            recipients=clients,
-            data={"number": ticket.number},
-        )
+        notices.append(Notice("ticket_registered", clients, {"number": ticket.number}))
+    await notify_all(session, account_id=ticket.account_id, ticket=ticket, notices=notices)
 
 
 @subscriber(TicketUpdated)
