@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -290,3 +291,35 @@ async def test_desk_11_live_stream_carries_new_public_comments(
     assert {f.channel for f in frames} == parties
     assert {f.data["body"] for f in frames} == {"On our way"}
     assert all(f.data["ticket_id"] == ticket_id and f.data["author"] == "staff" for f in frames)
+
+
+async def test_desk_11_cancel_racing_an_assignment_has_one_winner(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-11 (race): the client cancels while a dispatcher takes the ticket at the same moment:
+    either it is cancelled (the assignment refused: ticket_final) or taken (the cancel refused:
+    ticket_taken), never a cancelled ticket with a responsible."""
+    site = await make_site(client, tenant)
+    for _ in range(3):
+        ticket_id = await app_ticket(client, site, site.user)
+        cancel, assign = await asyncio.gather(
+            client.post(f"/api/app/tickets/{ticket_id}/cancel", json={}, headers=site.user.headers),
+            client.patch(
+                f"/api/tickets/{ticket_id}",
+                json={"responsible_id": tenant.engineer.id},
+                headers=tenant.dispatcher.headers,
+            ),
+        )
+        card = await _ticket(client, tenant, ticket_id)
+        if cancel.status_code == 200:
+            assert assign.status_code == 409 and assign.json()["code"] == "ticket_final"
+            assert (card["status"], card["responsible_id"]) == ("cancelled", None)
+        else:
+            assert cancel.status_code == 409 and cancel.json()["code"] == "ticket_taken"
+            assert assign.status_code == 200
+            assert (card["status"], card["responsible_id"]) == ("open", tenant.engineer.id)
+            await client.post(
+                f"/api/tickets/{ticket_id}/status",
+                json={"status": "cancelled", "comment": "next round"},
+                headers=tenant.dispatcher.headers,
+            )
