@@ -10,6 +10,7 @@ __all__ = ["route_handlers"]
 def route_handlers() -> list[ControllerRouterHandler]:
     from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
     from hub.auth.controllers import AuthController
+    from hub.client.controllers import ClientTicketController
     from hub.desk.controllers import ContactActivityController, TicketController
     from hub.desk.sla.controllers import SLA_CONTROLLERS
     from hub.exchange.controllers import EXCHANGE_CONTROLLERS
@@ -48,4 +49,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AppDeviceController,
         *MONITORING_CONTROLLERS,
         *ALARM_CONTROLLERS,
+        ClientTicketController,
     ]

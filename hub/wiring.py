@@ -64,9 +64,11 @@ SUBSCRIBERS: tuple[Subscriber, ...] = (
     # CommentAdded
     sla_deadlines.on_comment_added,
     notification_subscribers.on_comment_added,
+    monitoring_subscribers.on_comment_added,
     exchange_subscribers.on_comment,
     # TicketUpdated
     sla_deadlines.on_ticket_updated,
+    notification_subscribers.on_ticket_updated,
     exchange_subscribers.on_update,
     monitoring_subscribers.on_ticket_updated,
 )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import Parameter
@@ -45,16 +45,23 @@ from hub.people.models import Contact
 from hub.schemas import to_read, updates_of
 from hub.settings import Settings
 
-__all__ = ["ContactActivityController", "TicketController", "ticket_read"]
+__all__ = [
+    "ContactActivityController",
+    "TicketController",
+    "UploadOperation",
+    "received_uploads",
+    "ticket_read",
+]
 
 FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
 Limit = Annotated[int, Parameter(ge=1, le=200)]
+FlagValue = Annotated[str, Parameter(min_length=1, max_length=40)]
 # Slack for the multipart envelope around one file.
 _MULTIPART_OVERHEAD = 64 * 1024
 
 
 @dataclass
-class _UploadOperation(Operation):
+class UploadOperation(Operation):
     """Documents the multipart body of the upload, which the handler parses itself (so it can
     refuse an oversized upload before reading it)."""
 
@@ -74,7 +81,9 @@ class _UploadOperation(Operation):
                                 type=OpenAPIType.INTEGER, minimum=1, description="Attach to this comment"
                             ),
                             "public": Schema(
-                                type=OpenAPIType.BOOLEAN, description="Visible to the client (default true)"
+                                type=OpenAPIType.BOOLEAN,
+                                description="Staff: visible to the client (default false, DESK-6); "
+                                "a client's files are always public",
                             ),
                         },
                         required=["file"],
@@ -142,6 +151,7 @@ async def ticket_read(
         ext_flags=dict(ticket.ext_flags or {}),
         pending_until=ticket.pending_until,
         status_before_pending=ticket.status_before_pending,
+        pending_for_client=ticket.pending_for_client,
         pending_seconds=ticket.pending_seconds,
         reacted_at=ticket.reacted_at,
         reaction_seconds=ticket.reaction_seconds,
@@ -235,7 +245,14 @@ class TicketController(Controller):
         db_session: AsyncSession,
         principal: Principal,
         status: Annotated[list[StatusName] | None, Parameter(description="One or more statuses")] = None,
-        view: Annotated[Literal["all", "new"], Parameter(description="new = open + reopened")] = "all",
+        view: Annotated[
+            Literal["all", "new", "mine"],
+            Parameter(description="new = open + reopened; mine = I am responsible or an executor"),
+        ] = "all",
+        order: Annotated[
+            Literal["newest", "important_first"],
+            Parameter(description="important_first: tickets with an important comment on top (DESK-6)"),
+        ] = "newest",
         responsible_id: FilterId = None,
         object_id: FilterId = None,
         company_id: FilterId = None,
@@ -246,6 +263,13 @@ class TicketController(Controller):
         needs_reply: bool | None = None,
         important: bool | None = None,
         sla_breached: bool | None = None,
+        invoice: Annotated[list[FlagValue] | None, Parameter(description="ext_flags.payment.invoice")] = None,
+        refund: Annotated[list[FlagValue] | None, Parameter(description="ext_flags.payment.refund")] = None,
+        payment_attention: bool | None = None,
+        partner: Annotated[bool | None, Parameter(description="Shared with a partner (EX)")] = None,
+        partner_status: Annotated[
+            list[FlagValue] | None, Parameter(description="The partner's status")
+        ] = None,
         q: Annotated[
             str | None, Parameter(max_length=200, description="Number, client, address, title, phone")
         ] = None,
@@ -268,6 +292,13 @@ class TicketController(Controller):
             important=important,
             sla_breached=sla_breached,
             q=q,
+            mine_of=principal.subject_id if view == "mine" else None,
+            invoice=list(invoice) if invoice else None,
+            refund=list(refund) if refund else None,
+            payment_attention=payment_attention,
+            partner=partner,
+            partner_status=list(partner_status) if partner_status else None,
+            order=order,
         )
         rows, next_cursor = await service.list_tickets(
             db_session, principal.account_id, filters, cursor=cursor, limit=limit
@@ -303,6 +334,7 @@ class TicketController(Controller):
             data.status,
             comment=data.comment,
             until=data.until,
+            for_client=data.waiting_for_client and data.status == "pending",
         )
         return await ticket_read(db_session, ticket)
 
@@ -338,7 +370,7 @@ class TicketController(Controller):
         "/{ticket_id:int}/files",
         summary="Upload files (multipart field 'file', optional 'comment_id', 'public') (DESK-6)",
         request_max_body_size=None,
-        operation_class=_UploadOperation,
+        operation_class=UploadOperation,
     )
     async def upload_files(
         self,
@@ -350,25 +382,10 @@ class TicketController(Controller):
     ) -> list[FileRead]:
         actor = Actor.from_principal(principal)
         await service.get_ticket(db_session, principal.account_id, ticket_id)
-        limit = settings.files.max_file_bytes * settings.files.max_files_per_ticket + _MULTIPART_OVERHEAD
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise HubError("Send the upload with a Content-Length", code="length_required")
-        if int(length) > min(limit, settings.files.max_file_bytes + _MULTIPART_OVERHEAD):
-            # One request carries one file's worth: anything bigger holds a file over the limit.
-            raise PayloadTooLarge(
-                f"A file may have at most {settings.files.max_file_bytes} bytes",
-                code="file_too_large",
-                max_file_bytes=settings.files.max_file_bytes,
-            )
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise HubError("Send files as multipart/form-data", code="multipart_required")
-        form = await request.form()
-        uploads = [v for v in form.getall("file") if isinstance(v, UploadFile)] if "file" in form else []
-        if not uploads:
-            raise BadRequest("No file in the 'file' field", code="file_missing")
-        comment_id = _comment_id(form.get("comment_id"))
-        public = _bool(form.get("public", "true"), "public")
+        uploads, form = await received_uploads(request, settings)
+        comment_id = comment_id_field(form.get("comment_id"))
+        # DESK-6: staff files are private unless marked public (a comment's files follow it).
+        public = _bool(form.get("public", "false"), "public")
         stored = []
         for upload in uploads:
             data = await upload.read()
@@ -411,6 +428,18 @@ class TicketController(Controller):
             content_disposition_type="attachment",
         )
 
+    @delete(
+        "/{ticket_id:int}/files/{file_id:int}",
+        status_code=204,
+        summary="Delete a file; the history keeps that it existed (DESK-6)",
+    )
+    async def delete_file(
+        self, ticket_id: int, file_id: int, db_session: AsyncSession, principal: Principal, settings: Settings
+    ) -> None:
+        await desk_files.delete_file(
+            db_session, settings, principal.account_id, ticket_id, file_id, Actor.from_principal(principal)
+        )
+
     @get("/{ticket_id:int}/history", summary="History of a ticket, oldest first (DESK-7)")
     async def history(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
@@ -433,7 +462,32 @@ class TicketController(Controller):
         return await ticket_read(db_session, ticket)
 
 
-def _comment_id(raw: Any) -> int | None:
+async def received_uploads(
+    request: Request[Any, Any, Any], settings: Settings
+) -> tuple[list[UploadFile], Any]:
+    """The files of a multipart upload and its form, refusing an oversized one by its
+    Content-Length before reading it (DESK-6)."""
+    limit = settings.files.max_file_bytes * settings.files.max_files_per_ticket + _MULTIPART_OVERHEAD
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise HubError("Send the upload with a Content-Length", code="length_required")
+    if int(length) > min(limit, settings.files.max_file_bytes + _MULTIPART_OVERHEAD):
+        # One request carries one file's worth: anything bigger holds a file over the limit.
+        raise PayloadTooLarge(
+            f"A file may have at most {settings.files.max_file_bytes} bytes",
+            code="file_too_large",
+            max_file_bytes=settings.files.max_file_bytes,
+        )
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HubError("Send files as multipart/form-data", code="multipart_required")
+    form = await request.form()
+    uploads = [v for v in form.getall("file") if isinstance(v, UploadFile)] if "file" in form else []
+    if not uploads:
+        raise BadRequest("No file in the 'file' field", code="file_missing")
+    return uploads, form
+
+
+def comment_id_field(raw: Any) -> int | None:
     if raw in (None, ""):
         return None
     try:

@@ -13,14 +13,22 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db import after_rollback, utcnow
+from hub.db import after_commit, after_rollback, utcnow
 from hub.desk.actors import Actor
 from hub.desk.models import Comment, TicketFile
 from hub.desk.service import check_not_final, get_ticket, record_history
 from hub.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from hub.settings import Settings
 
-__all__ = ["attach_file", "file_path", "get_file", "list_files", "read_file_bytes", "safe_filename"]
+__all__ = [
+    "attach_file",
+    "delete_file",
+    "file_path",
+    "get_file",
+    "list_files",
+    "read_file_bytes",
+    "safe_filename",
+]
 
 
 def safe_filename(name: str | None) -> str:
@@ -138,3 +146,27 @@ async def get_file(session: AsyncSession, account_id: int, ticket_id: int, file_
     if row is None or row.account_id != account_id or row.ticket_id != ticket_id:
         raise NotFound("No such file", code="file_not_found")
     return row
+
+
+async def delete_file(
+    session: AsyncSession, settings: Settings, account_id: int, ticket_id: int, file_id: int, actor: Actor
+) -> None:
+    """DESK-6: staff remove a file ("click the cross", seed 002 §18). The row goes and the bytes
+    after the commit; the history keeps that it existed (DESK-7)."""
+    ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
+    check_not_final(ticket, actor)
+    row = await get_file(session, account_id, ticket.id, file_id)
+    path = file_path(settings, row)
+    now = utcnow()
+    await record_history(
+        session,
+        ticket,
+        actor,
+        "file_deleted",
+        {"file_id": row.id, "filename": row.filename, "size": row.size, "public": row.public},
+        now=now,
+    )
+    await session.delete(row)
+    ticket.updated_at = now
+    await session.flush()
+    after_commit(session, partial(path.unlink, missing_ok=True))

@@ -85,18 +85,8 @@ async def _return_pending(session: AsyncSession, now: datetime) -> int:
     async def give_back(ticket: Ticket) -> bool:
         if ticket.status != "pending" or ticket.pending_until is None or ticket.pending_until > now:
             return False  # another process got there first
-        back = ticket.status_before_pending or "open"
-        if back == "in_progress" and ticket.responsible_id is None:
-            back = "open"
-        await service._apply_transition(
-            session,
-            ticket,
-            Actor.system("sweeper"),
-            back,
-            comment=None,
-            until=None,
-            now=now,
-            reason="pending_until_passed",
+        await service.return_from_pending(
+            session, ticket, Actor.system("sweeper"), now, "pending_until_passed"
         )
         return True
 

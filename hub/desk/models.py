@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -158,6 +159,8 @@ class Ticket(Id, Base):
 
     # DESK-4 pending bookkeeping and DESK-5 clocks.
     status_before_pending: Mapped[str | None] = mapped_column(String(20))
+    # Pending because staff wait for the client: the client's reply ends it (DESK-11).
+    pending_for_client: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     pending_until: Mapped[datetime | None]
     pending_since: Mapped[datetime | None]
     pending_seconds: Mapped[int] = mapped_column(Integer, default=0)

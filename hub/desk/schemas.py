@@ -98,6 +98,8 @@ class StatusChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: StatusName
     comment: Annotated[str, msgspec.Meta(max_length=20_000)] | None = None
     until: datetime | None = None
+    # With ``pending``: staff wait for the client, whose reply returns the ticket (DESK-11).
+    waiting_for_client: bool = False
 
 
 class CommentCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -154,6 +156,7 @@ class TicketRead(msgspec.Struct):
     ext_flags: dict[str, Any]
     pending_until: datetime | None
     status_before_pending: str | None
+    pending_for_client: bool
     pending_seconds: int
     reacted_at: datetime | None
     reaction_seconds: int | None

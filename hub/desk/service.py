@@ -40,6 +40,7 @@ __all__ = [
     "add_comment",
     "change_status",
     "check_not_final",
+    "client_spoke",
     "create_ticket",
     "get_ticket",
     "list_activity",
@@ -52,6 +53,7 @@ __all__ = [
     "record_history",
     "refresh_search_text",
     "register_base_data_lock",
+    "return_from_pending",
     "set_ext_flag",
     "update_ticket",
 ]
@@ -484,6 +486,7 @@ async def _apply_transition(
     until: datetime | None,
     now: datetime,
     reason: str | None = None,
+    for_client: bool = False,
 ) -> None:
     old = ticket.status
     workflow.check(
@@ -501,10 +504,12 @@ async def _apply_transition(
         if ticket.pending_since is not None:
             ticket.pending_seconds += _seconds(now - ticket.pending_since)
         ticket.pending_since = ticket.pending_until = ticket.status_before_pending = None
+        ticket.pending_for_client = False
     if to == "pending":
         ticket.status_before_pending = old
         ticket.pending_until = until
         ticket.pending_since = now
+        ticket.pending_for_client = for_client
     ticket.status = to
     ticket.updated_at = now
     if to == "in_progress":
@@ -521,6 +526,8 @@ async def _apply_transition(
         data["until"] = until.isoformat()
     if reason:
         data["reason"] = reason
+    if to == "pending" and for_client:
+        data["for_client"] = True
     await record_history(session, ticket, actor, "status_changed", data, now=now)
     await session.flush()
     await emit(session, StatusChanged(ticket, actor, old_status=old, new_status=to, comment=comment))
@@ -537,17 +544,47 @@ async def change_status(
     until: datetime | None = None,
     now: datetime | None = None,
     reason: str | None = None,
+    for_client: bool = False,
 ) -> Ticket:
     """DESK-4: move a ticket through the ONE transition table (:mod:`hub.desk.workflow`).
+    ``for_client``: pending because staff wait for the client, whose reply ends it (DESK-11).
 
     Refusals: 409 ``transition_not_allowed``; 422 ``responsible_required``, ``comment_required``,
     ``until_required``, ``until_in_past``, ``unknown_status``; 403 ``transition_not_allowed_for_client``.
     """
     ticket = await get_ticket(session, account_id, ticket_id, for_update=True)
     await _apply_transition(
-        session, ticket, actor, to_status, comment=comment, until=until, now=now or utcnow(), reason=reason
+        session,
+        ticket,
+        actor,
+        to_status,
+        comment=comment,
+        until=until,
+        now=now or utcnow(),
+        reason=reason,
+        for_client=for_client,
     )
     return ticket
+
+
+async def return_from_pending(
+    session: AsyncSession, ticket: Ticket, actor: Actor, now: datetime, reason: str
+) -> None:
+    """DESK-4: a pending ticket goes back to the state it had (``open`` when that was
+    ``in_progress`` and nobody is responsible any more): its ``until`` passed, or the client it
+    waited for replied (DESK-11)."""
+    back = ticket.status_before_pending or "open"
+    if back == "in_progress" and ticket.responsible_id is None:
+        back = "open"
+    await _apply_transition(session, ticket, actor, back, comment=None, until=None, now=now, reason=reason)
+
+
+async def client_spoke(session: AsyncSession, ticket: Ticket, now: datetime) -> None:
+    """DESK-6, DESK-11: the client wrote (a public comment or a file): the ticket needs a reply,
+    and a ticket pending while staff wait for the client goes back to where it was."""
+    ticket.needs_reply = True
+    if ticket.status == "pending" and ticket.pending_for_client:
+        await return_from_pending(session, ticket, Actor.system("client reply"), now, "client_replied")
 
 
 # --- comments --------------------------------------------------------------------------------
@@ -595,7 +632,9 @@ async def add_comment(
         created_at=now,
     )
     session.add(comment)
-    if public and actor.kind in CLIENT_SIDE:
+    if public and actor.is_client:
+        await client_spoke(session, ticket, now)
+    elif public and actor.kind in CLIENT_SIDE:
         ticket.needs_reply = True
     elif public and actor.kind == "employee":
         ticket.needs_reply = False
@@ -749,6 +788,9 @@ async def rate_ticket(
         raise Conflict("The ticket is already rated", code="already_rated")
     if ticket.status not in ("resolved", "closed"):
         raise Conflict("Only a resolved ticket can be rated", code="ticket_not_resolved")
+    if score < 3 and not (comment and comment.strip()):
+        # MON-7, seed 002 §14: a low score says what went wrong.
+        raise Unprocessable("A score below 3 needs a comment", code="rating_comment_required")
     ticket.rating_score = score
     ticket.rating_comment = comment
     ticket.rated_by_kind = actor.kind
@@ -794,6 +836,74 @@ class TicketFilters:
     important: bool | None = None
     sla_breached: bool | None = None
     q: str | None = None
+    # DESK-9 "my tickets" (view "mine"): where this employee is responsible or an executor.
+    mine_of: int | None = None
+    # DESK-9: the flags other domains own, as filters (PAY-8, EX-7).
+    invoice: list[str] | None = None
+    refund: list[str] | None = None
+    payment_attention: bool | None = None
+    partner: bool | None = None
+    partner_status: list[str] | None = None
+    # "newest" (id descending) or "important_first" (DESK-6: important comments on top).
+    order: str = "newest"
+
+
+def _present(path: Any, wanted: bool) -> Any:
+    value = Ticket.ext_flags[path].as_string()
+    return value.is_not(None) if wanted else value.is_(None)
+
+
+def _ext_flag_conditions(filters: TicketFilters) -> list[Any]:
+    """DESK-9: every flag shown per ticket is also a filter (the JSON flags other domains set)."""
+    conditions: list[Any] = []
+    for path, values in (
+        (("payment", "invoice"), filters.invoice),
+        (("payment", "refund"), filters.refund),
+        (("partner", "status"), filters.partner_status),
+    ):
+        if values:
+            conditions.append(Ticket.ext_flags[path].as_string().in_(values))
+    if filters.payment_attention is not None:
+        conditions.append(_present("payment_attention", filters.payment_attention))
+    if filters.partner is not None:
+        conditions.append(_present("partner", filters.partner))
+    return conditions
+
+
+def _mine(employee_id: int) -> Any:
+    executes = select(TicketExecutor.ticket_id).where(TicketExecutor.employee_id == employee_id)
+    return or_(Ticket.responsible_id == employee_id, Ticket.id.in_(executes))
+
+
+def _cursor_id(raw: str) -> int:
+    try:
+        after = int(raw)
+    except ValueError:
+        raise BadRequest("Invalid cursor", code="invalid_cursor") from None
+    if not 0 < after < 2**62:
+        raise BadRequest("Invalid cursor", code="invalid_cursor")
+    return after
+
+
+def _ordered_page(query: Any, order: str, cursor: str | None) -> Any:
+    """Newest first, or important ones first and newest first within (DESK-6, DESK-9); keyset
+    cursors: ``<id>``, or ``<0|1>.<id>`` for important-first."""
+    if order != "important_first":
+        if cursor is not None:
+            query = query.where(Ticket.id < _cursor_id(cursor))
+        return query.order_by(Ticket.id.desc())
+    if cursor is not None:
+        flag, _, raw = cursor.partition(".")
+        if flag not in ("0", "1"):
+            raise BadRequest("Invalid cursor", code="invalid_cursor")
+        after = _cursor_id(raw)
+        older = and_(Ticket.important.is_(flag == "1"), Ticket.id < after)
+        query = query.where(or_(Ticket.important.is_(False), older) if flag == "1" else older)
+    return query.order_by(Ticket.important.desc(), Ticket.id.desc())
+
+
+def _next_cursor(last: Ticket, order: str) -> str:
+    return f"{int(last.important)}.{last.id}" if order == "important_first" else str(last.id)
 
 
 async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
@@ -869,15 +979,11 @@ async def list_tickets(
         )
     if filters.q and filters.q.strip():
         query = query.where(await _q_condition(session, account_id, filters.q))
-    if cursor is not None:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise BadRequest("Invalid cursor", code="invalid_cursor") from None
-        if not 0 < after < 2**62:
-            raise BadRequest("Invalid cursor", code="invalid_cursor")
-        query = query.where(Ticket.id < after)
-    rows = list(await session.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
+    if filters.mine_of is not None:
+        query = query.where(_mine(filters.mine_of))
+    query = query.where(*_ext_flag_conditions(filters))
+    query = _ordered_page(query, filters.order, cursor)
+    rows = list(await session.scalars(query.limit(limit + 1)))
     page = rows[:limit]
-    next_cursor = str(page[-1].id) if len(rows) > limit else None
+    next_cursor = _next_cursor(page[-1], filters.order) if len(rows) > limit else None
     return page, next_cursor

@@ -27,15 +27,19 @@ class Rule:
     """What a transition requires.
 
     needs: ``responsible`` (a responsible employee is set), ``comment``, ``until`` (pending).
-    clients: a client (contact) may make it (confirm or reopen a resolved ticket).
-    staff: an employee (or monitoring operator) may make it by hand; closing a resolved ticket is
-    not theirs but the client's confirmation, a rating or the auto-close timeout (DESK-4).
+    clients: a client (contact) may make it (confirm or reopen a resolved ticket; cancel a new
+    ticket nobody has taken, DESK-11).
+    staff_roles: when set, only employees of these roles may, and with a comment: closing a
+    resolved ticket is the client's confirmation, a rating or the auto-close timeout, or a
+    dispatcher's or administrator's decision with a comment (e.g. confirmed by phone, DESK-4).
+    client_needs: what a client's transition requires besides ``needs`` (``unassigned``).
     previous_only: only back to the status the ticket had before ``pending``.
     """
 
     needs: frozenset[str] = frozenset()
     clients: bool = False
-    staff: bool = True
+    staff_roles: frozenset[str] = frozenset()
+    client_needs: frozenset[str] = frozenset()
     previous_only: bool = False
 
 
@@ -53,6 +57,8 @@ _FROM_OPEN = {
 
 TRANSITIONS: dict[tuple[str, str], Rule] = {
     **{("open", to): rule for to, rule in _FROM_OPEN.items()},
+    # "A resident may cancel only a new ticket" (seed 002 §16): open, and nobody has taken it.
+    ("open", "cancelled"): Rule(frozenset({"comment"}), clients=True, client_needs=frozenset({"unassigned"})),
     **{("reopened", to): rule for to, rule in _FROM_OPEN.items()},
     ("in_progress", "pending"): _PENDING,
     ("in_progress", "resolved"): _RESPONSIBLE,
@@ -64,13 +70,38 @@ TRANSITIONS: dict[tuple[str, str], Rule] = {
     # Back to where it was when ``until`` passes (or by hand) when that was ``reopened``.
     ("pending", "reopened"): Rule(previous_only=True),
     # Confirmed by the client, by a rating or by the auto-close timeout; or sent back.
-    ("resolved", "closed"): Rule(clients=True, staff=False),
+    ("resolved", "closed"): Rule(clients=True, staff_roles=frozenset({"administrator", "dispatcher"})),
     ("resolved", "reopened"): Rule(clients=True),
 }
 
 
 def allowed_from(status: str) -> list[str]:
     return [to for (frm, to) in TRANSITIONS if frm == status]
+
+
+def _check_client(rule: Rule, responsible_id: int | None) -> None:
+    if not rule.clients:
+        raise Forbidden(
+            "A client may only confirm or reopen a resolved ticket, or cancel a new one",
+            code="transition_not_allowed_for_client",
+        )
+    if "unassigned" in rule.client_needs and responsible_id is not None:
+        raise Conflict(
+            "The ticket is already being handled: ask us to cancel it in a reply", code="ticket_taken"
+        )
+
+
+def _check_staff(rule: Rule, actor: Actor) -> frozenset[str]:
+    """What staff must add for this transition (a comment); refuses those who may not make it."""
+    if not rule.staff_roles:
+        return frozenset()
+    if actor.role not in rule.staff_roles:
+        raise Forbidden(
+            "A resolved ticket closes when the client confirms or rates it, after the auto-close "
+            "timeout, or by a dispatcher or administrator with a comment",
+            code="confirmation_required",
+        )
+    return frozenset({"comment"})
 
 
 def check(
@@ -104,15 +135,12 @@ def check(
                 if not TRANSITIONS[(current, s)].previous_only or s == previous
             ],
         )
-    if actor.is_client and not rule.clients:
-        raise Forbidden(
-            "A client may only confirm or reopen a resolved ticket", code="transition_not_allowed_for_client"
-        )
-    if actor.kind in STAFF and not rule.staff and not by_rating:
-        raise Forbidden(
-            "A resolved ticket closes when the client confirms or rates it, or after the auto-close timeout",
-            code="confirmation_required",
-        )
+    if actor.is_client:
+        _check_client(rule, responsible_id)
+    if actor.kind in STAFF and not by_rating:
+        needs = _check_staff(rule, actor)
+        if "comment" in needs and not (comment and comment.strip()):
+            raise Unprocessable(f"Status {to!r} needs a comment from staff", code="comment_required")
     if "responsible" in rule.needs and responsible_id is None:
         raise Unprocessable(f"Status {to!r} needs a responsible employee", code="responsible_required")
     if "until" in rule.needs:

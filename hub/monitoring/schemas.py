@@ -37,6 +37,7 @@ class ObjectHeader(msgspec.Struct):
 class AppTicketRead(msgspec.Struct):
     id: int
     number: int
+    # MON-4: a dispatcher's or the monitoring centre's title never reaches the app: its type instead.
     title: str
     status: str
     # What the app shows: "processing" until a dispatcher takes it (seed 000: «Обрабатывается»).
@@ -50,6 +51,10 @@ class AppTicketRead(msgspec.Struct):
     description: str | None
     mine: bool
     can_rate: bool
+    # DESK-11: what this user may do from the ticket (see /api/app/tickets/{id}/...).
+    can_reply: bool = False
+    can_confirm: bool = False
+    can_cancel: bool = False
 
 
 class AppTicketList(msgspec.Struct):

@@ -120,7 +120,7 @@ async def app_ticket_views(
         AppTicketRead(
             id=t.id,
             number=t.number,
-            title=t.title,
+            title=rules.neutral_title(t),
             status=t.status,
             status_label=status_label(t.status),
             source=t.source,
@@ -131,6 +131,9 @@ async def app_ticket_views(
             description=t.description if rules.description_visible(t, contact_id, is_admin) else None,
             mine=rules.app_author(t) == contact_id,
             can_rate=rules.can_rate(t, contact_id, is_admin),
+            can_reply=rules.can_reply(t, contact_id, is_admin),
+            can_confirm=rules.can_confirm(t, contact_id, is_admin),
+            can_cancel=rules.can_cancel(t, contact_id),
         )
         for t in tickets
     ]
@@ -151,6 +154,7 @@ _APP_COLUMNS = load_only(
     Ticket.description,
     Ticket.created_by_kind,
     Ticket.created_by_id,
+    Ticket.contact_id,
 )
 
 

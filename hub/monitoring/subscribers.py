@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Employee
-from hub.desk.events import StatusChanged, TicketCreated, TicketUpdated, subscriber
+from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, subscriber
 from hub.desk.models import Ticket
 from hub.live import channel_name, publish_after_commit
 from hub.monitoring import rules
@@ -46,7 +46,7 @@ async def _publish(
     """Every user of the object sees every ticket of it (MON-4): tell each of them. The frame
     carries no description; the app reloads the list for that (the rules apply there).
     ``engineer_name`` and ``users`` are read here unless the caller already knows them."""
-    if ticket.object_id is None or ticket.type == "internal":
+    if ticket.type == "internal":
         return
     if engineer_name is None and ticket.responsible_id:
         engineer = await session.get(Employee, ticket.responsible_id)
@@ -61,7 +61,10 @@ async def _publish(
         "repair_date": ticket.repair_date.isoformat() if ticket.repair_date else None,
         "rating_score": ticket.rating_score,
     }
-    if users is None:
+    if ticket.object_id is None:
+        # A contact given access follows their own tickets that have no object (DESK-11).
+        users = [c for c in dict.fromkeys((ticket.contact_id, rules.client_author(ticket))) if c]
+    elif users is None:
         users = await session.scalars(
             _OBJECT_USERS, {"account_id": ticket.account_id, "object_id": ticket.object_id}
         )
@@ -118,3 +121,27 @@ async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None
 async def on_ticket_updated(session: AsyncSession, event: TicketUpdated) -> None:
     if set(event.changes) & _LIVE_FIELDS:
         await _publish(session, event.ticket, "ticket_updated")
+
+
+@subscriber(CommentAdded)
+async def on_comment_added(session: AsyncSession, event: CommentAdded) -> None:
+    """DESK-11: a new public comment reaches the live stream of those who follow the
+    conversation (the author, the ticket's contact, the object's admins: MON-4's rules)."""
+    ticket, comment = event.ticket, event.comment
+    if comment is None or not comment.public or ticket.type == "internal":
+        return
+    parties = [ticket.contact_id, rules.client_author(ticket)]
+    if ticket.object_id is not None:
+        parties += await rules.object_admins(session, ticket.account_id, ticket.object_id)
+    author, author_name = rules.comment_author(comment.author_kind, comment.author_name)
+    data = {
+        "ticket_id": ticket.id,
+        "object_id": ticket.object_id,
+        "comment_id": comment.id,
+        "body": comment.body,
+        "author": author,
+        "author_name": author_name,
+        "created_at": comment.created_at.isoformat(),
+    }
+    for contact_id in dict.fromkeys(c for c in parties if c):
+        publish_after_commit(session, app_channel(ticket.account_id, contact_id), "ticket_comment", data)

@@ -39,6 +39,13 @@ def render(event: str, ticket: Any, data: dict[str, Any]) -> dict[str, Any]:
     status = _STATUS.get(str(data.get("status") or fields.get("ticket_status") or ""), "")
     if event == "new_ticket":
         subject, text = f"{ref}: new", f"{ref} was created."
+    elif event == "ticket_registered":
+        subject, text = (
+            f"{ref}: registered",
+            f"Your request was registered as {ref}. We will keep you posted.",
+        )
+    elif event == "responsible_changed":
+        subject, text = f"{ref}: responsible changed", f"{ref} has a new responsible employee."
     elif event == "status_changed":
         subject, text = f"{ref}: {status}", f"{ref} is now {status}."
     elif event == "public_comment":

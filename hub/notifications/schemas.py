@@ -28,6 +28,8 @@ __all__ = [
 
 EVENTS = (
     "new_ticket",
+    "ticket_registered",
+    "responsible_changed",
     "status_changed",
     "public_comment",
     "rating_request",

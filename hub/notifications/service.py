@@ -3,9 +3,11 @@ caller's transaction (DESK-10). Plus the administrators' channel settings and sw
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,6 +45,7 @@ from hub.outbox import Outgoing, enqueue_many
 
 __all__ = [
     "TOPIC_PREFIX",
+    "Notice",
     "active_channels",
     "add_contact_point",
     "channel_config",
@@ -50,6 +53,7 @@ __all__ = [
     "list_channels",
     "list_contact_points",
     "notify",
+    "notify_all",
     "put_channel",
     "read_rules",
     "register_device",
@@ -82,15 +86,57 @@ async def notify(
     effect a no-op (it defaults to a fresh one: each call is its own effect). Delivery happens
     after commit, through the outbox, so a failing channel never blocks or undoes the change.
     """
-    if event not in EVENTS:
-        raise ValueError(f"unknown notification event {event!r}")
-    unique: list[Recipient] = list(dict.fromkeys((str(k), int(i)) for k, i in recipients))
-    channels, addresses = await _channels_and_addresses(session, account_id, event, unique)
-    if not channels:
-        return 0
+    return await notify_all(
+        session, account_id=account_id, ticket=ticket, notices=[Notice(event, recipients, data, key)]
+    )
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One event for :func:`notify_all`: its recipients, data and (optional) idempotency key."""
+
+    event: str
+    recipients: Iterable[Recipient] = ()
+    data: dict[str, Any] | None = None
+    key: str | None = None
+
+
+async def notify_all(
+    session: AsyncSession, *, account_id: int, ticket: Any, notices: Sequence[Notice]
+) -> int:
+    """:func:`notify` for several events of one ticket action, with one address-book round trip
+    and one outbox insert (ticket creation tells staff and the client, DESK-10)."""
+    for notice in notices:
+        if notice.event not in EVENTS:
+            raise ValueError(f"unknown notification event {notice.event!r}")
+    wanted = [(n, list(dict.fromkeys((str(k), int(i)) for k, i in n.recipients))) for n in notices]
+    everyone = list(dict.fromkeys(r for _, unique in wanted for r in unique))
+    channels, addresses = await _channels_and_addresses(
+        session, account_id, [n.event for n in notices], everyone
+    )
+    outgoing = [
+        message
+        for notice, unique in wanted
+        if channels.get(notice.event)
+        for message in _messages(account_id, ticket, notice, unique, channels[notice.event], addresses)
+    ]
+    if outgoing:
+        await enqueue_many(session, account_id, outgoing)
+    return len(outgoing)
+
+
+def _messages(
+    account_id: int,
+    ticket: Any,
+    notice: Notice,
+    unique: list[Recipient],
+    channels: set[str],
+    addresses: dict[Recipient, list[tuple[str, str]]],
+) -> list[Outgoing]:
+    event = notice.event
     # JSON-safe copy (Decimal, datetime, ... become strings) so the outbox row can hold it.
-    safe_data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(data or {}))
-    batch = key or uuid.uuid4().hex
+    safe_data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(notice.data or {}))
+    batch = notice.key or uuid.uuid4().hex
     message = render(event, ticket, safe_data)
     outgoing = [
         Outgoing(
@@ -101,6 +147,7 @@ async def notify(
         )
         for kind, recipient_id in unique
         for channel, address in addresses.get((kind, recipient_id), [])
+        if channel in channels
     ]
     if "webhook" in channels:
         # One signed call per event, naming the recipients: the far side routes it itself.
@@ -111,8 +158,7 @@ async def notify(
                 idempotency_key=f"notify:{account_id}:{event}:{batch}:webhook",
             )
         )
-    await enqueue_many(session, account_id, outgoing)
-    return len(outgoing)
+    return outgoing
 
 
 async def active_channels(session: AsyncSession, account_id: int, event: str) -> set[str]:
@@ -132,10 +178,12 @@ def _part(order: int, kind: Any, owner: Any, channel: Any, address: Any, row_id:
     )
 
 
-def _address_book_statement() -> Any:
-    """The account's active channels for an event and every address of the recipients, in one
-    round trip (a UNION ALL, ordered in Python by part and row): notify is on every ticket
-    action's path. Built once."""
+@functools.cache
+def _address_book(events: int) -> Any:
+    """The account's active channels for each of ``events`` events (``event_0``, ...; part 0,
+    the event in ``kind``) and every address of the recipients, in one round trip (a UNION ALL,
+    ordered in Python by part and row): notify is on every ticket action's path. Built once per
+    number of events."""
     from hub.accounts.models import Employee
     from hub.people.models import Contact
 
@@ -157,8 +205,11 @@ def _address_book_statement() -> Any:
     device = DeviceToken
     point = ContactPoint
     return union_all(
-        _part(0, nothing, nothing, channel, nothing, nothing).where(
-            *_channel_on(account, bindparam("event"))
+        *(
+            _part(0, bindparam(f"event_{n}", type_=String), nothing, channel, nothing, nothing).where(
+                *_channel_on(account, bindparam(f"event_{n}", type_=String))
+            )
+            for n in range(events)
         ),
         _part(1, word["employee"], Employee.id, word["email"], Employee.email, Employee.id).where(*staff),
         _part(2, word["employee"], Employee.id, word["sms"], Employee.phone, Employee.id).where(*staff),
@@ -188,34 +239,38 @@ def _channel_on(account: Any, event: Any) -> tuple[Any, ...]:
     return (NotificationChannel.account_id == account, NotificationChannel.enabled.is_(True), ~switched_off)
 
 
-_ADDRESS_BOOK = _address_book_statement()
 _ACTIVE_CHANNELS = select(NotificationChannel.channel).where(
     *_channel_on(bindparam("account_id", type_=BigInteger), bindparam("event"))
 )
 
 
 async def _channels_and_addresses(
-    session: AsyncSession, account_id: int, event: str, recipients: list[Recipient]
-) -> tuple[set[str], dict[Recipient, list[tuple[str, str]]]]:
-    """The channels on for ``event`` and the (channel, address) pairs per recipient on them:
+    session: AsyncSession, account_id: int, events: list[str], recipients: list[Recipient]
+) -> tuple[dict[str, set[str]], dict[Recipient, list[tuple[str, str]]]]:
+    """The channels on per event and the (channel, address) pairs per recipient on any of them:
     profile fields, app devices, extra contact points. One query, whatever the recipients."""
     unknown = {k for k, _ in recipients} - {"employee", "contact"}
     if unknown:
         raise ValueError(f"unknown recipient kind {unknown.pop()!r}")
     params = {
         "account_id": account_id,
-        "event": event,
+        **{f"event_{n}": event for n, event in enumerate(events)},
         "employee_ids": [i for k, i in recipients if k == "employee"],
         "contact_ids": [i for k, i in recipients if k == "contact"],
     }
-    rows = sorted((await session.execute(_ADDRESS_BOOK, params)).all(), key=lambda r: (r[0], r[5] or 0))
-    channels = {r.channel for r in rows if r.part == 0}
+    statement = _address_book(len(events))
+    rows = sorted((await session.execute(statement, params)).all(), key=lambda r: (r[0], r[5] or 0))
+    channels: dict[str, set[str]] = {}
+    for row in rows:
+        if row.part == 0:
+            channels.setdefault(row.kind, set()).add(row.channel)
+    on_any = set().union(*channels.values())
     found: dict[Recipient, list[tuple[str, str]]] = {r: [] for r in recipients}
     for row in rows:
         if row.part and (row.kind, row.owner_id) in found:
             found[(row.kind, row.owner_id)].append((row.channel, row.address or ""))
     addresses = {
-        r: list(dict.fromkeys((c, a.strip()) for c, a in pairs if a and a.strip() and c in channels))
+        r: list(dict.fromkeys((c, a.strip()) for c, a in pairs if a and a.strip() and c in on_any))
         for r, pairs in found.items()
     }
     return channels, addresses

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, subscriber
+from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, subscriber
 from hub.monitoring import rules
-from hub.notifications.service import Recipient, active_channels, notify
+from hub.notifications.service import Notice, Recipient, active_channels, notify, notify_all
 
 __all__ = ["client_recipients", "staff_recipients"]
 
@@ -70,13 +70,46 @@ def client_recipients(ticket: Any, *, exclude: int | None = None) -> list[Recipi
 async def on_ticket_created(session: AsyncSession, event: TicketCreated) -> None:
     ticket = event.ticket
     exclude = event.actor.id if event.actor.kind == "employee" else None
-    await notify(
-        session,
-        account_id=ticket.account_id,
-        event="new_ticket",
-        ticket=ticket,
-        recipients=await staff_recipients(session, ticket, exclude=exclude, executors=event.executor_ids),
-        data={"source": getattr(ticket, "source", None)},
+    staff = await staff_recipients(session, ticket, exclude=exclude, executors=event.executor_ids)
+    notices = [Notice("new_ticket", staff, {"source": getattr(ticket, "source", None)})]
+    clients = client_recipients(ticket)
+    if clients:
+        # DESK-10, seed 004: "the client is notified that the ticket was registered".
+        notices.append(Notice("ticket_registered", clients, {"number": ticket.number}))
+    await notify_all(session, account_id=ticket.account_id, ticket=ticket, notices=notices)
+
+
+@subscriber(TicketUpdated)
+async def on_ticket_updated(session: AsyncSession, event: TicketUpdated) -> None:
+    """DESK-10, seed 003: a change of responsible goes to the new responsible and the observers."""
+    change = event.changes.get("responsible_id")
+    if change is None or change[1] is None:
+        return
+    ticket, actor = event.ticket, event.actor
+    observers = event.changes.get("observer_ids", (None, None))[1]
+    if observers is None:
+        observers = await session.scalars(_observers_statement(), {"ticket_id": ticket.id})
+    me = actor.id if actor.kind == "employee" else None
+    recipients = [("employee", i) for i in dict.fromkeys([change[1], *observers]) if i != me]
+    if recipients:
+        await notify(
+            session,
+            account_id=ticket.account_id,
+            event="responsible_changed",
+            ticket=ticket,
+            recipients=recipients,
+            data={"responsible_id": change[1], "previous_responsible_id": change[0]},
+        )
+
+
+@functools.cache
+def _observers_statement() -> Any:
+    from hub.desk.models import TicketObserver
+
+    return (
+        select(TicketObserver.employee_id)
+        .where(TicketObserver.ticket_id == bindparam("ticket_id"))
+        .order_by(TicketObserver.employee_id)
     )
 
 
@@ -90,7 +123,11 @@ async def on_status_changed(session: AsyncSession, event: StatusChanged) -> None
         asked = {("contact", c) for c in await rules.rating_push_recipients(session, ticket)}
         recipients = [r for r in recipients if r not in asked]
     responsible = getattr(ticket, "responsible_id", None)
-    if responsible and not (actor.kind == "employee" and actor.id == responsible):
+    if actor.is_client:
+        # DESK-11: the client confirmed, reopened or cancelled: whoever handles it is told (the
+        # desk staff when nobody has taken it yet).
+        recipients += await staff_recipients(session, ticket)
+    elif responsible and not (actor.kind == "employee" and actor.id == responsible):
         recipients.append(("employee", responsible))
     await notify(
         session,

@@ -173,3 +173,30 @@ async def test_stored_bytes_follow_their_own_transaction(
             async with session.begin_nested():
                 raise RuntimeError("an unrelated step fails")
     assert file_path(settings, kept).read_bytes() == b"b"
+
+
+async def test_desk_6_staff_files_private_unless_marked_public_and_deletable(
+    desk: Desk, settings: Settings, tenant: Tenant
+) -> None:
+    """DESK-6: a staff upload is private unless marked public; staff delete a file (bytes gone,
+    404 after) and the history keeps that it existed (DESK-7)."""
+    t = await desk.ticket()
+    plain = (await upload(desk, t["id"], ("plan.txt", b"private plan"))).json()[0]
+    shown = (await upload(desk, t["id"], ("notice.txt", b"for the client"), public="true")).json()[0]
+    assert (plain["public"], shown["public"]) == (False, True)
+    stored = [p for p in (settings.files_dir / str(tenant.id)).rglob("*") if p.is_file()]
+    assert len(stored) == 2
+
+    path = f"/api/tickets/{t['id']}/files/{plain['id']}"
+    deleted = await desk.client.delete(path, headers=desk.headers)
+    assert deleted.status_code == 204, deleted.text
+    assert (await desk.client.get(path, headers=desk.headers)).status_code == 404
+    again = await desk.client.delete(path, headers=desk.headers)
+    assert again.status_code == 404 and again.json()["code"] == "file_not_found"
+    assert [f["id"] for f in await desk.get(f"/api/tickets/{t['id']}/files")] == [shown["id"]]
+    assert len([p for p in (settings.files_dir / str(tenant.id)).rglob("*") if p.is_file()]) == 1
+    history = await desk.get(f"/api/tickets/{t['id']}/history")
+    gone = [h for h in history if h["kind"] == "file_deleted"]
+    assert [(h["data"]["file_id"], h["data"]["filename"], h["actor_id"]) for h in gone] == [
+        (plain["id"], "plan.txt", tenant.dispatcher.id)
+    ]

@@ -106,3 +106,50 @@ async def test_flags_shown_per_ticket(db: Database, desk: Desk, tenant: Tenant) 
     }
     assert await ids(desk, important="true") == []
     assert await ids(desk, sla_breached="false") == [t["id"]]
+
+
+async def test_desk_9_important_first_my_tickets_and_every_flag_a_filter(
+    desk: Desk, tenant: Tenant, db: Database
+) -> None:
+    """DESK-9, DESK-6: important-first ordering (keyset-paged), the *my tickets* view
+    (responsible or executor) and the flags other domains show (invoice, refund, payment
+    attention, partner status) usable as filters."""
+    a = await desk.ticket(responsible_id=tenant.dispatcher.id)
+    b = await desk.ticket(executor_ids=[tenant.dispatcher.id])
+    c = await desk.ticket(responsible_id=tenant.engineer.id)
+    d = await desk.ticket()
+    await desk.post(f"/api/tickets/{b['id']}/comments", {"body": "Call the client back!", "important": True})
+    assert await ids(desk, order="important_first") == [b["id"], d["id"], c["id"], a["id"]]
+    pages: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"order": "important_first", "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        page = await desk.get("/api/tickets", **params)
+        pages += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [b["id"], d["id"], c["id"], a["id"]]
+    assert await ids(desk, view="mine") == [b["id"], a["id"]]
+
+    async with db.sessionmaker() as session, session.begin():
+        for ticket_id, key, value in (
+            (a["id"], "payment", {"invoice": "paid", "refund": "requested"}),
+            (c["id"], "payment", {"invoice": "issued"}),
+            (c["id"], "payment_attention", {"reason": "paid_after_cancel"}),
+            (d["id"], "partner", {"name": "Beta", "status": "in_progress"}),
+        ):
+            ticket = await service.get_ticket(session, tenant.id, ticket_id)
+            service.set_ext_flag(ticket, key, value)
+    assert await ids(desk, invoice="paid") == [a["id"]]
+    assert await ids(desk, invoice=["paid", "issued"]) == [c["id"], a["id"]]
+    assert await ids(desk, refund="requested") == [a["id"]]
+    assert await ids(desk, payment_attention="true") == [c["id"]]
+    assert await ids(desk, partner="true") == [d["id"]]
+    assert await ids(desk, partner="false") == [c["id"], b["id"], a["id"]]
+    assert await ids(desk, partner_status="in_progress") == [d["id"]]
+    assert await ids(desk, important="true") == [b["id"]]
+    bad = await desk.get("/api/tickets", expect=400, order="important_first", cursor="7")
+    assert bad["code"] == "invalid_cursor"

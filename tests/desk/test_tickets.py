@@ -108,8 +108,9 @@ async def test_workflow_refusals_are_problem_json(desk: Desk, tenant: Tenant) ->
     await desk.status(tid, "resolved")
     await desk.status(tid, "reopened")
     await desk.status(tid, "resolved")
-    # Closing is the client's confirmation, a rating or the auto-close timeout, not an employee's click.
-    assert (await desk.status(tid, "closed", 403))["code"] == "confirmation_required"
+    # Closing is the client's confirmation, a rating or the auto-close timeout, or a dispatcher's
+    # decision with a comment (DESK-4, tested in test_staff_close.py).
+    assert (await desk.status(tid, "closed", 422))["code"] == "comment_required"
     closed = await desk.post(f"/api/tickets/{tid}/rating", {"score": 5}, status=200)
     assert closed["status"] == "closed" and closed["closed_at"]
     assert (await desk.status(tid, "reopened", 409))["code"] == "transition_not_allowed"

@@ -48,10 +48,12 @@ def expected_refusal(
         allowed.add("reopened")
     if to not in allowed:
         return "transition_not_allowed"
-    if client and not (m.status == "resolved"):
+    if client and not (m.status == "resolved" or (m.status == "open" and to == "cancelled")):
         return "transition_not_allowed_for_client"
+    if client and to == "cancelled" and m.responsible:
+        return "ticket_taken"  # DESK-11: a client cancels only a ticket nobody has taken
     if to == "closed" and not client:
-        return "confirmation_required"  # closing is the client's confirmation (or a rating, a timeout)
+        return "confirmation_required"  # an engineer's click is no confirmation (DESK-4)
     if to in ("in_progress", "resolved") and not m.responsible:
         return "responsible_required"
     if to == "pending":

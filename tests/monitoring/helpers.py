@@ -18,7 +18,16 @@ from hub.desk.schemas import TicketCreate
 from tests.conftest import Tenant
 from tests.notifications.helpers import AppUser, make_app_user
 
-__all__ = ["Site", "dispatcher_ticket", "make_site", "resolve", "set_status", "update"]
+__all__ = [
+    "Site",
+    "app_ticket",
+    "dispatcher_ticket",
+    "make_site",
+    "resolve",
+    "set_status",
+    "staff_comment",
+    "update",
+]
 
 
 @dataclass
@@ -121,3 +130,23 @@ async def resolve(db: Database, tenant: Tenant, ticket_id: int) -> None:
         )
     await set_status(db, tenant, ticket_id, "in_progress")
     await set_status(db, tenant, ticket_id, "resolved")
+
+
+async def app_ticket(client: httpx.AsyncClient, site: Site, who: AppUser, text: str = "Panel beeps") -> int:
+    """A service request the user sends from the app (MON-3)."""
+    made = await client.post(
+        f"/api/app/objects/{site.object_id}/tickets", json={"description": text}, headers=who.headers
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def staff_comment(
+    client: httpx.AsyncClient, tenant: Tenant, ticket_id: int, body: str, **kw: Any
+) -> int:
+    """A dispatcher's comment through the desk API (``public=True`` for the client to see)."""
+    made = await client.post(
+        f"/api/tickets/{ticket_id}/comments", json={"body": body, **kw}, headers=tenant.dispatcher.headers
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])

@@ -16,6 +16,7 @@ from hub.outbox.models import OutboxMessage
 from tests.conftest import Tenant
 from tests.monitoring.helpers import (
     Site,
+    app_ticket,
     dispatcher_ticket,
     make_site,
     monitoring_ticket,
@@ -36,14 +37,6 @@ async def _list(client: httpx.AsyncClient, site: Site, who: AppUser, **params: i
 
 def _row(listing: dict, ticket_id: int) -> dict:
     return next(t for t in listing["tickets"] if t["id"] == ticket_id)
-
-
-async def _app_ticket(client: httpx.AsyncClient, site: Site, who: AppUser, text: str = "Panel beeps") -> int:
-    made = await client.post(
-        f"/api/app/objects/{site.object_id}/tickets", json={"description": text}, headers=who.headers
-    )
-    assert made.status_code == 201, made.text
-    return int(made.json()["id"])
 
 
 async def _rate(
@@ -72,7 +65,7 @@ async def test_object_list_last_20_from_any_source_with_header(
     ids = [await dispatcher_ticket(db, tenant, site, title=f"Ticket {n}") for n in range(22)]
     await dispatcher_ticket(db, tenant, site, title="Staff only", type="internal")
     monitoring = await monitoring_ticket(client, site)
-    mine = await _app_ticket(client, site, site.user)
+    mine = await app_ticket(client, site, site.user)
     await update(
         db, tenant, ids[-1], {"responsible_id": tenant.engineer.id, "repair_date": date(2026, 12, 5)}
     )
@@ -209,7 +202,7 @@ async def test_seed_app_ticket_description_seen_by_author_and_admins_only(
     """MON-4, seed 000 Q&A "Who sees a ticket from MyAlarm?": all users of the object, but only the
     author and the object's admins see its description."""
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user, "The back door contact is loose")
+    ticket_id = await app_ticket(client, site, site.user, "The back door contact is loose")
     for who in (site.user, site.admin, site.admin2):
         assert (
             _row(await _list(client, site, who), ticket_id)["description"] == "The back door contact is loose"
@@ -251,7 +244,7 @@ async def test_seed_app_ticket_rated_only_by_its_author_once(
     rating and its author show in the ticket's information, the comment in its history."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
+    ticket_id = await app_ticket(client, site, site.user)
     early = await _rate(client, site.user, ticket_id)
     assert early.status_code == 409 and early.json()["code"] == "ticket_not_resolved"
     await resolve(db, tenant, ticket_id)
@@ -285,15 +278,15 @@ async def test_seed_staff_cannot_rate_in_place_of_the_app_users(
     on a dispatcher ticket of an object with admins; the author and an admin then rate as usual."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    app_ticket = await _app_ticket(client, site, site.user)
+    from_app = await app_ticket(client, site, site.user)
     office_ticket = await dispatcher_ticket(db, tenant, site)
-    for ticket_id in (app_ticket, office_ticket):
+    for ticket_id in (from_app, office_ticket):
         await resolve(db, tenant, ticket_id)
         refused = await client.post(
             f"/api/tickets/{ticket_id}/rating", json={"score": 1}, headers=tenant.dispatcher.headers
         )
         assert refused.status_code == 403 and refused.json()["code"] == "rating_in_app_only"
-    assert (await _rate(client, site.user, app_ticket, 5)).status_code == 201
+    assert (await _rate(client, site.user, from_app, 5)).status_code == 201
     assert (await _rate(client, site.admin, office_ticket, 4)).status_code == 201
 
 
@@ -326,7 +319,7 @@ async def test_two_admins_rating_at_once_yield_one_rating(
     ticket_id = await dispatcher_ticket(db, tenant, site)
     await resolve(db, tenant, ticket_id)
     answers = await asyncio.gather(
-        _rate(client, site.admin, ticket_id, 5), _rate(client, site.admin2, ticket_id, 2)
+        _rate(client, site.admin, ticket_id, 5), _rate(client, site.admin2, ticket_id, 2, "Came late")
     )
     assert sorted(a.status_code for a in answers) == [201, 409]
     async with db.sessionmaker() as session:
@@ -374,7 +367,7 @@ async def test_seed_rating_push_to_author_of_app_ticket_only(
     db: Database = app.state.db
     site = await make_site(client, tenant)
     tokens = await _with_devices(client, tenant, site)
-    ticket_id = await _app_ticket(client, site, site.user)
+    ticket_id = await app_ticket(client, site, site.user)
     for n in range(3):
         await dispatcher_ticket(db, tenant, site, title=f"Later {n}")
     await resolve(db, tenant, ticket_id)
@@ -383,6 +376,7 @@ async def test_seed_rating_push_to_author_of_app_ticket_only(
     # One push on resolve: the rating request, not also "your ticket is resolved".
     to_author = [m.payload for m in await _pushes(db) if m.payload["to"] == tokens[site.user.contact_id]]
     assert [(p["event"], p["data"].get("status")) for p in to_author] == [
+        ("ticket_registered", None),  # DESK-10: the client is told the request was registered
         ("status_changed", "in_progress"),
         ("rating_request", None),
     ]
@@ -419,7 +413,7 @@ async def test_dispatcher_assignment_and_repair_date_show_in_the_app_with_histor
     history); the app's list shows the engineer, the date and each status as it changes."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    ticket_id = await _app_ticket(client, site, site.user)
+    ticket_id = await app_ticket(client, site, site.user)
     await update(
         db, tenant, ticket_id, {"responsible_id": tenant.engineer.id, "repair_date": date(2026, 12, 3)}
     )
@@ -446,7 +440,7 @@ async def test_reopened_app_ticket_is_active_again_and_cancelled_frees_the_user(
     one frees the user to send a new request."""
     db: Database = app.state.db
     site = await make_site(client, tenant)
-    first = await _app_ticket(client, site, site.user)
+    first = await app_ticket(client, site, site.user)
     await resolve(db, tenant, first)
     await set_status(db, tenant, first, "reopened")
     refused = await client.post(
@@ -454,4 +448,49 @@ async def test_reopened_app_ticket_is_active_again_and_cancelled_frees_the_user(
     )
     assert refused.status_code == 409 and refused.json()["code"] == "active_ticket_exists"
     await set_status(db, tenant, first, "cancelled", comment="Duplicate of a call")
-    assert (await _app_ticket(client, site, site.user, "Now it works")) > first
+    assert (await app_ticket(client, site, site.user, "Now it works")) > first
+
+
+async def test_mon_4_dispatcher_and_monitoring_titles_hidden_behind_a_neutral_label(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-4, seed 001 "shown only to staff": the title of a dispatcher's or the monitoring
+    centre's ticket never reaches the app (list, single ticket); the app shows its type."""
+    site = await make_site(client, tenant)
+    secret = "Zone 3 sensor disabled, back window broken, code 1234"
+    office = await dispatcher_ticket(app.state.db, tenant, site, title=secret, type="incident")
+    made = await client.post(
+        "/api/monitoring/tickets",
+        json={"object_number": site.number, "operator_name": "Op", "title": secret, "description": "x"},
+        headers=site.monitoring,
+    )
+    centre = made.json()["ticket_id"]
+    mine = await app_ticket(client, site, site.user)
+    for who in (site.user, site.admin):
+        listing = await _list(client, site, who)
+        assert secret not in str(listing) and "1234" not in str(listing)
+        assert (_row(listing, office)["title"], _row(listing, centre)["title"]) == (
+            "Incident",
+            "Service visit",
+        )
+        one = await client.get(f"/api/app/tickets/{office}", headers=who.headers)
+        assert one.status_code == 200 and secret not in one.text
+    assert _row(await _list(client, site, site.user), mine)["title"] == "Service request from the client app"
+    staff = await client.get(f"/api/tickets/{office}", headers=tenant.dispatcher.headers)
+    assert staff.json()["title"] == secret
+
+
+async def test_mon_7_a_score_below_3_needs_a_comment(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """MON-7, seed 002 §14: a score below 3 without a comment is refused (422
+    rating_comment_required) and nothing is rated; with a comment it is accepted."""
+    site = await make_site(client, tenant)
+    ticket_id = await app_ticket(client, site, site.user)
+    await resolve(app.state.db, tenant, ticket_id)
+    for bare in (None, "   "):
+        refused = await _rate(client, site.user, ticket_id, 2, bare)
+        assert refused.status_code == 422 and refused.json()["code"] == "rating_comment_required"
+    assert _row(await _list(client, site, site.user), ticket_id)["rating_score"] is None
+    rated = await _rate(client, site.user, ticket_id, 2, "Came a day late")
+    assert rated.status_code == 201 and rated.json()["rating_score"] == 2
