@@ -43,7 +43,14 @@ from tests.isolation_factories import (
 )
 
 # Refusals by a role guard: they depend on who calls, never on which object is named.
-GUARD_CODES = {"role_required", "employees_only", "app_users_only", "integration_key_required", "forbidden"}
+GUARD_CODES = {
+    "role_required",
+    "employees_only",
+    "app_users_only",
+    "integration_key_required",
+    "forbidden",
+    "permission_required",  # a permission granted to roles or employees (DESK-12, PAY-7)
+}
 # Columns that legitimately change when A's own credentials are used.
 VOLATILE = {("api_keys", "last_used_at")}
 PRINCIPALS = ("administrator", "dispatcher", "engineer", "app_user", "pbx", "monitoring", "script")

@@ -18,9 +18,9 @@ from hub.accounts.models import Employee
 from hub.auth.guards import employees
 from hub.auth.principal import Principal
 from hub.desk import files as desk_files
-from hub.desk import service
+from hub.desk import service, visibility
 from hub.desk.actors import Actor
-from hub.desk.models import Comment, Ticket, TicketEvent, TicketFile
+from hub.desk.models import ActivityEntry, Comment, Ticket, TicketEvent, TicketFile
 from hub.desk.schemas import (
     ActivityRead,
     CommentCreate,
@@ -267,13 +267,20 @@ class TicketController(Controller):
             sla_breached=sla_breached,
             q=q,
         )
+        viewer = await visibility.viewer_of(db_session, principal)
         rows, next_cursor = await service.list_tickets(
-            db_session, principal.account_id, filters, cursor=cursor, limit=limit
+            db_session,
+            principal.account_id,
+            filters,
+            cursor=cursor,
+            limit=limit,
+            visible=visibility.ticket_clause(viewer),
         )
         return TicketPage(items=[_list_item(t) for t in rows], next_cursor=next_cursor)
 
     @get("/{ticket_id:int}", summary="One ticket; opening it clears the important flag (DESK-6)")
     async def get_ticket(self, ticket_id: int, db_session: AsyncSession, principal: Principal) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.get_ticket(db_session, principal.account_id, ticket_id)
         # The opener still sees the flag; it is cleared for everyone after.
         read = await ticket_read(db_session, ticket)
@@ -284,6 +291,7 @@ class TicketController(Controller):
     async def update_ticket(
         self, ticket_id: int, data: TicketUpdate, db_session: AsyncSession, principal: Principal
     ) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.update_ticket(
             db_session, principal.account_id, ticket_id, Actor.from_principal(principal), updates_of(data)
         )
@@ -293,6 +301,7 @@ class TicketController(Controller):
     async def change_status(
         self, ticket_id: int, data: StatusChange, db_session: AsyncSession, principal: Principal
     ) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.change_status(
             db_session,
             principal.account_id,
@@ -308,6 +317,7 @@ class TicketController(Controller):
     async def add_comment(
         self, ticket_id: int, data: CommentCreate, db_session: AsyncSession, principal: Principal
     ) -> CommentRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         comment = await service.add_comment(
             db_session,
             principal.account_id,
@@ -324,6 +334,7 @@ class TicketController(Controller):
     async def list_comments(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[CommentRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         comments = await service.list_comments(db_session, principal.account_id, ticket_id)
         files = await desk_files.list_files(db_session, principal.account_id, ticket_id)
         by_comment: dict[int, list[int]] = {}
@@ -346,6 +357,7 @@ class TicketController(Controller):
         principal: Principal,
         settings: Settings,
     ) -> list[FileRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         actor = Actor.from_principal(principal)
         await service.get_ticket(db_session, principal.account_id, ticket_id)
         limit = settings.files.max_file_bytes * settings.files.max_files_per_ticket + _MULTIPART_OVERHEAD
@@ -390,6 +402,7 @@ class TicketController(Controller):
     async def list_files(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[FileRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         rows = await desk_files.list_files(db_session, principal.account_id, ticket_id)
         return [to_read(FileRead, f) for f in rows]
 
@@ -401,6 +414,7 @@ class TicketController(Controller):
     async def download_file(
         self, ticket_id: int, file_id: int, db_session: AsyncSession, principal: Principal, settings: Settings
     ) -> File:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         row: TicketFile = await desk_files.get_file(db_session, principal.account_id, ticket_id, file_id)
         return File(
             path=desk_files.file_path(settings, row),
@@ -413,6 +427,7 @@ class TicketController(Controller):
     async def history(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[HistoryRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         rows = await service.list_history(db_session, principal.account_id, ticket_id)
         return [_history_read(e) for e in rows]
 
@@ -420,6 +435,7 @@ class TicketController(Controller):
     async def rate(
         self, ticket_id: int, data: RatingCreate, db_session: AsyncSession, principal: Principal
     ) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.rate_ticket(
             db_session,
             principal.account_id,
@@ -463,7 +479,13 @@ class ContactActivityController(Controller):
         ] = None,
         limit: Limit = 50,
     ) -> list[ActivityRead]:
+        viewer = await visibility.viewer_of(db_session, principal)
         rows = await service.list_activity(
-            db_session, principal.account_id, contact_id, before_id=before_id, limit=limit
+            db_session,
+            principal.account_id,
+            contact_id,
+            before_id=before_id,
+            limit=limit,
+            visible=visibility.ticket_id_clause(viewer, ActivityEntry.ticket_id, unbound_visible=True),
         )
         return [msgspec.convert(r, ActivityRead, from_attributes=True) for r in rows]
