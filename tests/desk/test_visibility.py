@@ -20,11 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
 
-from hub.db import Database
 from hub.live import until_logged
-from hub.settings import Settings
 from tests.conftest import Tenant
 from tests.isolation_factories import FACTORIES, World
 from tests.test_isolation import (
@@ -40,6 +37,7 @@ from tests.test_isolation import (
     snapshot,
     url_of,
 )
+from tests.test_isolation import bare_world as bare_world  # the fixture, shared with the tenancy walker
 
 MARKER = f"hidden-desk12-{uuid.uuid4().hex[:8]}"
 # Path parameters that name a ticket or something that belongs to one.
@@ -64,16 +62,9 @@ async def _hidden_ticket(w: World, t: Tenant) -> int:
 
 
 @pytest.fixture
-async def hidden(
-    app: Litestar,
-    client: httpx.AsyncClient,
-    db: Database,
-    settings: Settings,
-    tenant: Tenant,
-    other_tenant: Tenant,
-) -> World:
+async def hidden(bare_world: World) -> World:
     """Account A with every kind of object, all hanging on the hidden ticket."""
-    w = World(app=app, client=client, db=db, settings=settings, a=tenant, b=other_tenant)
+    w, tenant = bare_world, bare_world.a
     w.made[(tenant.id, "ticket_id")] = await _hidden_ticket(w, tenant)
     for name in FACTORIES:
         await w.id_of(tenant, name)
