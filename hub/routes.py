@@ -8,7 +8,12 @@ __all__ = ["route_handlers"]
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
-    from hub.accounts.controllers import AccountController, ApiKeyController, EmployeeController
+    from hub.accounts.controllers import (
+        AccountController,
+        ApiKeyController,
+        EmployeeController,
+        PermissionController,
+    )
     from hub.auth.controllers import AuthController
     from hub.client.controllers import ClientTicketController
     from hub.desk.controllers import ContactActivityController, TicketController
@@ -31,6 +36,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AccountController,
         EmployeeController,
         ApiKeyController,
+        PermissionController,
         OutboxController,
         IntakeController,
         CompanyController,

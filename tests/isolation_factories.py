@@ -130,6 +130,14 @@ async def _employee(w: World, t: Tenant) -> int:
     return int((await w.post(t, "/api/employees", body))["id"])
 
 
+@factory("grant_id")
+async def _permission_grant(w: World, t: Tenant) -> int:
+    """A grant of the refund permission to one employee (DESK-12, PAY-7)."""
+    employee_id = await w.id_of(t, "employee_id")
+    body = {"permission": "refunds", "employee_id": employee_id}
+    return int((await w.post(t, "/api/permissions/grants", body))["id"])
+
+
 @factory("key_id")
 async def _api_key(w: World, t: Tenant) -> int:
     created = await w.post(t, "/api/api-keys", {"name": f"Key {w.secret(t)}", "kind": "script"})
@@ -640,7 +648,7 @@ async def _refund(w: World, t: Tenant) -> int:
         refund = Refund(
             account_id=t.id,
             invoice_id=invoice_id,
-            ticket_id=1,
+            ticket_id=await w.id_of(t, "ticket_id"),
             status="requested",
             full=True,
             amount=Decimal("10"),

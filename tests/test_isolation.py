@@ -43,7 +43,14 @@ from tests.isolation_factories import (
 )
 
 # Refusals by a role guard: they depend on who calls, never on which object is named.
-GUARD_CODES = {"role_required", "employees_only", "app_users_only", "integration_key_required", "forbidden"}
+GUARD_CODES = {
+    "role_required",
+    "employees_only",
+    "app_users_only",
+    "integration_key_required",
+    "forbidden",
+    "permission_required",  # a permission granted to roles or employees (DESK-12, PAY-7)
+}
 # Columns that legitimately change when A's own credentials are used.
 VOLATILE = {("api_keys", "last_used_at")}
 PRINCIPALS = ("administrator", "dispatcher", "engineer", "app_user", "pbx", "monitoring", "script")
@@ -240,7 +247,7 @@ async def _principals(w: World, t: Tenant) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture
-async def world(
+def bare_world(
     app: Litestar,
     client: httpx.AsyncClient,
     db: Database,
@@ -248,12 +255,18 @@ async def world(
     tenant: Tenant,
     other_tenant: Tenant,
 ) -> World:
-    w = World(app=app, client=client, db=db, settings=settings, a=tenant, b=other_tenant)
-    for t in (tenant, other_tenant):
+    """Two tenants, nothing made yet (a test may put objects of its own in first, DESK-12)."""
+    return World(app=app, client=client, db=db, settings=settings, a=tenant, b=other_tenant)
+
+
+@pytest.fixture
+async def world(bare_world: World) -> World:
+    w = bare_world
+    for t in (w.a, w.b):
         for name in FACTORIES:
             await w.id_of(t, name)
-    for kind, headers in (await _principals(w, tenant)).items():
-        w.principals[(tenant.id, kind)] = headers
+    for kind, headers in (await _principals(w, w.a)).items():
+        w.principals[(w.a.id, kind)] = headers
     return w
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.accounts import service
+from hub.accounts import permissions, service
 from hub.accounts.models import Account, ApiKey, Employee
 from hub.accounts.schemas import (
     AccountRead,
@@ -17,13 +17,15 @@ from hub.accounts.schemas import (
     EmployeeCreate,
     EmployeeRead,
     EmployeeUpdate,
+    GrantCreate,
+    GrantRead,
 )
 from hub.auth.guards import administrators, employees
 from hub.auth.principal import Principal
 from hub.schemas import to_read, updates_of
 from hub.settings import Settings
 
-__all__ = ["AccountController", "ApiKeyController", "EmployeeController"]
+__all__ = ["AccountController", "ApiKeyController", "EmployeeController", "PermissionController"]
 
 
 class AccountController(Controller):
@@ -111,3 +113,27 @@ class ApiKeyController(Controller):
     @post("/{key_id:int}/revoke", status_code=200, summary="Revoke an API key")
     async def revoke_key(self, key_id: int, db_session: AsyncSession, principal: Principal) -> ApiKeyRead:
         return to_read(ApiKeyRead, await service.revoke_api_key(db_session, principal.account_id, key_id))
+
+
+class PermissionController(Controller):
+    """Permissions an administrator grants to roles or employees (DESK-12, PAY-7)."""
+
+    path = "/api/permissions"
+    tags = ["accounts"]
+    guards = [administrators]
+
+    @get("/grants", summary="Granted permissions (administrators hold every permission)")
+    async def list_grants(self, db_session: AsyncSession, principal: Principal) -> list[GrantRead]:
+        rows = await permissions.list_grants(db_session, principal.account_id)
+        return [to_read(GrantRead, row) for row in rows]
+
+    @post("/grants", summary="Grant a permission to a role or to one employee")
+    async def grant(self, data: GrantCreate, db_session: AsyncSession, principal: Principal) -> GrantRead:
+        row = await permissions.grant(
+            db_session, principal.account_id, data.permission, role=data.role, employee_id=data.employee_id
+        )
+        return to_read(GrantRead, row)
+
+    @delete("/grants/{grant_id:int}", summary="Withdraw a grant")
+    async def revoke(self, grant_id: int, db_session: AsyncSession, principal: Principal) -> None:
+        await permissions.revoke(db_session, principal.account_id, grant_id)

@@ -10,13 +10,30 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, Id, PortableId, utcnow
 
-__all__ = ["Account", "ApiKey", "ApiKeyKind", "AppUser", "Employee", "RefreshToken", "Role"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "ApiKeyKind",
+    "AppUser",
+    "Employee",
+    "Permission",
+    "PermissionGrant",
+    "RefreshToken",
+    "Role",
+]
 
 
 class Role(enum.StrEnum):
     ADMINISTRATOR = "administrator"
     DISPATCHER = "dispatcher"
     ENGINEER = "engineer"
+
+
+class Permission(enum.StrEnum):
+    """What an administrator grants to roles or to single employees (DESK-12, PAY-7).
+    Administrators hold every permission: they are the ones who grant them."""
+
+    REFUNDS = "refunds"
 
 
 class ApiKeyKind(enum.StrEnum):
@@ -37,6 +54,10 @@ class Account(Id, Base):
     phone_match_digits: Mapped[int] = mapped_column(Integer, default=10)
     # Hours a resolved ticket waits for the client before it closes by itself (DESK-4).
     auto_close_hours: Mapped[int] = mapped_column(Integer, default=72)
+    # DESK-12: engineers see every ticket of the account (otherwise only those they take part in).
+    engineers_see_all: Mapped[bool] = mapped_column(Boolean, default=False)
+    # DESK-12: the first employee to reply publicly to an unassigned ticket becomes responsible.
+    first_reply_assigns: Mapped[bool] = mapped_column(Boolean, default=False)
     next_ticket_number: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -110,4 +131,19 @@ class RefreshToken(Id, Base):
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PermissionGrant(Id, Base):
+    """One grant of a permission to a role or to one employee (exactly one of the two)."""
+
+    __tablename__ = "permission_grants"
+    __table_args__ = (Index("ix_permission_grants_account_permission", "account_id", "permission"),)
+
+    account_id: Mapped[int] = mapped_column(PortableId, ForeignKey("accounts.id", ondelete="CASCADE"))
+    permission: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str | None] = mapped_column(String(20))
+    employee_id: Mapped[int | None] = mapped_column(
+        PortableId, ForeignKey("employees.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,6 +16,8 @@ __all__ = [
     "EmployeeCreate",
     "EmployeeRead",
     "EmployeeUpdate",
+    "GrantCreate",
+    "GrantRead",
 ]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -37,6 +39,8 @@ class AccountRead(msgspec.Struct):
     currency: str
     phone_match_digits: int
     auto_close_hours: int
+    engineers_see_all: bool
+    first_reply_assigns: bool
     created_at: datetime
 
 
@@ -47,6 +51,10 @@ class AccountUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     currency: Currency | msgspec.UnsetType = msgspec.UNSET
     phone_match_digits: Annotated[int, msgspec.Meta(ge=4, le=15)] | msgspec.UnsetType = msgspec.UNSET
     auto_close_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 365)] | msgspec.UnsetType = msgspec.UNSET
+    # DESK-12: engineers see every ticket, not only those they take part in.
+    engineers_see_all: bool | msgspec.UnsetType = msgspec.UNSET
+    # DESK-12: the first employee to reply publicly to an unassigned ticket becomes responsible.
+    first_reply_assigns: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class EmployeeRead(msgspec.Struct):
@@ -98,3 +106,21 @@ class ApiKeyCreated(msgspec.Struct):
 
     key: str
     api_key: ApiKeyRead
+
+
+class GrantRead(msgspec.Struct):
+    """A permission granted to a role or to one employee (DESK-12, PAY-7)."""
+
+    id: int
+    permission: str
+    role: str | None
+    employee_id: int | None
+    created_at: datetime
+
+
+class GrantCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Exactly one of ``role`` and ``employee_id``."""
+
+    permission: Literal["refunds"]
+    role: Literal["dispatcher", "engineer"] | None = None
+    employee_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None

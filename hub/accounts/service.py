@@ -8,12 +8,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.accounts.models import Account, ApiKey, Employee
+from hub.accounts.models import Account, ApiKey, Employee, PermissionGrant
+from hub.accounts.permissions import DEFAULT_GRANTS
 from hub.accounts.schemas import ApiKeyCreate, EmployeeCreate, EmployeeUpdate
 from hub.auth.middleware import API_KEY_PREFIX
 from hub.auth.passwords import hash_password
 from hub.auth.tokens import new_secret, secret_hash
 from hub.db import utcnow
+from hub.desk.models import Ticket
+from hub.desk.workflow import FINAL
 from hub.errors import Conflict, NotFound
 from hub.schemas import updates_of
 
@@ -43,6 +46,11 @@ async def create_account(
         name=name, slug=slug, default_region=default_region.upper(), currency=currency, phone=phone
     )
     session.add(account)
+    await session.flush()
+    session.add_all(
+        PermissionGrant(account_id=account.id, permission=permission, role=role)
+        for permission, role in DEFAULT_GRANTS
+    )
     await session.flush()
     return account
 
@@ -113,6 +121,28 @@ async def _check_keeps_an_administrator(
         )
 
 
+async def _check_holds_no_open_tickets(session: AsyncSession, employee: Employee) -> None:
+    """DESK-12: an employee still responsible for open tickets is not deactivated; the refusal
+    lists the tickets to reassign first."""
+    rows = (
+        await session.execute(
+            select(Ticket.id, Ticket.number)
+            .where(
+                Ticket.account_id == employee.account_id,
+                Ticket.responsible_id == employee.id,
+                Ticket.status.not_in(sorted(FINAL)),
+            )
+            .order_by(Ticket.number)
+        )
+    ).all()
+    if rows:
+        raise Conflict(
+            "Reassign this employee's open tickets before deactivating them",
+            code="employee_holds_open_tickets",
+            tickets=[{"id": int(r.id), "number": int(r.number)} for r in rows],
+        )
+
+
 async def get_employee(session: AsyncSession, account_id: int, employee_id: int) -> Employee:
     employee = await session.get(Employee, employee_id)
     if employee is None or employee.account_id != account_id:
@@ -129,6 +159,8 @@ async def update_employee(
     if "extension" in changes:
         await _check_extension_free(session, account_id, changes["extension"], employee.id)
     await _check_keeps_an_administrator(session, employee, changes)
+    if changes.get("active") is False and employee.active:
+        await _check_holds_no_open_tickets(session, employee)
     if password is not None:
         employee.password_hash = hash_password(password, log2_n)
     for field, value in changes.items():

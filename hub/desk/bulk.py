@@ -43,6 +43,7 @@ class ActivityLine:
     summary: str
     data: Mapping[str, Any]
     at: datetime
+    ticket_id: int | None = None  # decides who may see the line (DESK-12)
 
 
 async def record_history_lines(session: AsyncSession, lines: Sequence[HistoryLine]) -> None:
@@ -79,6 +80,7 @@ async def add_activity_lines(session: AsyncSession, lines: Sequence[ActivityLine
                 "contact_id": line.contact_id,
                 "kind": line.kind,
                 "ref_id": line.ref_id,
+                "ticket_id": line.ticket_id,
                 "summary": line.summary[:500],
                 "data": {k: jsonable(v) for k, v in line.data.items()},
                 "created_at": line.at,

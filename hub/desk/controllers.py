@@ -18,9 +18,9 @@ from hub.accounts.models import Employee
 from hub.auth.guards import employees
 from hub.auth.principal import Principal
 from hub.desk import files as desk_files
-from hub.desk import service
+from hub.desk import service, visibility
 from hub.desk.actors import Actor
-from hub.desk.models import Comment, Ticket, TicketEvent, TicketFile
+from hub.desk.models import ActivityEntry, Comment, Ticket, TicketEvent, TicketFile
 from hub.desk.schemas import (
     ActivityRead,
     CommentCreate,
@@ -300,13 +300,20 @@ class TicketController(Controller):
             partner_status=list(partner_status) if partner_status else None,
             order=order,
         )
+        viewer = await visibility.viewer_of(db_session, principal)
         rows, next_cursor = await service.list_tickets(
-            db_session, principal.account_id, filters, cursor=cursor, limit=limit
+            db_session,
+            principal.account_id,
+            filters,
+            cursor=cursor,
+            limit=limit,
+            visible=visibility.ticket_clause(viewer),
         )
         return TicketPage(items=[_list_item(t) for t in rows], next_cursor=next_cursor)
 
     @get("/{ticket_id:int}", summary="One ticket; opening it clears the important flag (DESK-6)")
     async def get_ticket(self, ticket_id: int, db_session: AsyncSession, principal: Principal) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.get_ticket(db_session, principal.account_id, ticket_id)
         # The opener still sees the flag; it is cleared for everyone after.
         read = await ticket_read(db_session, ticket)
@@ -317,6 +324,7 @@ class TicketController(Controller):
     async def update_ticket(
         self, ticket_id: int, data: TicketUpdate, db_session: AsyncSession, principal: Principal
     ) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.update_ticket(
             db_session, principal.account_id, ticket_id, Actor.from_principal(principal), updates_of(data)
         )
@@ -326,6 +334,7 @@ class TicketController(Controller):
     async def change_status(
         self, ticket_id: int, data: StatusChange, db_session: AsyncSession, principal: Principal
     ) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.change_status(
             db_session,
             principal.account_id,
@@ -342,6 +351,7 @@ class TicketController(Controller):
     async def add_comment(
         self, ticket_id: int, data: CommentCreate, db_session: AsyncSession, principal: Principal
     ) -> CommentRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         comment = await service.add_comment(
             db_session,
             principal.account_id,
@@ -358,6 +368,7 @@ class TicketController(Controller):
     async def list_comments(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[CommentRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         comments = await service.list_comments(db_session, principal.account_id, ticket_id)
         files = await desk_files.list_files(db_session, principal.account_id, ticket_id)
         by_comment: dict[int, list[int]] = {}
@@ -380,6 +391,7 @@ class TicketController(Controller):
         principal: Principal,
         settings: Settings,
     ) -> list[FileRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         actor = Actor.from_principal(principal)
         await service.get_ticket(db_session, principal.account_id, ticket_id)
         uploads, form = await received_uploads(request, settings)
@@ -409,6 +421,7 @@ class TicketController(Controller):
     async def list_files(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[FileRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         rows = await desk_files.list_files(db_session, principal.account_id, ticket_id)
         return [to_read(FileRead, f) for f in rows]
 
@@ -420,6 +433,7 @@ class TicketController(Controller):
     async def download_file(
         self, ticket_id: int, file_id: int, db_session: AsyncSession, principal: Principal, settings: Settings
     ) -> File:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         row: TicketFile = await desk_files.get_file(db_session, principal.account_id, ticket_id, file_id)
         return File(
             path=desk_files.file_path(settings, row),
@@ -444,6 +458,7 @@ class TicketController(Controller):
     async def history(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[HistoryRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         rows = await service.list_history(db_session, principal.account_id, ticket_id)
         return [_history_read(e) for e in rows]
 
@@ -451,6 +466,7 @@ class TicketController(Controller):
     async def rate(
         self, ticket_id: int, data: RatingCreate, db_session: AsyncSession, principal: Principal
     ) -> TicketRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         ticket = await service.rate_ticket(
             db_session,
             principal.account_id,
@@ -519,7 +535,13 @@ class ContactActivityController(Controller):
         ] = None,
         limit: Limit = 50,
     ) -> list[ActivityRead]:
+        viewer = await visibility.viewer_of(db_session, principal)
         rows = await service.list_activity(
-            db_session, principal.account_id, contact_id, before_id=before_id, limit=limit
+            db_session,
+            principal.account_id,
+            contact_id,
+            before_id=before_id,
+            limit=limit,
+            visible=visibility.ticket_id_clause(viewer, ActivityEntry.ticket_id, unbound_visible=True),
         )
         return [msgspec.convert(r, ActivityRead, from_attributes=True) for r in rows]

@@ -268,6 +268,9 @@ class ActivityEntry(Id, Base):
     contact_id: Mapped[int] = mapped_column(PortableId, ForeignKey("contacts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(30))
     ref_id: Mapped[int] = mapped_column(PortableId)
+    # The ticket the entry belongs to (a ticket, its rating, invoice or refund), so the feed shows
+    # an engineer only the entries of tickets they may see (DESK-12).
+    ticket_id: Mapped[int | None] = mapped_column(PortableId)
     summary: Mapped[str] = mapped_column(String(500))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

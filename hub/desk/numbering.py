@@ -3,9 +3,10 @@
 Creating a ticket is a hot path (the monitoring centre, the pop-up, the client app). The number
 comes from ``UPDATE accounts ... RETURNING`` (the UPDATE takes the account row's lock until the
 transaction ends, so concurrent creations get distinct numbers); the same RETURNING carries scalar
-subqueries for the object, contact, company, responsible, executors, observers and the object's
-app users, each within the account. One round trip instead of one per reference, and what it
-reads is handed on (search text, the live frame, notifications) instead of read again.
+subqueries for the object, contact, company, responsible (or the default one, DESK-12), executors,
+observers and the object's app users, each within the account. One round trip instead of one per
+reference, and what it reads is handed on (search text, the live frame, notifications) instead of
+read again.
 
 The statement is built once, at import: building it per call costs more CPU than running it.
 """
@@ -20,6 +21,7 @@ from sqlalchemy import BigInteger, String, Table, bindparam, cast, func, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Account, Employee
+from hub.desk.routing import inactive_responsible
 from hub.errors import NotFound, Unprocessable
 from hub.people.models import Company, Contact, ObjectUser, ServiceObject
 
@@ -43,11 +45,36 @@ def _id_list(column: Any, *where: Any) -> Any:
     return select(func.aggregate_strings(cast(column, String), ",")).where(*where)
 
 
+def _active(employee_id: Any) -> Any:
+    return (
+        select(Employee.id)
+        .where(Employee.id == employee_id, Employee.account_id == _ACCOUNT, Employee.active.is_(True))
+        .scalar_subquery()
+    )
+
+
+def _default_responsible(company_id: Any) -> Any:
+    """DESK-12: the object's default responsible, else the contact's, else the company's manager
+    (the first of them still active)."""
+    return func.coalesce(
+        _active(_of_object(ServiceObject.default_responsible_id).scalar_subquery()),
+        _active(_of_contact(Contact.default_responsible_id).scalar_subquery()),
+        _active(
+            select(Company.manager_id)
+            .where(Company.id == company_id, Company.account_id == _ACCOUNT)
+            .scalar_subquery()
+        ),
+    )
+
+
 def _statement() -> Any:
     company_id = func.coalesce(
         bindparam("company_id", type_=BigInteger),
         _of_object(ServiceObject.company_id).scalar_subquery(),
         _of_contact(Contact.company_id).scalar_subquery(),
+    )
+    responsible_id = func.coalesce(
+        bindparam("responsible_id", type_=BigInteger), _default_responsible(company_id)
     )
     columns = {
         "object_id": _of_object(ServiceObject.id),
@@ -58,8 +85,15 @@ def _statement() -> Any:
         "contact_name": _of_contact(Contact.name),
         "contact_company_id": _of_contact(Contact.company_id),
         "company_name": select(Company.name).where(Company.id == company_id, Company.account_id == _ACCOUNT),
+        # The named responsible, or the default one when none is named.
+        "responsible_id": select(Employee.id).where(
+            Employee.id == responsible_id, Employee.account_id == _ACCOUNT
+        ),
         "responsible_name": select(Employee.name).where(
-            Employee.id == bindparam("responsible_id", type_=BigInteger), Employee.account_id == _ACCOUNT
+            Employee.id == responsible_id, Employee.account_id == _ACCOUNT
+        ),
+        "responsible_active": select(Employee.active).where(
+            Employee.id == responsible_id, Employee.account_id == _ACCOUNT
         ),
         "employee_ids": _id_list(
             Employee.id,
@@ -98,6 +132,7 @@ class NewTicketRefs:
     company_name: str | None
     contact_name: str | None
     object_texts: tuple[str | None, ...]  # number, name, address: what the ticket is found by
+    responsible_id: int | None  # given, or the default one (DESK-12)
     responsible_name: str | None
     object_user_ids: tuple[int, ...]  # the object's app users, told live (MON-4)
 
@@ -117,6 +152,8 @@ def _check(row: Any, given: dict[str, Any], executors: Sequence[int], observers:
         raise _refuse("company", "company_not_found")
     if given["responsible_id"] is not None and row.responsible_name is None:
         raise _refuse("employee", "employee_not_found")
+    if given["responsible_id"] is not None and not row.responsible_active:
+        raise inactive_responsible(given["responsible_id"])
     found = _ids(row.employee_ids)
     for wanted in (executors, observers):
         missing = sorted(set(wanted) - found)
@@ -147,6 +184,7 @@ async def number_and_refs(
         company_name=row.company_name,
         contact_name=row.contact_name,
         object_texts=object_texts,
+        responsible_id=int(row.responsible_id) if row.responsible_id is not None else None,
         responsible_name=row.responsible_name,
         object_user_ids=tuple(sorted(_ids(row.object_user_ids))),
     )

@@ -237,3 +237,4 @@ class ActivityRead(msgspec.Struct):
     summary: str
     data: dict[str, Any]
     created_at: datetime
+    ticket_id: int | None = None  # the ticket the entry belongs to (a ticket, rating, invoice, refund)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, false, or_, select, update
+from sqlalchemy import and_, delete, false, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Employee
 from hub.db import utcnow
-from hub.desk import workflow
+from hub.desk import routing, workflow
 from hub.desk.actors import Actor
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, emit
 from hub.desk.models import (
@@ -179,6 +179,7 @@ async def _ticket_activity(session: AsyncSession, ticket: Ticket, now: datetime)
         f"Ticket #{ticket.number}: {ticket.title}"[:500],
         {"number": ticket.number, "source": ticket.source, "type": ticket.type},
         now=now,
+        ticket_id=ticket.id,
     )
 
 
@@ -252,7 +253,7 @@ def _new_ticket(
         company_id=refs.company_id,
         contact_id=data.contact_id,
         object_id=data.object_id,
-        responsible_id=data.responsible_id,
+        responsible_id=refs.responsible_id,
         reaction_due_at=data.reaction_due_at,
         resolution_due_at=data.resolution_due_at,
         repair_date=data.repair_date,
@@ -381,6 +382,8 @@ async def update_ticket(
             await _require(session, model, account_id, diff[name][1], code)
     if "responsible_id" in diff and diff["responsible_id"][1] is None:
         _check_keeps_responsible(ticket)
+    elif "responsible_id" in diff:
+        await routing.check_can_be_responsible(session, account_id, diff["responsible_id"][1])
     for due in ("reaction_due_at", "resolution_due_at"):
         if due in diff and diff[due][1] is not None and diff[due][1].tzinfo is None:
             raise Unprocessable("Deadlines need a time zone", code="naive_datetime")
@@ -639,6 +642,7 @@ async def add_comment(
     elif public and actor.kind == "employee":
         ticket.needs_reply = False
         await _react(session, ticket, actor, now)
+        await routing.assign_first_replier(session, ticket, actor, now)
     if important:
         ticket.important = True
     ticket.updated_at = now
@@ -718,14 +722,17 @@ async def add_activity(
     data: dict[str, Any] | None = None,
     *,
     now: datetime | None = None,
+    ticket_id: int | None = None,
 ) -> None:
-    """DESK-8: one line in a contact's activity feed (tickets, ratings, calls, payments, refunds)."""
+    """DESK-8: one line in a contact's activity feed (tickets, ratings, calls, payments, refunds);
+    ``ticket_id``: the ticket it belongs to, which decides who may see it (DESK-12)."""
     session.add(
         ActivityEntry(
             account_id=account_id,
             contact_id=contact_id,
             kind=kind,
             ref_id=ref_id,
+            ticket_id=ticket_id,
             summary=summary[:500],
             data={k: _jsonable(v) for k, v in (data or {}).items()},
             created_at=now or utcnow(),
@@ -734,14 +741,25 @@ async def add_activity(
 
 
 async def list_activity(
-    session: AsyncSession, account_id: int, contact_id: int, *, before_id: int | None = None, limit: int = 50
+    session: AsyncSession,
+    account_id: int,
+    contact_id: int,
+    *,
+    before_id: int | None = None,
+    limit: int = 50,
+    visible: Any = None,
 ) -> list[ActivityEntry]:
     """Newest first by time (entries may carry an earlier time than their id suggests, e.g. a call
-    logged when it ends), paged by the (created_at, id) keyset of the last entry seen."""
+    logged when it ends), paged by the (created_at, id) keyset of the last entry seen.
+    ``visible``: the caller's condition on the entries' tickets (DESK-12)."""
     contact = await session.get(Contact, contact_id)
     if contact is None or contact.account_id != account_id:
         raise NotFound("No such contact", code="contact_not_found")
-    feed = (ActivityEntry.account_id == account_id, ActivityEntry.contact_id == contact_id)
+    feed = (
+        ActivityEntry.account_id == account_id,
+        ActivityEntry.contact_id == contact_id,
+        true() if visible is None else visible,
+    )
     query = select(ActivityEntry).where(*feed)
     if before_id is not None:
         last_time = await session.scalar(
@@ -808,6 +826,7 @@ async def rate_ticket(
             f"Rated ticket #{ticket.number}: {score}/5",
             {"number": ticket.number, "score": score, "comment": comment},
             now=now,
+            ticket_id=ticket.id,
         )
     await session.flush()
     await emit(session, TicketUpdated(ticket, actor, changes={"rating": (None, score)}))
@@ -938,9 +957,13 @@ async def list_tickets(
     *,
     cursor: str | None = None,
     limit: int = 50,
+    visible: Any = None,
 ) -> tuple[list[Ticket], str | None]:
-    """DESK-9: filtered, newest first, keyset-paged by id. Returns (page, next cursor or None)."""
+    """DESK-9: filtered, newest first, keyset-paged by id. Returns (page, next cursor or None).
+    ``visible``: the caller's visibility condition (:func:`hub.desk.visibility.ticket_clause`)."""
     query = select(Ticket).where(Ticket.account_id == account_id)
+    if visible is not None:
+        query = query.where(visible)
     statuses = list(filters.status or [])
     if filters.view == "new":
         statuses = (

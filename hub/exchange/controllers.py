@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.exchange import MAX_INBOX_BYTES, InboxResult, SignedToken
 from hub.auth.guards import administrators, dispatchers, employees
 from hub.auth.principal import Principal
+from hub.desk import visibility
 from hub.desk.actors import Actor
 from hub.exchange import held, service
 from hub.exchange.inbox import receive
@@ -129,6 +130,7 @@ class PartnerTicketController(Controller):
         principal: Principal,
         settings: Settings,
     ) -> PartnerLinkRead:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         link = await service.transfer(
             db_session, settings, principal.account_id, ticket_id, Actor.from_principal(principal), data
         )
@@ -143,6 +145,7 @@ class PartnerTicketController(Controller):
     async def partner_link(
         self, ticket_id: int, db_session: AsyncSession, principal: Principal
     ) -> list[PartnerLinkRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         return await service.partner_links(db_session, principal.account_id, ticket_id)
 
     @post(
@@ -154,6 +157,7 @@ class PartnerTicketController(Controller):
     async def rate(
         self, ticket_id: int, data: PartnerRate, db_session: AsyncSession, principal: Principal
     ) -> list[PartnerLinkRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         await service.rate_partner(
             db_session, principal.account_id, ticket_id, Actor.from_principal(principal), data
         )
@@ -168,6 +172,7 @@ class PartnerTicketController(Controller):
     async def send_back(
         self, ticket_id: int, data: PartnerSendBack, db_session: AsyncSession, principal: Principal
     ) -> list[PartnerLinkRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         await service.send_back(
             db_session, principal.account_id, ticket_id, Actor.from_principal(principal), data
         )
@@ -187,6 +192,7 @@ class PartnerTicketController(Controller):
         principal: Principal,
         settings: Settings,
     ) -> list[PartnerLinkRead]:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         await service.pass_files(
             db_session, settings, principal.account_id, ticket_id, Actor.from_principal(principal), data
         )

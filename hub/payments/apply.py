@@ -409,6 +409,7 @@ async def _mark_provider_paid(
         invoice.id,
         f"Invoice {invoice.id} paid: {in_units(amount, invoice.currency)} {invoice.currency}",
         data,
+        ticket_id=invoice.ticket_id,
     )
     await desk.refresh_flags(session, ticket)
 

@@ -210,7 +210,14 @@ async def _desk_lines(session: AsyncSession, paid: Sequence[_Paid], now: Any) ->
             summary = f"Invoice {invoice.id} paid: {units} {invoice.currency}"
             activity.append(
                 bulk.ActivityLine(
-                    invoice.account_id, invoice.contact_id, "invoice_paid", invoice.id, summary, data, now
+                    invoice.account_id,
+                    invoice.contact_id,
+                    "invoice_paid",
+                    invoice.id,
+                    summary,
+                    data,
+                    now,
+                    ticket_id=invoice.ticket_id,
                 )
             )
     await bulk.record_history_lines(session, history)

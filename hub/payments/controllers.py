@@ -12,9 +12,11 @@ from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.accounts.models import Account
-from hub.auth.guards import STAFF, administrators, app_users, dispatchers, employees, principal_of
+from hub.accounts import permissions
+from hub.accounts.models import Account, Permission
+from hub.auth.guards import administrators, app_users, dispatchers, employees, principal_of
 from hub.auth.principal import Principal
+from hub.desk import visibility
 from hub.desk.actors import Actor
 from hub.errors import Forbidden, NotFound
 from hub.payments import desk, service
@@ -57,13 +59,44 @@ desk.register_lock()
 
 
 def refund_requesters(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """App users (for their own invoices) and employees with the refund permission."""
-    principal = principal_of(connection)
-    if principal.kind == "app_user":
-        return
-    if principal.kind == "employee" and principal.role in STAFF:
-        return
-    raise Forbidden("Requires the refund permission", code="role_required")
+    """App users (for their own invoices) and employees; an employee also needs the refund
+    permission (:func:`_refund_permission`, checked in the handler: grants live in the database)."""
+    if principal_of(connection).kind not in ("app_user", "employee"):
+        raise Forbidden("Only employees and app users", code="forbidden")
+
+
+async def _refund_permission(session: AsyncSession, principal: Principal) -> None:
+    """PAY-7: refunds are a permission an administrator grants to roles or employees (DESK-12)."""
+    if principal.kind == "employee":
+        await permissions.require_permission(session, principal, Permission.REFUNDS)
+
+
+async def _ticket_visible(session: AsyncSession, principal: Principal, invoice: Invoice) -> Invoice:
+    """DESK-12: an invoice of a ticket the employee may not see answers like one that does not exist."""
+    hidden = NotFound("No such invoice", code="invoice_not_found")
+    await visibility.require_ticket(session, principal, invoice.ticket_id, hidden=hidden)
+    return invoice
+
+
+async def _staff_invoice(session: AsyncSession, principal: Principal, invoice_id: int) -> Invoice:
+    return await _ticket_visible(
+        session, principal, await service.get_invoice(session, principal.account_id, invoice_id)
+    )
+
+
+async def _decidable_refund(session: AsyncSession, principal: Principal, refund_id: int) -> None:
+    """PAY-7: the refund permission, then DESK-12: a refund of a hidden ticket is not found."""
+    await _refund_permission(session, principal)
+    await _staff_refund(session, principal, refund_id)
+
+
+async def _staff_refund(session: AsyncSession, principal: Principal, refund_id: int) -> Refund:
+    """DESK-12: a refund on a ticket the employee may not see answers like one that does not exist."""
+    refund = await service.get_refund(session, principal.account_id, refund_id)
+    invoice = await service.get_invoice(session, principal.account_id, refund.invoice_id)
+    hidden = NotFound("No such refund", code="refund_not_found")
+    await visibility.require_ticket(session, principal, invoice.ticket_id, hidden=hidden)
+    return refund
 
 
 def employees_or_app_users(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -136,7 +169,7 @@ def pa_read(row: PaymentAccount, settings: Settings) -> PaymentAccountRead:
 
 
 async def _visible_invoice(session: AsyncSession, principal: Principal, invoice_id: int) -> Invoice:
-    invoice = await service.get_invoice(session, principal.account_id, invoice_id)
+    invoice = await _staff_invoice(session, principal, invoice_id)
     if principal.kind == "app_user" and (
         invoice.contact_id is None or invoice.contact_id != principal.contact_id or invoice.status == "draft"
     ):
@@ -239,7 +272,11 @@ class InvoiceController(Controller):
         ticket_id: RefId | None = None,
         status: str | None = None,
     ) -> list[InvoiceRead]:
-        query = select(Invoice).where(Invoice.account_id == principal.account_id)
+        viewer = await visibility.viewer_of(db_session, principal)
+        query = select(Invoice).where(
+            Invoice.account_id == principal.account_id,
+            visibility.ticket_id_clause(viewer, Invoice.ticket_id),
+        )
         if ticket_id is not None:
             query = query.where(Invoice.ticket_id == ticket_id)
         if status is not None:
@@ -251,6 +288,7 @@ class InvoiceController(Controller):
     async def create_invoice(
         self, data: InvoiceCreate, db_session: AsyncSession, principal: Principal
     ) -> InvoiceRead:
+        await visibility.require_ticket(db_session, principal, data.ticket_id)
         invoice = await service.create_invoice(
             db_session,
             principal.account_id,
@@ -269,6 +307,7 @@ class InvoiceController(Controller):
 
     @delete("/{invoice_id:int}", guards=[employees], summary="Delete a draft invoice")
     async def delete_invoice(self, db_session: AsyncSession, principal: Principal, invoice_id: RefId) -> None:
+        await _staff_invoice(db_session, principal, invoice_id)
         await service.delete_invoice(
             db_session, principal.account_id, Actor.from_principal(principal), invoice_id
         )
@@ -277,6 +316,7 @@ class InvoiceController(Controller):
     async def add_line(
         self, data: InvoiceLineCreate, db_session: AsyncSession, principal: Principal, invoice_id: RefId
     ) -> InvoiceRead:
+        await _staff_invoice(db_session, principal, invoice_id)
         await service.add_line(db_session, principal.account_id, invoice_id, data)
         return await invoice_read(
             db_session, await service.get_invoice(db_session, principal.account_id, invoice_id)
@@ -291,6 +331,7 @@ class InvoiceController(Controller):
         invoice_id: RefId,
         line_id: RefId,
     ) -> InvoiceRead:
+        await _staff_invoice(db_session, principal, invoice_id)
         await service.update_line(db_session, principal.account_id, invoice_id, line_id, updates_of(data))
         return await invoice_read(
             db_session, await service.get_invoice(db_session, principal.account_id, invoice_id)
@@ -300,6 +341,7 @@ class InvoiceController(Controller):
     async def delete_line(
         self, db_session: AsyncSession, principal: Principal, invoice_id: RefId, line_id: RefId
     ) -> None:
+        await _staff_invoice(db_session, principal, invoice_id)
         await service.delete_line(db_session, principal.account_id, invoice_id, line_id)
 
     @post(
@@ -309,6 +351,7 @@ class InvoiceController(Controller):
         summary="Issue (activate) for the client",
     )
     async def issue(self, db_session: AsyncSession, principal: Principal, invoice_id: RefId) -> InvoiceRead:
+        await _staff_invoice(db_session, principal, invoice_id)
         invoice = await service.issue_invoice(
             db_session, principal.account_id, Actor.from_principal(principal), invoice_id
         )
@@ -318,6 +361,7 @@ class InvoiceController(Controller):
     async def mark_paid(
         self, data: MarkPaid, db_session: AsyncSession, principal: Principal, invoice_id: RefId
     ) -> InvoiceRead:
+        await _staff_invoice(db_session, principal, invoice_id)
         invoice = await service.mark_paid(
             db_session, principal.account_id, Actor.from_principal(principal), invoice_id, data.note
         )
@@ -327,6 +371,7 @@ class InvoiceController(Controller):
     async def make_unpaid(
         self, db_session: AsyncSession, principal: Principal, invoice_id: RefId
     ) -> InvoiceRead:
+        await _staff_invoice(db_session, principal, invoice_id)
         invoice = await service.make_unpaid(
             db_session, principal.account_id, Actor.from_principal(principal), invoice_id
         )
@@ -346,6 +391,8 @@ class InvoiceController(Controller):
     async def request_refund(
         self, data: RefundCreate, db_session: AsyncSession, principal: Principal, invoice_id: RefId
     ) -> RefundRead:
+        await _refund_permission(db_session, principal)
+        await _visible_invoice(db_session, principal, invoice_id)
         return refund_read(await service.request_refund(db_session, principal, invoice_id, data))
 
 
@@ -376,26 +423,28 @@ class RefundController(Controller):
     async def get_refund(
         self, db_session: AsyncSession, principal: Principal, refund_id: RefId
     ) -> RefundRead:
-        refund = await service.get_refund(db_session, principal.account_id, refund_id)
+        refund = await _staff_refund(db_session, principal, refund_id)
         await _visible_invoice(db_session, principal, refund.invoice_id)
         return refund_read(refund)
 
     @post(
         "/{refund_id:int}/approve",
-        guards=[dispatchers],
+        guards=[employees],
         status_code=200,
         summary="Approve: the provider refunds",
     )
     async def approve(self, db_session: AsyncSession, principal: Principal, refund_id: RefId) -> RefundRead:
+        await _decidable_refund(db_session, principal, refund_id)
         refund = await service.approve_refund(
             db_session, principal.account_id, Actor.from_principal(principal), refund_id
         )
         return refund_read(refund)
 
-    @post("/{refund_id:int}/reject", guards=[dispatchers], status_code=200, summary="Reject with a reason")
+    @post("/{refund_id:int}/reject", guards=[employees], status_code=200, summary="Reject with a reason")
     async def reject(
         self, data: RefundDecision, db_session: AsyncSession, principal: Principal, refund_id: RefId
     ) -> RefundRead:
+        await _decidable_refund(db_session, principal, refund_id)
         refund = await service.reject_refund(
             db_session, principal.account_id, Actor.from_principal(principal), refund_id, data.reason
         )

@@ -60,10 +60,12 @@ async def activity(
     ref_id: int,
     summary: str,
     data: dict[str, Any] | None = None,
+    *,
+    ticket_id: int,
 ) -> None:
     if contact_id is None:
         return
-    await add_activity(session, account_id, contact_id, kind, ref_id, summary, data)
+    await add_activity(session, account_id, contact_id, kind, ref_id, summary, data, ticket_id=ticket_id)
 
 
 async def notify(

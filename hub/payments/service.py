@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.accounts.models import Account, Employee
+from hub.accounts import permissions
+from hub.accounts.models import Account, Permission
 from hub.auth.principal import Principal
 from hub.connectors.payments import PROVIDERS
 from hub.db import utcnow
@@ -506,6 +507,7 @@ async def issue_invoice(session: AsyncSession, account_id: int, actor: Actor, in
         invoice.id,
         f"Invoice {invoice.id}: {in_units(invoice.total, invoice.currency)} {invoice.currency}",
         _invoice_data(invoice),
+        ticket_id=invoice.ticket_id,
     )
     await desk.refresh_flags(session, ticket)
     return invoice
@@ -534,6 +536,7 @@ async def mark_paid(
         invoice.id,
         f"Invoice {invoice.id} marked paid",
         _invoice_data(invoice),
+        ticket_id=invoice.ticket_id,
     )
     await desk.refresh_flags(session, ticket)
     return invoice
@@ -571,6 +574,7 @@ async def make_unpaid(session: AsyncSession, account_id: int, actor: Actor, invo
         invoice.id,
         f"Invoice {invoice.id} withdrawn",
         _invoice_data(invoice),
+        ticket_id=invoice.ticket_id,
     )
     await desk.refresh_flags(session, ticket)
     return invoice
@@ -651,15 +655,8 @@ async def _refund_lines(
 
 
 async def _staff(session: AsyncSession, account_id: int) -> list[tuple[str, int]]:
-    """Employees with the refund permission (administrators and dispatchers)."""
-    ids = await session.scalars(
-        select(Employee.id).where(
-            Employee.account_id == account_id,
-            Employee.active.is_(True),
-            Employee.role.in_(("administrator", "dispatcher")),
-        )
-    )
-    return [("employee", int(i)) for i in ids]
+    """Employees with the refund permission (PAY-7, granted by an administrator)."""
+    return [("employee", i) for i in await permissions.holders(session, account_id, Permission.REFUNDS)]
 
 
 def _refund_data(refund: Refund) -> dict[str, Any]:
@@ -725,6 +722,7 @@ async def request_refund(
         refund.id,
         f"Refund of {in_units(amount, invoice.currency)} {invoice.currency} requested",
         _refund_data(refund),
+        ticket_id=invoice.ticket_id,
     )
     await desk.refresh_flags(session, ticket)
     await desk.notify(
@@ -798,6 +796,7 @@ async def _refund_changed(
         refund.id,
         f"Refund of {in_units(refund.amount, refund.currency)} {refund.currency}: {refund.status}",
         data,
+        ticket_id=invoice.ticket_id,
     )
     await desk.refresh_flags(session, ticket)
     await desk.notify(session, invoice.account_id, "refund_changed", ticket, _client(invoice, refund), data)

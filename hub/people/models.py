@@ -48,6 +48,10 @@ class Contact(Id, Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     mobile: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str | None] = mapped_column(String(254))
+    # DESK-12: who becomes responsible for a new ticket of this contact when none is named.
+    default_responsible_id: Mapped[int | None] = mapped_column(
+        PortableId, ForeignKey("employees.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -65,6 +69,10 @@ class ServiceObject(Id, Base):
     address: Mapped[str | None] = mapped_column(Text)
     company_id: Mapped[int | None] = mapped_column(
         PortableId, ForeignKey("companies.id", ondelete="SET NULL"), index=True
+    )
+    # DESK-12: who becomes responsible for a new ticket of this object when none is named.
+    default_responsible_id: Mapped[int | None] = mapped_column(
+        PortableId, ForeignKey("employees.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

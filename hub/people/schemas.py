@@ -86,6 +86,7 @@ class ContactRead(msgspec.Struct):
     phone: str | None
     mobile: str | None
     email: str | None
+    default_responsible_id: int | None
     created_at: datetime
 
 
@@ -95,6 +96,8 @@ class ContactCreate(msgspec.Struct, forbid_unknown_fields=True):
     phone: Phone | None = None
     mobile: Phone | None = None
     email: Email | None = None
+    # DESK-12: responsible for new tickets of this client / object when none is named.
+    default_responsible_id: RefId | None = None
 
 
 class ContactUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -103,6 +106,7 @@ class ContactUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     mobile: Phone | msgspec.UnsetType | None = msgspec.UNSET
     email: Email | msgspec.UnsetType | None = msgspec.UNSET
+    default_responsible_id: RefId | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ObjectRead(msgspec.Struct):
@@ -111,6 +115,7 @@ class ObjectRead(msgspec.Struct):
     name: str
     address: str | None
     company_id: int | None
+    default_responsible_id: int | None
     created_at: datetime
 
 
@@ -119,6 +124,8 @@ class ObjectCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     address: Address | None = None
     company_id: RefId | None = None
+    # DESK-12: responsible for new tickets of this client / object when none is named.
+    default_responsible_id: RefId | None = None
 
 
 class ObjectUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -126,6 +133,7 @@ class ObjectUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     name: Name | msgspec.UnsetType = msgspec.UNSET
     address: Address | msgspec.UnsetType | None = msgspec.UNSET
     company_id: RefId | msgspec.UnsetType | None = msgspec.UNSET
+    default_responsible_id: RefId | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ObjectUserRead(msgspec.Struct):

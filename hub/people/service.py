@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.accounts.models import Account, AppUser, Employee
 from hub.auth.passwords import hash_password
 from hub.desk.models import Ticket
+from hub.desk.routing import check_can_be_responsible
 from hub.desk.service import refresh_search_text
 from hub.errors import Conflict, NotFound, Unprocessable
 from hub.people.models import Company, Contact, ObjectUser, ServiceObject
@@ -246,9 +247,11 @@ async def _index_contact(session: AsyncSession, contact: Contact, region: str) -
 async def create_contact(session: AsyncSession, account_id: int, data: ContactCreate) -> Contact:
     await _check_company(session, account_id, data.company_id)
     region = await _region(session, account_id)
+    await check_can_be_responsible(session, account_id, data.default_responsible_id)
     contact = Contact(
         account_id=account_id,
         company_id=data.company_id,
+        default_responsible_id=data.default_responsible_id,
         name=data.name,
         phone=_one(data.phone, region),
         mobile=_one(data.mobile, region),
@@ -268,6 +271,8 @@ async def update_contact(
     changes = updates_of(data)
     if "company_id" in changes:
         await _check_company(session, account_id, changes["company_id"])
+    if "default_responsible_id" in changes:
+        await check_can_be_responsible(session, account_id, changes["default_responsible_id"])
     region = await _region(session, account_id)
     for field in ("phone", "mobile"):
         if field in changes:
@@ -353,8 +358,14 @@ async def create_object(session: AsyncSession, account_id: int, data: ObjectCrea
     number = data.number.strip()
     await _check_company(session, account_id, data.company_id)
     await _check_number_free(session, account_id, number, None)
+    await check_can_be_responsible(session, account_id, data.default_responsible_id)
     row = ServiceObject(
-        account_id=account_id, number=number, name=data.name, address=data.address, company_id=data.company_id
+        account_id=account_id,
+        number=number,
+        name=data.name,
+        address=data.address,
+        company_id=data.company_id,
+        default_responsible_id=data.default_responsible_id,
     )
     session.add(row)
     await _flush_object(session, number)
@@ -368,6 +379,8 @@ async def update_object(
     changes = updates_of(data)
     if "company_id" in changes:
         await _check_company(session, account_id, changes["company_id"])
+    if "default_responsible_id" in changes:
+        await check_can_be_responsible(session, account_id, changes["default_responsible_id"])
     if "number" in changes:
         changes["number"] = changes["number"].strip()
         await _check_number_free(session, account_id, changes["number"], row.id)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.telephony import PbxEventReceived
 from hub.auth.guards import administrators, employees
 from hub.auth.principal import Principal
+from hub.desk import visibility
 from hub.desk.actors import Actor
 from hub.errors import HubError
 from hub.intake import Received, accept, reject
@@ -258,18 +259,22 @@ class TelephonyController(Controller):
         before_id: FilterId = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> list[CallRead]:
+        viewer = await visibility.viewer_of(db_session, principal)
+        if ticket_id is not None and not await visibility.can_see(db_session, viewer, ticket_id):
+            return []  # what a ticket of no account of ours lists (DESK-12)
         filters = service.CallFilters(
             date_from, date_to, direction, employee_id, missed, contact_id, company_id, ticket_id
         )
         calls = await service.list_calls(
             db_session, principal.account_id, filters, before_id=before_id, limit=limit
         )
-        return await service.read_calls(db_session, principal.account_id, calls)
+        return await service.read_calls(db_session, principal.account_id, calls, viewer=viewer)
 
     @get("/calls/{call_id:int}", guards=[employees], summary="One call with its tickets")
     async def get_call(self, db_session: AsyncSession, principal: Principal, call_id: RefId) -> CallRead:
         call = await service.get_call(db_session, principal.account_id, call_id)
-        return (await service.read_calls(db_session, principal.account_id, [call]))[0]
+        viewer = await visibility.viewer_of(db_session, principal)
+        return (await service.read_calls(db_session, principal.account_id, [call], viewer=viewer))[0]
 
     # --- binding (TEL-5)
     @post(
@@ -284,6 +289,7 @@ class TelephonyController(Controller):
         ticket_id = await service.ticket_to_bind(
             db_session, principal.account_id, data.ticket_id, data.ticket_number
         )
+        await visibility.require_ticket(db_session, principal, ticket_id)
         binding = await service.bind_ticket(
             db_session, principal.account_id, call_id, ticket_id, Actor.from_principal(principal)
         )
@@ -295,6 +301,7 @@ class TelephonyController(Controller):
     async def unbind(
         self, db_session: AsyncSession, principal: Principal, call_id: RefId, ticket_id: RefId
     ) -> None:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         await service.unbind_ticket(
             db_session, principal.account_id, call_id, ticket_id, Actor.from_principal(principal)
         )
@@ -303,7 +310,8 @@ class TelephonyController(Controller):
     async def ticket_calls(
         self, db_session: AsyncSession, principal: Principal, ticket_id: RefId
     ) -> list[CallRead]:
-        return await service.calls_of_ticket(db_session, principal.account_id, ticket_id)
+        viewer = await visibility.require_ticket(db_session, principal, ticket_id)
+        return await service.calls_of_ticket(db_session, principal.account_id, ticket_id, viewer=viewer)
 
     # --- click-to-call (TEL-7)
     @post(

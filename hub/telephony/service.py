@@ -46,9 +46,11 @@ from contracts.telephony import PbxEventResult
 from hub.accounts.models import Account, Employee
 from hub.cache import TTLCache
 from hub.db import Database, after_commit, dialect_insert, utcnow
+from hub.desk import visibility
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
 from hub.desk.service import add_activity, get_ticket, record_history
+from hub.desk.visibility import Viewer
 from hub.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from hub.live import channel_name, publish_after_commit
 from hub.outbox import enqueue
@@ -624,6 +626,26 @@ async def _client_tickets(session: AsyncSession, call: Call) -> dict[str, list[d
     return lists
 
 
+async def _popups_by_viewer(
+    session: AsyncSession, account_id: int, data: dict[str, Any], employee_ids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Each ringing employee's pop-up lists only the tickets they may see (DESK-12). Costs a
+    statement only when the pop-up lists tickets."""
+    frames = {employee_id: data for employee_id in employee_ids}
+    listed = {t["id"] for rows in data["tickets"].values() for t in rows}
+    if not listed:
+        return frames
+    for employee_id, viewer in (
+        await visibility.viewers_of_employees(session, account_id, employee_ids)
+    ).items():
+        if viewer.sees_all:
+            continue
+        shown = await visibility.visible_ticket_ids(session, viewer, listed)
+        tickets = {name: [t for t in rows if t["id"] in shown] for name, rows in data["tickets"].items()}
+        frames[employee_id] = {**data, "tickets": tickets}
+    return frames
+
+
 async def _publish(session: AsyncSession, call: Call, kind: str, effects: _Effects) -> None:
     frame_type = {
         "ringing": "call.ringing",
@@ -632,11 +654,13 @@ async def _publish(session: AsyncSession, call: Call, kind: str, effects: _Effec
         "hangup": "call.ended",
     }[kind]
     data: dict[str, Any] = {"call": _brief(call)}
+    frames = {employee_id: data for employee_id in effects.popup_to}
     if kind in ("ringing", "outgoing") and effects.popup_to:
         data["matches"] = list(call.matches or [])
         data["tickets"] = await _client_tickets(session, call)
-    for employee_id in effects.popup_to:
-        publish_after_commit(session, employee_channel(call.account_id, employee_id), frame_type, data)
+        frames = await _popups_by_viewer(session, call.account_id, data, effects.popup_to)
+    for employee_id, frame in frames.items():
+        publish_after_commit(session, employee_channel(call.account_id, employee_id), frame_type, frame)
     publish_after_commit(session, calls_channel(call.account_id), "call.updated", {"call": _brief(call)})
 
 
@@ -824,14 +848,15 @@ async def get_call(session: AsyncSession, account_id: int, call_id: int) -> Call
 
 
 async def _ticket_refs(
-    session: AsyncSession, account_id: int, call_ids: list[int]
+    session: AsyncSession, account_id: int, call_ids: list[int], viewer: Viewer | None
 ) -> dict[int, list[TicketRef]]:
     if not call_ids:
         return {}
+    visible = visibility.ticket_id_clause(viewer or Viewer(account_id), CallTicket.ticket_id)
     bindings = list(
         await session.scalars(
             select(CallTicket)
-            .where(CallTicket.account_id == account_id, CallTicket.call_id.in_(call_ids))
+            .where(CallTicket.account_id == account_id, CallTicket.call_id.in_(call_ids), visible)
             .order_by(CallTicket.id)
         )
     )
@@ -858,8 +883,12 @@ async def _ticket_refs(
     return refs
 
 
-async def read_calls(session: AsyncSession, account_id: int, calls: Sequence[Call]) -> list[CallRead]:
-    refs = await _ticket_refs(session, account_id, [c.id for c in calls])
+async def read_calls(
+    session: AsyncSession, account_id: int, calls: Sequence[Call], *, viewer: Viewer | None = None
+) -> list[CallRead]:
+    """The calls as the API shows them, with the tickets they are bound to that ``viewer`` may see
+    (DESK-12; everyone's when no viewer is given)."""
+    refs = await _ticket_refs(session, account_id, [c.id for c in calls], viewer)
     employee_ids = {c.employee_id for c in calls if c.employee_id}
     names: dict[int, str] = {}
     if employee_ids:
@@ -993,7 +1022,9 @@ async def unbind_ticket(
     publish_after_commit(session, calls_channel(account_id), "call.updated", {"call": _brief(call)})
 
 
-async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> list[CallRead]:
+async def calls_of_ticket(
+    session: AsyncSession, account_id: int, ticket_id: int, *, viewer: Viewer | None = None
+) -> list[CallRead]:
     ticket = await get_ticket(session, account_id, ticket_id)
     calls = list(
         await session.scalars(
@@ -1003,7 +1034,7 @@ async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int
             .order_by(Call.id.desc())
         )
     )
-    return await read_calls(session, account_id, calls)
+    return await read_calls(session, account_id, calls, viewer=viewer)
 
 
 # --- click-to-call (TEL-7) ---------------------------------------------------------------------------
