@@ -28,6 +28,7 @@ from hub.logging import configure_logging
 from hub.openapi import polish_openapi
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
+from hub.web.pages import template_config
 from hub.wiring import wire
 
 __all__ = ["create_app", "shutdown"]
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
             ),
         ],
         openapi_config=_openapi(),
+        template_config=template_config(),
         lifespan=[lifespan],
         plugins=[live.plugin],
         cors_config=CORSConfig(allow_origins=[]),

@@ -20,6 +20,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
     from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
+    from hub.web.router import web_routers
 
     return [
         health,
@@ -44,4 +45,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         NotificationController,
         AppDeviceController,
         *MONITORING_CONTROLLERS,
+        *web_routers(),
     ]
