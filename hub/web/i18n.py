@@ -159,6 +159,8 @@ _RU: dict[str, str] = {
     "history.partner_rated": "Оценка партнёра",
     "history.sla_breached": "Нарушен SLA",
     "history.sla_met": "SLA выполнен",
+    "history.file_added": "Файл добавлен",
+    "history.monitoring_ref": "Номер мониторинга",
     # refusals, by code
     "error.responsible_required": "Для этого статуса нужен ответственный.",
     "error.comment_required": "Для этого статуса нужен комментарий.",
@@ -190,6 +192,8 @@ _EN_KEYS: dict[str, str] = {
     "source.client_app": "Client app",
     "history.sla_breached": "SLA breached",
     "history.sla_met": "SLA met",
+    "history.file_added": "File added",
+    "history.monitoring_ref": "Monitoring reference",
 }
 
 Translator = Callable[[str], str]

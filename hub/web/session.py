@@ -220,8 +220,11 @@ async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
     """Guard of every page behind the sign-in: an employee with a live session."""
     session = await web_session(connection)
     if session.principal is None:
+        # A form sent without a live session, or a session cookie that no longer works: the
+        # session ended under the user (the page keeps what they wrote, see app.js).
+        posted = connection.scope.get("method") not in ("GET", "HEAD")
         had_session = bool(connection.cookies.get(ACCESS_COOKIE) or connection.cookies.get(REFRESH_COOKIE))
-        raise SignInRequired(_back_of(connection), expired=had_session)
+        raise SignInRequired(_back_of(connection), expired=posted or had_session)
 
 
 async def csrf_checked(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

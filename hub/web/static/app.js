@@ -10,7 +10,7 @@ function localTimes(root) {
     const dateOnly = el.getAttribute("datetime").length <= 10;
     el.textContent = dateOnly
       ? d.toLocaleDateString(lang)
-      : d.toLocaleString(lang, { dateStyle: "short", timeStyle: "short" });
+      : d.toLocaleString(lang, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
   });
 }
 
@@ -44,7 +44,7 @@ function liveList() {
     body.querySelectorAll("tr").forEach((tr) => { if (!known.has(tr.dataset.ticketId)) tr.classList.add("fresh"); });
     localTimes(body);
     const empty = document.getElementById("empty");
-    if (empty && body.children.length) empty.remove();
+    if (empty && body.children.length) { empty.remove(); table.classList.remove("is-empty"); }
   };
   liveStream(() => {
     if (table.dataset.live !== "1") return;
