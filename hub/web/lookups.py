@@ -38,7 +38,9 @@ async def employees_of(session: AsyncSession, account_id: int) -> dict[int, str]
     return {row.id: row.name for row in rows}
 
 
-async def _by_id(session: AsyncSession, model: Any, account_id: int, ids: Iterable[int | None]) -> dict[int, Any]:
+async def _by_id(
+    session: AsyncSession, model: Any, account_id: int, ids: Iterable[int | None]
+) -> dict[int, Any]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
@@ -56,7 +58,9 @@ async def names_for(session: AsyncSession, account_id: int, tickets: Iterable[Ti
     )
 
 
-async def objects_for_filter(session: AsyncSession, account_id: int, chosen: int | None) -> list[ServiceObject]:
+async def objects_for_filter(
+    session: AsyncSession, account_id: int, chosen: int | None
+) -> list[ServiceObject]:
     """The objects a filter offers: the first ones of the account and the chosen one."""
     rows = list(await people.list_objects(session, account_id, limit=200))
     if chosen is not None and all(o.id != chosen for o in rows):

@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
+from litestar.types import ExceptionHandlersMap
 
 from hub.errors import HubError
 from hub.web.session import CSRF_FIELD, CsrfRefused, SignInRequired, WebSession, known_session
@@ -86,4 +87,4 @@ def _on_hub_error(request: Request[Any, Any, Any], exc: HubError) -> Response[An
     return _error_page(request, exc)
 
 
-web_exception_handlers: dict[type[Exception], Any] = {HubError: _on_hub_error}
+web_exception_handlers: ExceptionHandlersMap = {HubError: _on_hub_error}

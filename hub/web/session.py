@@ -142,7 +142,9 @@ async def _renewed(connection: ASGIConnection[Any, Any, Any, Any], refresh_token
     return pair
 
 
-async def _principal(connection: ASGIConnection[Any, Any, Any, Any], cookies: list[Cookie]) -> Principal | None:
+async def _principal(
+    connection: ASGIConnection[Any, Any, Any, Any], cookies: list[Cookie]
+) -> Principal | None:
     access = connection.cookies.get(ACCESS_COOKIE)
     if access:
         try:

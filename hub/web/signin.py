@@ -67,13 +67,22 @@ class SignInPages(Controller):
             error = session.gettext("Unknown account, login or password")
             fields = {"account": account, "login": login}
             return page(
-                request, session, "signin.html", status_code=401, next=back, notice="", error=error, form=fields
+                request,
+                session,
+                "signin.html",
+                status_code=401,
+                next=back,
+                notice="",
+                error=error,
+                form=fields,
             )
         session.cookies.extend(session_cookies(settings, pair, secure=is_https(request)))
         return redirect(back)
 
     @post("/signout")
-    async def sign_out(self, request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Redirect:
+    async def sign_out(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings
+    ) -> Redirect:
         session = await web_session(request)
         refresh_token = request.cookies.get(REFRESH_COOKIE)
         if refresh_token:

@@ -51,26 +51,29 @@ def _filters(request: Request[Any, Any, Any]) -> tuple[service.TicketFilters, di
     statuses = [s for s in query.getall("status", []) if s in STATUSES]
     sources = [s for s in query.getall("source", []) if s in SOURCES]
     flags = {flag: True for flag in FLAGS if query.get(flag) == "1"}
-    chosen = {
-        "status": statuses,
-        "source": sources,
-        "responsible_id": _id(query.get("responsible_id")),
-        "object_id": _id(query.get("object_id")),
-        "q": (query.get("q") or "")[:200],
-        "view": "new" if query.get("view") == "new" else "all",
-        **flags,
-    }
+    responsible_id, object_id = _id(query.get("responsible_id")), _id(query.get("object_id"))
+    q = (query.get("q") or "")[:200]
+    view = "new" if query.get("view") == "new" else "all"
     filters = service.TicketFilters(
         status=statuses or None,
-        view=chosen["view"],
-        responsible_id=chosen["responsible_id"],
-        object_id=chosen["object_id"],
+        view=view,
+        responsible_id=responsible_id,
+        object_id=object_id,
         source=sources or None,
         needs_reply=flags.get("needs_reply"),
         important=flags.get("important"),
         sla_breached=flags.get("sla_breached"),
-        q=chosen["q"] or None,
+        q=q or None,
     )
+    chosen = {
+        "status": statuses,
+        "source": sources,
+        "responsible_id": responsible_id,
+        "object_id": object_id,
+        "q": q,
+        "view": view,
+        **flags,
+    }
     return filters, chosen
 
 
@@ -118,7 +121,9 @@ class TicketPages(Controller):
             db_session, account_id, filters, cursor=cursor, limit=PAGE_SIZE
         )
         names = await names_for(db_session, account_id, rows)
-        template = "tickets/rows.html" if request.query_params.get("partial") == "rows" else "tickets/list.html"
+        template = (
+            "tickets/rows.html" if request.query_params.get("partial") == "rows" else "tickets/list.html"
+        )
         return page(
             request,
             session,
@@ -179,7 +184,9 @@ class TicketPages(Controller):
         session = await web_session(request)
         assert session.principal is not None
         form = {k: str(v) for k, v in (await request.form()).items() if isinstance(v, str)}
-        fields = {k: form.get(k) for k in ("title", "description", "priority", "type", "source")}
+        fields: dict[str, str | int | None] = {
+            k: form.get(k) for k in ("title", "description", "priority", "type", "source")
+        }
         fields |= {k: _id(form.get(k)) for k in ("object_id", "responsible_id")}
         try:
             data = msgspec.convert({k: v for k, v in fields.items() if v not in (None, "")}, TicketCreate)
@@ -193,7 +200,9 @@ class TicketPages(Controller):
         return redirect(f"/tickets/{ticket.id}?done=created")
 
     @get("/{ticket_id:int}")
-    async def ticket_page(self, request: Request[Any, Any, Any], db_session: AsyncSession, ticket_id: int) -> Template:
+    async def ticket_page(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, ticket_id: int
+    ) -> Template:
         session = await web_session(request)
         return await _ticket_page(request, session, db_session, ticket_id, error="")
 
@@ -208,7 +217,9 @@ class TicketPages(Controller):
         try:
             responsible = _id(form.get("responsible_id"))
             if responsible is not None:
-                await service.update_ticket(db_session, account_id, ticket_id, actor, {"responsible_id": responsible})
+                await service.update_ticket(
+                    db_session, account_id, ticket_id, actor, {"responsible_id": responsible}
+                )
             await service.change_status(
                 db_session,
                 account_id,
@@ -235,7 +246,11 @@ class TicketPages(Controller):
         }
         try:
             await service.update_ticket(
-                db_session, session.principal.account_id, ticket_id, Actor.from_principal(session.principal), changes
+                db_session,
+                session.principal.account_id,
+                ticket_id,
+                Actor.from_principal(session.principal),
+                changes,
             )
         except HubError as exc:
             return await _refused(request, session, db_session, ticket_id, exc)
@@ -274,7 +289,12 @@ class TicketPages(Controller):
 
     @get("/{ticket_id:int}/files/{file_id:int}")
     async def download(
-        self, request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, ticket_id: int, file_id: int
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        settings: Settings,
+        ticket_id: int,
+        file_id: int,
     ) -> File:
         session = await web_session(request)
         assert session.principal is not None
@@ -297,7 +317,11 @@ def _refusal(session: WebSession, exc: Exception) -> str:
 
 
 async def _refused(
-    request: Request[Any, Any, Any], session: WebSession, db_session: AsyncSession, ticket_id: int, exc: HubError
+    request: Request[Any, Any, Any],
+    session: WebSession,
+    db_session: AsyncSession,
+    ticket_id: int,
+    exc: HubError,
 ) -> Template:
     """The ticket page again with the service's refusal; nothing of the refused change is kept."""
     if isinstance(exc, NotFound):

@@ -23,7 +23,13 @@ async def web_sign_in(client: httpx.AsyncClient, tenant: Tenant, actor: Actor) -
     token = csrf_of(form.text)
     answer = await client.post(
         "/signin",
-        data={"_csrf": token, "account": tenant.slug, "login": actor.email, "password": PASSWORD, "next": "/tickets"},
+        data={
+            "_csrf": token,
+            "account": tenant.slug,
+            "login": actor.email,
+            "password": PASSWORD,
+            "next": "/tickets",
+        },
     )
     assert answer.status_code == 303, answer.text
     return token

@@ -16,6 +16,7 @@ from playwright.async_api import Page, expect
 from hub.devkit import PASSWORD, Actor, Tenant
 from tests.web.conftest import Site
 
+
 def png(width: int, height: int) -> bytes:
     """A small solid-colour PNG (a photo an engineer attaches)."""
 
@@ -24,7 +25,12 @@ def png(width: int, height: int) -> bytes:
 
     rows = b"".join(b"\x00" + bytes((40, 110, 190)) * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 DESKTOP = {"width": 1280, "height": 860}
@@ -153,7 +159,12 @@ async def _client_and_object(client: httpx.AsyncClient, tenant: Tenant) -> dict[
     site = (
         await client.post(
             "/api/objects",
-            json={"number": "A-17", "name": "Warehouse 17", "address": "12 Guarded St", "company_id": company["id"]},
+            json={
+                "number": "A-17",
+                "name": "Warehouse 17",
+                "address": "12 Guarded St",
+                "company_id": company["id"],
+            },
             headers=headers,
         )
     ).json()
@@ -169,7 +180,9 @@ async def test_ticket_page(
     a public comment with an image (previewed, downloadable) and a private one; the history names
     who did what."""
     refs = await _client_and_object(client, tenant)
-    ticket = await new_ticket(client, tenant, title="Gate does not open", description="Since this morning", **refs)
+    ticket = await new_ticket(
+        client, tenant, title="Gate does not open", description="Since this morning", **refs
+    )
     picture = tmp_path / "gate.png"
     picture.write_bytes(png(160, 100))
     page = await site.browser.new_page(viewport=DESKTOP)
@@ -208,7 +221,9 @@ async def test_ticket_page(
     await expect(page.locator("#status")).to_have_text("Pending")
 
     assign = page.locator("#assignment form")
-    await assign.locator("select[name=executor_ids]").select_option([str(tenant.admin.id), str(tenant.engineer.id)])
+    await assign.locator("select[name=executor_ids]").select_option(
+        [str(tenant.admin.id), str(tenant.engineer.id)]
+    )
     await assign.locator("button[type=submit]").click()
     await expect(page.locator(".facts")).to_contain_text(tenant.admin.name)
 
@@ -237,7 +252,9 @@ async def test_ticket_page(
     await page.set_viewport_size(PHONE)
     await page.screenshot(path=str(shots / "ticket-360.png"), full_page=True)
 
-    comments = (await client.get(f"/api/tickets/{ticket['id']}/comments", headers=tenant.dispatcher.headers)).json()
+    comments = (
+        await client.get(f"/api/tickets/{ticket['id']}/comments", headers=tenant.dispatcher.headers)
+    ).json()
     assert [(c["body"], c["public"], len(c["file_ids"])) for c in comments] == [
         ("Photo of the gate motor", True, 1),
         ("Client is difficult, call before visiting", False, 0),

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
+import pytest
 from litestar import Litestar
 
+from hub.demo import print_demo, seed_demo
 from hub.devkit import PASSWORD, Tenant
+from hub.settings import Settings
 from tests.web.helpers import csrf_of, web_sign_in
 
 
@@ -45,7 +50,9 @@ async def test_a_form_without_the_csrf_token_is_refused(client: httpx.AsyncClien
     made = await client.post("/api/tickets", json={"title": "Lift stuck"}, headers=tenant.dispatcher.headers)
     answer = await client.post(f"/tickets/{made.json()['id']}/comments", data={"body": "forged"})
     assert answer.status_code == 403
-    comments = await client.get(f"/api/tickets/{made.json()['id']}/comments", headers=tenant.dispatcher.headers)
+    comments = await client.get(
+        f"/api/tickets/{made.json()['id']}/comments", headers=tenant.dispatcher.headers
+    )
     assert comments.json() == []
 
 
@@ -63,7 +70,9 @@ async def test_signing_out_ends_the_session(client: httpx.AsyncClient, tenant: T
     assert replayed.status_code == 303
 
 
-async def test_language_follows_the_browser_and_the_users_choice(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_language_follows_the_browser_and_the_users_choice(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     """ISSUE 13: Russian for a Russian browser; the user's own choice wins over the browser's."""
     russian = await client.get("/signin", headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
     assert "Вход в хаб" in russian.text
@@ -78,7 +87,9 @@ async def test_another_accounts_pages_are_not_found(
 ) -> None:
     """DESK-1 on pages: every page of B's ticket answers as a ticket that exists nowhere (404),
     reading or writing, and nothing of B changes."""
-    theirs = await client.post("/api/tickets", json={"title": "B's secret"}, headers=other_tenant.dispatcher.headers)
+    theirs = await client.post(
+        "/api/tickets", json={"title": "B's secret"}, headers=other_tenant.dispatcher.headers
+    )
     ticket_id = theirs.json()["id"]
     token = await web_sign_in(client, tenant, tenant.admin)
     for path in (f"/tickets/{ticket_id}", f"/tickets/{ticket_id}/files/1"):
@@ -97,3 +108,26 @@ async def test_another_accounts_pages_are_not_found(
     assert seen.json()["status"] == "open" and seen.json()["responsible_id"] is None
     history = await client.get(f"/api/tickets/{ticket_id}/history", headers=other_tenant.dispatcher.headers)
     assert [h["kind"] for h in history.json()] == ["created"]
+
+
+async def test_demo_opens_on_the_sign_in_page(
+    client: httpx.AsyncClient, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ISSUE 13: `hub serve --demo` prints the web app's sign-in page first, and a printed
+    dispatcher signs in there and sees the seeded tickets."""
+    print_demo(await seed_demo(settings), settings)
+    printed = capsys.readouterr().out
+    assert (
+        f"Open the web app and sign in as an employee above: {settings.server.public_url}/signin" in printed
+    )
+    slug, login, password = re.search(
+        r"Account '[^']+'\s+\(sign-in account: (\S+)\)\n(?:.*\n)*?\s+employee\s+dispatcher\s+login: (\S+)\s+password: (\S+)",
+        printed,
+    ).groups()  # type: ignore[union-attr]
+    token = csrf_of((await client.get("/signin")).text)
+    answer = await client.post(
+        "/signin", data={"_csrf": token, "account": slug, "login": login, "password": password}
+    )
+    assert answer.status_code == 303
+    listed = await client.get("/tickets")
+    assert listed.status_code == 200 and listed.text.count('<tr data-ticket-id="') >= 7
