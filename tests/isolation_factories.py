@@ -784,6 +784,9 @@ WEB_PAGES = (
     "/tickets/{ticket_id}/assign",
     "/tickets/{ticket_id}/comments",
     "/tickets/{ticket_id}/files/{file_id}",
+    "/companies/{company_id}",
+    "/contacts/{contact_id}",
+    "/objects/{object_id}",
 )
 _WEB_FORMS = {"status": "cancelled", "comment": "x", "responsible_id": "1", "body": "x", "public": "1"}
 

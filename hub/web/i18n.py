@@ -111,9 +111,28 @@ _RU: dict[str, str] = {
     "Something went wrong": "Что-то пошло не так",
     "system": "система",
     "client": "клиент",
-    "This ticket changed. Reload to see it.": "Заявка изменилась. Обновите страницу.",
+    "The status changed: reload for the actions it allows now.": "Статус изменился: обновите страницу, чтобы увидеть доступные действия.",
     "Reload": "Обновить",
     "none": "нет",
+    # client cards
+    "All tickets": "Все заявки",
+    "No tickets yet.": "Заявок пока нет.",
+    "Category": "Категория",
+    "Phones": "Телефоны",
+    "Phone": "Телефон",
+    "Mobile": "Мобильный",
+    "Contacts": "Контакты",
+    "Objects": "Объекты",
+    "Activity": "Активность",
+    "No activity yet.": "Активности пока нет.",
+    "Object users": "Пользователи объекта",
+    "role.admin": "Администратор",
+    "role.user": "Пользователь",
+    "activity.ticket": "Заявка",
+    "activity.rating": "Оценка",
+    "activity.call": "Звонок",
+    "activity.payment": "Оплата",
+    "activity.refund": "Возврат",
     # statuses
     "status.open": "Открыта",
     "status.in_progress": "В работе",
@@ -205,7 +224,7 @@ def _english(key: str) -> str:
     if key.startswith("error."):
         return ""
     prefix, dot, rest = key.partition(".")
-    if dot and prefix in {"status", "priority", "type", "source", "history", "to"}:
+    if dot and prefix in {"status", "priority", "type", "source", "history", "to", "role", "activity"}:
         return rest.replace("_", " ").capitalize()
     return key
 

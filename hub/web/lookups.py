@@ -14,7 +14,7 @@ from hub.desk.models import Ticket
 from hub.people import service as people
 from hub.people.models import Company, Contact, ServiceObject
 
-__all__ = ["Names", "employees_of", "names_for", "objects_for_filter"]
+__all__ = ["Names", "by_id", "employees_of", "names_for", "objects_for_filter"]
 
 
 @dataclass
@@ -38,7 +38,7 @@ async def employees_of(session: AsyncSession, account_id: int) -> dict[int, str]
     return {row.id: row.name for row in rows}
 
 
-async def _by_id(
+async def by_id(
     session: AsyncSession, model: Any, account_id: int, ids: Iterable[int | None]
 ) -> dict[int, Any]:
     wanted = {i for i in ids if i is not None}
@@ -52,9 +52,9 @@ async def names_for(session: AsyncSession, account_id: int, tickets: Iterable[Ti
     rows = list(tickets)
     return Names(
         employees=await employees_of(session, account_id),
-        companies=await _by_id(session, Company, account_id, (t.company_id for t in rows)),
-        contacts=await _by_id(session, Contact, account_id, (t.contact_id for t in rows)),
-        objects=await _by_id(session, ServiceObject, account_id, (t.object_id for t in rows)),
+        companies=await by_id(session, Company, account_id, (t.company_id for t in rows)),
+        contacts=await by_id(session, Contact, account_id, (t.contact_id for t in rows)),
+        objects=await by_id(session, ServiceObject, account_id, (t.object_id for t in rows)),
     )
 
 
@@ -64,5 +64,5 @@ async def objects_for_filter(
     """The objects a filter offers: the first ones of the account and the chosen one."""
     rows = list(await people.list_objects(session, account_id, limit=200))
     if chosen is not None and all(o.id != chosen for o in rows):
-        rows += list((await _by_id(session, ServiceObject, account_id, [chosen])).values())
+        rows += list((await by_id(session, ServiceObject, account_id, [chosen])).values())
     return rows

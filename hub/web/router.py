@@ -7,6 +7,7 @@ from litestar import Router
 from litestar.middleware import DefineMiddleware
 from litestar.static_files import create_static_files_router
 
+from hub.web.clients import ClientPages
 from hub.web.pages import STATIC, web_exception_handlers
 from hub.web.session import WebCookies
 from hub.web.signin import SignInPages
@@ -18,7 +19,7 @@ __all__ = ["web_routers"]
 def web_routers() -> list[Router]:
     pages = Router(
         path="/",
-        route_handlers=[SignInPages, TicketPages],
+        route_handlers=[SignInPages, TicketPages, ClientPages],
         middleware=[DefineMiddleware(WebCookies)],
         exception_handlers=web_exception_handlers,
         include_in_schema=False,

@@ -52,6 +52,7 @@ def _filters(request: Request[Any, Any, Any]) -> tuple[service.TicketFilters, di
     sources = [s for s in query.getall("source", []) if s in SOURCES]
     flags = {flag: True for flag in FLAGS if query.get(flag) == "1"}
     responsible_id, object_id = _id(query.get("responsible_id")), _id(query.get("object_id"))
+    company_id, contact_id = _id(query.get("company_id")), _id(query.get("contact_id"))
     q = (query.get("q") or "")[:200]
     view = "new" if query.get("view") == "new" else "all"
     filters = service.TicketFilters(
@@ -59,6 +60,8 @@ def _filters(request: Request[Any, Any, Any]) -> tuple[service.TicketFilters, di
         view=view,
         responsible_id=responsible_id,
         object_id=object_id,
+        company_id=company_id,
+        contact_id=contact_id,
         source=sources or None,
         needs_reply=flags.get("needs_reply"),
         important=flags.get("important"),
@@ -70,6 +73,8 @@ def _filters(request: Request[Any, Any, Any]) -> tuple[service.TicketFilters, di
         "source": sources,
         "responsible_id": responsible_id,
         "object_id": object_id,
+        "company_id": company_id,
+        "contact_id": contact_id,
         "q": q,
         "view": view,
         **flags,

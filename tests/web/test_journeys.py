@@ -293,3 +293,63 @@ async def test_session_ends_while_a_comment_is_half_written(
     await page.reload()
     await expect(page.locator("#comment-form textarea[name=body]")).to_have_value("")
     await context.close()
+
+
+async def test_ticket_page_shows_others_changes_live(
+    client: httpx.AsyncClient, tenant: Tenant, site: Site, shots: Path
+) -> None:
+    """ISSUE 13: while a ticket page is open and a comment is half written, a comment someone else
+    adds appears in place (the draft stays as it is); a status change by someone else shows and
+    says the page's actions may be out of date."""
+    ticket = await new_ticket(client, tenant, title="Barrier arm bent")
+    page = await site.browser.new_page(viewport=DESKTOP)
+    await sign_in(page, site.base, tenant, tenant.engineer)
+    await page.goto(f"{site.base}/tickets/{ticket['id']}")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "on", timeout=15000)
+    await page.locator("#comment-form textarea[name=body]").fill("On my way, ETA 20")
+    added = await client.post(
+        f"/api/tickets/{ticket['id']}/comments",
+        json={"body": "Client says the arm is blocking the exit", "public": True},
+        headers=tenant.dispatcher.headers,
+    )
+    assert added.status_code == 201, added.text
+    await expect(page.locator("#comment-list")).to_contain_text("blocking the exit", timeout=15000)
+    await expect(page.locator("#comment-form textarea[name=body]")).to_have_value("On my way, ETA 20")
+    cancelled = await client.post(
+        f"/api/tickets/{ticket['id']}/status",
+        json={"status": "cancelled", "comment": "Duplicate"},
+        headers=tenant.dispatcher.headers,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    await expect(page.locator("#status")).to_have_text("Cancelled", timeout=15000)
+    await expect(page.locator("#changed")).to_be_visible()
+    await page.screenshot(path=str(shots / "ticket-live.png"), full_page=True)
+
+
+async def test_client_cards(client: httpx.AsyncClient, tenant: Tenant, site: Site, shots: Path) -> None:
+    """ISSUE 13 journey 3 (DESK-2, DESK-8): from a ticket to its contact's card (company, phones,
+    activity feed, tickets), to the company's card (contacts, objects, tickets) and the object's
+    card (address, tickets)."""
+    refs = await _client_and_object(client, tenant)
+    ticket = await new_ticket(client, tenant, title="Camera 3 offline", **refs)
+    await new_ticket(client, tenant, title="Unrelated request")
+    page = await site.browser.new_page(viewport=DESKTOP)
+    await sign_in(page, site.base, tenant, tenant.dispatcher)
+    await page.goto(f"{site.base}/tickets/{ticket['id']}")
+    await page.locator(".facts a", has_text="Ivan Petrov").click()
+    await expect(page.locator("#card-title")).to_have_text("Ivan Petrov")
+    await expect(page.locator(".facts")).to_contain_text("Romashka LLC")
+    await expect(page.locator("#activity")).to_contain_text("Camera 3 offline")
+    await expect(page.locator("#card-tickets tbody tr")).to_have_count(1)
+    await page.screenshot(path=str(shots / "contact.png"), full_page=True)
+    await page.locator(".facts a", has_text="Romashka LLC").click()
+    await expect(page.locator("#card-title")).to_have_text("Romashka LLC")
+    await expect(page.locator(".side")).to_contain_text("Ivan Petrov")
+    await expect(page.locator(".side")).to_contain_text("Warehouse 17")
+    await expect(page.locator("#card-tickets tbody tr")).to_have_count(1)
+    await page.screenshot(path=str(shots / "company.png"), full_page=True)
+    await page.locator(".side a", has_text="Warehouse 17").click()
+    await expect(page.locator(".facts")).to_contain_text("12 Guarded St")
+    await expect(page.locator("#card-tickets")).to_contain_text("Camera 3 offline")
+    await page.locator("#card-tickets a.button").click()
+    await expect(page.locator("#tickets tbody tr")).to_have_count(1)

@@ -71,11 +71,23 @@ function ticketPage() {
     }
     body.addEventListener("input", () => localStorage.setItem(key, body.value));
   }
-  let mine = false;
-  document.querySelectorAll("form").forEach((f) => f.addEventListener("submit", () => { mine = true; }));
-  liveStream((frame) => {
-    if (frame.ticket_id === id && !mine) document.getElementById("changed").hidden = false;
-  });
+  // What someone else changed (a colleague, the client, a partner) shows in place; the form
+  // being written is left alone. A status change also announces itself: the actions offered
+  // on this page may be out of date.
+  const refresh = async (frame) => {
+    const response = await fetch(location.pathname, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const selector of ["#comment-list", "#history", ".facts", "#badges"]) {
+      const now = document.querySelector(selector);
+      const next = fresh.querySelector(selector);
+      if (now && next) { now.replaceWith(next); localTimes(next); }
+    }
+    if (frame.change === "status") document.getElementById("changed").hidden = false;
+  };
+  let submitting = false;
+  document.querySelectorAll("form").forEach((f) => f.addEventListener("submit", () => { submitting = true; }));
+  liveStream((frame) => { if (frame.ticket_id === id && !submitting) refresh(frame); });
 }
 
 // The browser's offset from UTC goes with a "pending until" time.
