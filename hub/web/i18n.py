@@ -48,6 +48,7 @@ _RU: dict[str, str] = {
     "Object": "Объект",
     "Source": "Источник",
     "Flags": "Флаги",
+    "Filters": "Фильтры",
     "Needs reply": "Ждёт ответа",
     "Important": "Важная",
     "SLA breached": "Нарушен SLA",

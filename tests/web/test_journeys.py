@@ -353,3 +353,32 @@ async def test_client_cards(client: httpx.AsyncClient, tenant: Tenant, site: Sit
     await expect(page.locator("#card-tickets")).to_contain_text("Camera 3 offline")
     await page.locator("#card-tickets a.button").click()
     await expect(page.locator("#tickets tbody tr")).to_have_count(1)
+
+
+async def test_new_ticket_form(client: httpx.AsyncClient, tenant: Tenant, site: Site, shots: Path) -> None:
+    """ISSUE 13 journey 2 (DESK-3): a dispatcher creates a ticket from the form with an object, a
+    priority and a responsible, and lands on its page; on a phone the list's filters fold away."""
+    refs = await _client_and_object(client, tenant)
+    page = await site.browser.new_page(viewport=DESKTOP)
+    await sign_in(page, site.base, tenant, tenant.dispatcher)
+    await page.click("text=New ticket >> nth=0")
+    form = page.locator("#new-ticket")
+    await form.locator("input[name=title]").fill("Fire panel beeping")
+    await form.locator("textarea[name=description]").fill("Panel in the lobby beeps every minute")
+    await form.locator("select[name=priority]").select_option("high")
+    await form.locator("select[name=object_id]").select_option(str(refs["object_id"]))
+    await form.locator("select[name=responsible_id]").select_option(str(tenant.engineer.id))
+    await page.screenshot(path=str(shots / "new-ticket.png"), full_page=True)
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("h1")).to_contain_text("Fire panel beeping")
+    await expect(page.locator("#responsible")).to_have_text(tenant.engineer.name)
+    await expect(page.locator(".facts")).to_contain_text("12 Guarded St")
+    listed = (await client.get("/api/tickets", params={"q": "fire panel"}, headers=tenant.dispatcher.headers)).json()
+    assert [(t["priority"], t["object_id"], t["responsible_id"]) for t in listed["items"]] == [
+        ("high", refs["object_id"], tenant.engineer.id)
+    ]
+    await page.set_viewport_size(PHONE)
+    await page.goto(f"{site.base}/tickets")
+    await expect(page.locator("#filters")).to_be_hidden()
+    await expect(page.locator("#tickets tbody tr")).to_have_count(1)
+    await page.screenshot(path=str(shots / "tickets-360.png"), full_page=True)

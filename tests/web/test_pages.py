@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -131,3 +132,22 @@ async def test_demo_opens_on_the_sign_in_page(
     assert answer.status_code == 303
     listed = await client.get("/tickets")
     assert listed.status_code == 200 and listed.text.count('<tr data-ticket-id="') >= 7
+
+
+def test_every_interface_text_has_a_russian_translation() -> None:
+    """ISSUE 13: the interface is in English and Russian through the catalogue: every text a
+    template or page asks for, and every status, priority, type, source and action name, has a
+    Russian entry."""
+    from hub.desk import workflow
+    from hub.web import tickets
+    from hub.web.i18n import catalogue_keys
+    from hub.web.pages import TEMPLATES
+
+    asked: set[str] = set()
+    for path in [*TEMPLATES.rglob("*.html"), *Path("hub/web").glob("*.py")]:
+        asked |= set(re.findall(r"""_\(\s*["']([^"'{}]+)["']\s*\)""", path.read_text(encoding="utf-8")))
+    asked |= {f"status.{s}" for s in workflow.STATUSES} | {f"to.{s}" for s in workflow.STATUSES if s != "open"}
+    asked |= {f"priority.{p}" for p in tickets.PRIORITIES} | {f"type.{t}" for t in tickets.TYPES}
+    asked |= {f"source.{s}" for s in tickets.SOURCES}
+    missing = sorted(asked - catalogue_keys("ru") - {"Hub"} - {k for k in asked if k.startswith("error.")})
+    assert not missing, missing

@@ -96,7 +96,14 @@ function timeZones() {
   document.querySelectorAll("input[data-tz-offset]").forEach((el) => { el.value = offset; });
 }
 
+// On a phone the filters fold away unless some are in use.
+function foldFilters() {
+  const box = document.getElementById("filter-box");
+  if (box && box.dataset.active !== "1" && matchMedia("(max-width: 760px)").matches) box.open = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  foldFilters();
   localTimes(document);
   autosubmit();
   timeZones();
