@@ -776,6 +776,7 @@ WEB_PAGES = (
     "/signin",
     "/signout",
     "/language",
+    "/session/api-token",
     "/tickets",
     "/tickets/live",
     "/tickets/new",

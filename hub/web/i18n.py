@@ -112,7 +112,9 @@ _RU: dict[str, str] = {
     "Something went wrong": "Что-то пошло не так",
     "system": "система",
     "client": "клиент",
-    "The status changed: reload for the actions it allows now.": "Статус изменился: обновите страницу, чтобы увидеть доступные действия.",
+    "The status changed: reload for the actions it allows now.": (
+        "Статус изменился: обновите страницу, чтобы увидеть доступные действия."
+    ),
     "Reload": "Обновить",
     "none": "нет",
     # client cards

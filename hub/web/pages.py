@@ -64,7 +64,9 @@ def redirect(path: str) -> Redirect:
 
 def _sign_in_redirect(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     target = f"/signin?next={quote(exc.back, safe='/')}" + ("&expired=1" if exc.expired else "")
-    if request.headers.get("accept", "").startswith("text/event-stream"):
+    if request.headers.get("accept", "").startswith("text/event-stream") or request.headers.get(
+        "x-hub-fetch"
+    ):
         return Response(content=b"", status_code=401)
     return Redirect(path=target, status_code=303)
 

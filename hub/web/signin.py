@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import service as auth_service
-from hub.errors import Unauthorized
+from hub.auth.schemas import TokenPair
+from hub.errors import BadRequest, Unauthorized
 from hub.settings import Settings
 from hub.web.i18n import LANGUAGES
 from hub.web.pages import page, redirect
@@ -21,6 +22,7 @@ from hub.web.session import (
     local_path,
     session_cookies,
     session_loaded,
+    signed_in,
     web_session,
 )
 
@@ -89,6 +91,21 @@ class SignInPages(Controller):
             await auth_service.sign_out(db_session, refresh_token)
         session.cookies.extend(session_cookies(settings, None, secure=is_https(request)))
         return redirect("/signin?out=1")
+
+    @get("/session/api-token", guards=[signed_in], cache_control=None)
+    async def api_token(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings
+    ) -> Response[TokenPair]:
+        """An API token pair for the signed-in employee, for the pages that call the API from the
+        browser (the call console): one sign-in for the whole app. The custom header makes a
+        cross-site request need a CORS preflight, which the hub never grants, so only the hub's
+        own pages can read it."""
+        if request.headers.get("x-hub-fetch") != "1":
+            raise BadRequest("Send the X-Hub-Fetch header", code="fetch_header_required")
+        session = await web_session(request)
+        assert session.principal is not None
+        pair = await auth_service.issue_tokens(db_session, settings, session.principal)
+        return Response(pair, headers={"Cache-Control": "no-store"})
 
     @post("/language")
     async def language(self, request: Request[Any, Any, Any]) -> Redirect:

@@ -373,7 +373,9 @@ async def test_new_ticket_form(client: httpx.AsyncClient, tenant: Tenant, site: 
     await expect(page.locator("h1")).to_contain_text("Fire panel beeping")
     await expect(page.locator("#responsible")).to_have_text(tenant.engineer.name)
     await expect(page.locator(".facts")).to_contain_text("12 Guarded St")
-    listed = (await client.get("/api/tickets", params={"q": "fire panel"}, headers=tenant.dispatcher.headers)).json()
+    listed = (
+        await client.get("/api/tickets", params={"q": "fire panel"}, headers=tenant.dispatcher.headers)
+    ).json()
     assert [(t["priority"], t["object_id"], t["responsible_id"]) for t in listed["items"]] == [
         ("high", refs["object_id"], tenant.engineer.id)
     ]
@@ -382,3 +384,22 @@ async def test_new_ticket_form(client: httpx.AsyncClient, tenant: Tenant, site: 
     await expect(page.locator("#filters")).to_be_hidden()
     await expect(page.locator("#tickets tbody tr")).to_have_count(1)
     await page.screenshot(path=str(shots / "tickets-360.png"), full_page=True)
+
+
+async def test_console_uses_the_apps_sign_in(
+    client: httpx.AsyncClient, tenant: Tenant, site: Site, shots: Path
+) -> None:
+    """ISSUE 13 journey 5 (TEL-4): signed in to the web app, the call console opens from the
+    navigation without a second sign-in and goes live; it leads back to the tickets."""
+    page = await site.browser.new_page(viewport=DESKTOP)
+    await sign_in(page, site.base, tenant, tenant.dispatcher)
+    await page.click("nav >> text=Console")
+    await expect(page.locator("#who")).to_have_text(tenant.dispatcher.name, timeout=15000)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "on", timeout=15000)
+    await expect(page.locator("#login")).to_be_hidden()
+    await page.screenshot(path=str(shots / "console.png"))
+    await page.click("header >> text=Tickets")
+    await expect(page.locator("h1")).to_have_text("Tickets")
+    # Another site cannot read the token: without the header the answer is a refusal.
+    plain = await page.request.get(f"{site.base}/session/api-token")
+    assert plain.status == 400

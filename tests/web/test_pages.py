@@ -146,7 +146,9 @@ def test_every_interface_text_has_a_russian_translation() -> None:
     asked: set[str] = set()
     for path in [*TEMPLATES.rglob("*.html"), *Path("hub/web").glob("*.py")]:
         asked |= set(re.findall(r"""_\(\s*["']([^"'{}]+)["']\s*\)""", path.read_text(encoding="utf-8")))
-    asked |= {f"status.{s}" for s in workflow.STATUSES} | {f"to.{s}" for s in workflow.STATUSES if s != "open"}
+    asked |= {f"status.{s}" for s in workflow.STATUSES} | {
+        f"to.{s}" for s in workflow.STATUSES if s != "open"
+    }
     asked |= {f"priority.{p}" for p in tickets.PRIORITIES} | {f"type.{t}" for t in tickets.TYPES}
     asked |= {f"source.{s}" for s in tickets.SOURCES}
     missing = sorted(asked - catalogue_keys("ru") - {"Hub"} - {k for k in asked if k.startswith("error.")})
