@@ -86,12 +86,12 @@ class WebSession:
     csrf_seed: str
     # Cookies to send with the answer (a renewed token pair, a new CSRF seed, a sign-out).
     cookies: list[Cookie] = field(default_factory=list)
+    # The hub's secret key, which signs the CSRF token.
+    secret: str = ""
 
     @property
     def csrf_token(self) -> str:
-        return csrf_token_of(self.csrf_seed, self._secret)
-
-    _secret: str = ""
+        return csrf_token_of(self.csrf_seed, self.secret)
 
     @property
     def gettext(self) -> Translator:
@@ -187,7 +187,7 @@ async def web_session(connection: ASGIConnection[Any, Any, Any, Any]) -> WebSess
         seed = secrets.token_urlsafe(32)
         cookies.append(_cookie(CSRF_COOKIE, seed, None, secure=is_https(connection)))
     language = choose_language(connection.cookies.get(LANG_COOKIE), connection.headers.get("accept-language"))
-    session = WebSession(principal, language, seed, cookies, _secret=settings.security.secret_key)
+    session = WebSession(principal, language, seed, cookies, secret=settings.security.secret_key)
     connection.scope.setdefault("state", {})[_STATE_KEY] = session
     return session
 

@@ -153,3 +153,18 @@ def test_every_interface_text_has_a_russian_translation() -> None:
     asked |= {f"source.{s}" for s in tickets.SOURCES}
     missing = sorted(asked - catalogue_keys("ru") - {"Hub"} - {k for k in asked if k.startswith("error.")})
     assert not missing, missing
+
+
+async def test_an_expired_access_token_is_renewed_by_the_refresh_token(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """ISSUE 13: the session outlives the short access token: a page request with a stale access
+    cookie renews the pair through the auth service (the old refresh token is spent) and goes on."""
+    await web_sign_in(client, tenant, tenant.engineer)
+    old_refresh = client.cookies.get("hub_refresh")
+    client.cookies.set("hub_session", "expired.or.forged")
+    page = await client.get("/tickets")
+    assert page.status_code == 200 and tenant.engineer.name in page.text
+    assert client.cookies.get("hub_refresh") not in (None, old_refresh)
+    spent = await client.post("/api/auth/refresh", json={"refresh_token": old_refresh})
+    assert spent.status_code == 401
