@@ -273,7 +273,13 @@ class TicketPages(Controller):
         uploads = [u for u in form.getall("file", []) if isinstance(u, UploadFile) and u.filename]
         try:
             comment = await service.add_comment(
-                db_session, account_id, ticket_id, actor, str(form.get("body") or ""), public=public
+                db_session,
+                account_id,
+                ticket_id,
+                actor,
+                str(form.get("body") or ""),
+                public=public,
+                important=form.get("important") == "1",
             )
             for upload in uploads:
                 await desk_files.attach_file(

@@ -236,8 +236,10 @@ async def test_ticket_page(
     form = page.locator("#comment-form")
     await form.locator("textarea[name=body]").fill("Client is difficult, call before visiting")
     await form.locator("input[name=public]").uncheck()
+    await form.locator("input[name=important]").check()
     await form.locator("button[type=submit]").click()
     await expect(page.locator(".comment.private")).to_contain_text("call before visiting")
+    await expect(page.locator("#badges .flag-important")).to_be_visible()
     async with page.expect_download() as download_info:
         await page.locator(".comment a.download").first.click()
     download = await download_info.value
@@ -251,6 +253,12 @@ async def test_ticket_page(
     await page.screenshot(path=str(shots / "ticket.png"), full_page=True)
     await page.set_viewport_size(PHONE)
     await page.screenshot(path=str(shots / "ticket-360.png"), full_page=True)
+    # The user's own language setting, from the switch in the header.
+    await page.select_option("#lang-select", "ru")
+    await expect(page.locator("#status")).to_have_text("Отложена")
+    await expect(page.locator("#history")).to_contain_text("Статус изменён")
+    await page.set_viewport_size(DESKTOP)
+    await page.screenshot(path=str(shots / "ticket-ru.png"), full_page=True)
 
     comments = (
         await client.get(f"/api/tickets/{ticket['id']}/comments", headers=tenant.dispatcher.headers)
