@@ -30,7 +30,7 @@ from hub.auth.middleware import check_subject
 from hub.auth.principal import Principal
 from hub.auth.schemas import TokenPair
 from hub.auth.tokens import decode_access_token
-from hub.errors import HubError, Unauthorized
+from hub.errors import HubError, PayloadTooLarge, Unauthorized
 from hub.settings import Settings
 from hub.web.i18n import Translator, choose_language, translator
 
@@ -236,10 +236,28 @@ async def csrf_checked(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
     session = await web_session(connection)
     presented = connection.headers.get(CSRF_HEADER)
     if not presented:
+        _refuse_oversized(connection)
         form = await connection.form()  # type: ignore[attr-defined]
         presented = str(form.get(CSRF_FIELD) or "")
     if not presented or not hmac.compare_digest(presented, session.csrf_token):
         raise CsrfRefused()
+
+
+# Slack for the multipart envelope around a form's files (as the API's upload).
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _refuse_oversized(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Before a form is read: a form with files carries at most one file's worth (as one upload
+    request of the API), and says its length up front; anything else is refused unread."""
+    if not connection.headers.get("content-type", "").startswith("multipart/form-data"):
+        return  # other forms stay under the app's request size limit
+    settings: Settings = connection.app.state.settings
+    length = connection.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > settings.files.max_file_bytes + _MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(
+            f"A file may have at most {settings.files.max_file_bytes} bytes", code="file_too_large"
+        )
 
 
 class WebCookies:

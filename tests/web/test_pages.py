@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar
 
@@ -168,3 +169,25 @@ async def test_an_expired_access_token_is_renewed_by_the_refresh_token(
     assert client.cookies.get("hub_refresh") not in (None, old_refresh)
     spent = await client.post("/api/auth/refresh", json={"refresh_token": old_refresh})
     assert spent.status_code == 401
+
+
+async def test_an_oversized_upload_is_refused_unread(
+    app: Litestar, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-6 on pages: a comment form whose files exceed the per-file limit is refused (413, the
+    page says why) before it is read, and nothing is added."""
+    app.state.settings = msgspec.structs.replace(
+        app.state.settings, files=msgspec.structs.replace(app.state.settings.files, max_file_bytes=1000)
+    )
+    made = await client.post("/api/tickets", json={"title": "Lift stuck"}, headers=tenant.dispatcher.headers)
+    token = await web_sign_in(client, tenant, tenant.dispatcher)
+    answer = await client.post(
+        f"/tickets/{made.json()['id']}/comments",
+        data={"_csrf": token, "body": "photo", "public": "1"},
+        files={"file": ("big.bin", b"x" * 200_000, "application/octet-stream")},
+    )
+    assert answer.status_code == 413 and "text/html" in answer.headers["content-type"]
+    comments = await client.get(
+        f"/api/tickets/{made.json()['id']}/comments", headers=tenant.dispatcher.headers
+    )
+    assert comments.json() == []
