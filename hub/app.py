@@ -33,6 +33,7 @@ from hub.monitoring.alarm.server import AlarmServer, start_server
 from hub.openapi import polish_openapi
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
+from hub.web.pages import template_config
 from hub.wiring import wire
 
 __all__ = ["create_app", "shutdown"]
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
             ),
         ],
         openapi_config=_openapi(),
+        template_config=template_config(),
         lifespan=[lifespan],
         plugins=[live.plugin],
         cors_config=CORSConfig(allow_origins=[]),

@@ -470,7 +470,8 @@ def print_demo(info: DemoInfo, settings: Settings) -> None:
         lines.append(f"\nPartners: {names} are connected (GET {base}/api/exchange/connections)")
     lines += [
         "",
-        f"Sign in: POST {base}/api/auth/login  "
+        f"Open the web app and sign in as an employee above: {base}/signin",
+        f"API sign-in: POST {base}/api/auth/login  "
         '{"account": "<slug>", "login": "<login>", "password": "<password>", "kind": "employee"|"app_user"}',
         f"API docs: {base}/docs   (OpenAPI: {base}/docs/openapi.json)",
         f"Agent console (live caller pop-ups, call list): {base}/console",

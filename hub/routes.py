@@ -28,6 +28,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from hub.people.controllers import CompanyController, ContactController, ObjectController, PhoneController
     from hub.system import health, ready
     from hub.telephony.controllers import ConsoleController, PbxIntakeController, TelephonyController
+    from hub.web.router import web_routers
 
     return [
         health,
@@ -56,4 +57,5 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *MONITORING_CONTROLLERS,
         *ALARM_CONTROLLERS,
         ClientTicketController,
+        *web_routers(),
     ]

@@ -48,6 +48,7 @@ from hub.payments.intake import PaymentCallbacks
 from hub.telephony import binding as telephony_binding
 from hub.telephony import jobs as telephony_jobs
 from hub.telephony.intake import PbxEvents
+from hub.web import live as web_live
 
 __all__ = ["INTAKE_SOURCES", "JOBS", "OUTBOX_HANDLERS", "SUBSCRIBERS", "wire"]
 
@@ -71,6 +72,8 @@ SUBSCRIBERS: tuple[Subscriber, ...] = (
     notification_subscribers.on_ticket_updated,
     exchange_subscribers.on_update,
     monitoring_subscribers.on_ticket_updated,
+    # Every desk event: the web app's open lists and ticket pages reload what changed
+    web_live.on_desk_event,
 )
 
 OUTBOX_HANDLERS: tuple[Handler, ...] = (

@@ -793,3 +793,74 @@ async def _rating_body(w: World, t: Tenant) -> dict[str, Any]:
 BODIES[("POST", "/api/app/objects/{object_id}/tickets")] = _app_ticket_body
 BODIES[("POST", "/api/app/tickets/{ticket_id}/rating")] = _rating_body
 STREAMING.add("/api/app/stream")
+
+
+# --- the web app's pages (ISSUE 13) ---------------------------------------------------------------
+# Pages sign in with the session cookie, not the API's credentials, so they sit outside the token
+# middleware; one walk covers them all: every page with ids, read or posted by each of A's
+# employees through a real session, answers for B's objects exactly as for objects that exist
+# nowhere (404, nothing of B shown, nothing changed); lists filtered by B's ids show nothing of B.
+WEB_PAGES = (
+    "/",
+    "/signin",
+    "/signout",
+    "/language",
+    "/session/api-token",
+    "/tickets",
+    "/tickets/live",
+    "/tickets/new",
+    "/tickets/{ticket_id}",
+    "/tickets/{ticket_id}/status",
+    "/tickets/{ticket_id}/assign",
+    "/tickets/{ticket_id}/comments",
+    "/tickets/{ticket_id}/files/{file_id}",
+    "/companies/{company_id}",
+    "/contacts/{contact_id}",
+    "/objects/{object_id}",
+)
+_WEB_FORMS = {"status": "cancelled", "comment": "x", "responsible_id": "1", "body": "x", "public": "1"}
+
+
+async def _web_client(w: World, who: str) -> tuple[httpx.AsyncClient, str]:
+    from tests.web.helpers import web_sign_in
+
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=w.app), base_url="http://testserver")
+    return client, await web_sign_in(client, w.a, getattr(w.a, who))
+
+
+async def _web_pages_apart(w: World) -> None:
+    from tests.test_isolation import endpoints, snapshot
+
+    if w.made.setdefault((0, "web pages walked"), False):
+        return  # one walk covers every page; it is registered once per page path
+    w.made[(0, "web pages walked")] = True
+    pages = [ep for ep in endpoints(w.app) if ep.path in WEB_PAGES and ep.method in ("GET", "POST")]
+    theirs = {name: await w.id_of(w.b, name) for ep in pages for name in ep.params}
+    sessions = {who: await _web_client(w, who) for who in ("admin", "dispatcher", "engineer")}
+    before = await snapshot(w.db)  # after the sign-ins, which store A's refresh tokens
+    for who, (client, token) in sessions.items():
+        try:
+            for ep in pages:
+                if not ep.params:
+                    if ep.method == "GET" and ep.path == "/tickets":
+                        query = {"object_id": theirs.get("object_id") or await w.id_of(w.b, "object_id")}
+                        listed = await client.get(ep.path, params=query)
+                        assert w.secret(w.b) not in listed.text, f"{ep} as A's {who} shows B's rows"
+                    continue
+                answers = []
+                for values in (theirs, {name: 2**61 for name in ep.params}):
+                    url = ep.path.format(**{name: values[name] for name in ep.params})
+                    if ep.method == "GET":
+                        answer = await client.get(url)
+                    else:
+                        answer = await client.post(url, data={"_csrf": token, **_WEB_FORMS})
+                    assert w.secret(w.b) not in answer.text, f"{ep} as A's {who} shows B's data"
+                    answers.append(answer.status_code)
+                assert answers == [404, 404], f"{ep} as A's {who}: {answers}"
+        finally:
+            await client.aclose()
+    assert await snapshot(w.db) == before, "A's page requests changed the database"
+
+
+for _page in WEB_PAGES:
+    EXCLUDED_CHECKS[_page] = _web_pages_apart

@@ -16,7 +16,7 @@ from hub.db import utcnow
 from hub.errors import Unauthorized
 from hub.settings import Settings
 
-__all__ = ["issue_tokens", "principal_for", "refresh", "sign_in"]
+__all__ = ["issue_tokens", "principal_for", "refresh", "sign_in", "sign_out"]
 
 _BAD_CREDENTIALS = "Unknown account, login or password"
 
@@ -107,3 +107,12 @@ async def refresh(session: AsyncSession, settings: Settings, presented: str) -> 
 
 
 _DUMMY_HASH = "scrypt$14$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+async def sign_out(session: AsyncSession, presented: str) -> None:
+    """Spend a refresh token so it renews nothing (the web app's sign-out)."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == secret_hash(presented), RefreshToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
