@@ -13,7 +13,8 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk import service as desk
-from hub.desk.models import Ticket
+from hub.desk import visibility
+from hub.desk.models import ActivityEntry, Ticket
 from hub.people import service as people
 from hub.people.models import Contact
 from hub.web.lookups import Names, by_id, names_for
@@ -26,11 +27,27 @@ CARD_TICKETS = 20
 
 
 async def _tickets(
-    db_session: AsyncSession, account_id: int, filters: desk.TicketFilters
+    db_session: AsyncSession, session: WebSession, filters: desk.TicketFilters
 ) -> tuple[list[Ticket], Names]:
-    """The newest tickets of a card (its own link opens the full, filtered list)."""
-    rows, _ = await desk.list_tickets(db_session, account_id, filters, limit=CARD_TICKETS)
+    """The newest tickets of a card that the employee may see (its own link opens the full,
+    filtered list)."""
+    assert session.principal is not None
+    account_id = session.principal.account_id
+    viewer = await visibility.viewer_of(db_session, session.principal)
+    rows, _ = await desk.list_tickets(
+        db_session, account_id, filters, limit=CARD_TICKETS, visible=visibility.ticket_clause(viewer)
+    )
     return rows, await names_for(db_session, account_id, rows)
+
+
+async def _activity(db_session: AsyncSession, session: WebSession, contact_id: int) -> list[Any]:
+    """The contact's feed without the entries of tickets the employee may not see (DESK-8, 12)."""
+    assert session.principal is not None
+    viewer = await visibility.viewer_of(db_session, session.principal)
+    visible = visibility.ticket_id_clause(viewer, ActivityEntry.ticket_id, unbound_visible=True)
+    return await desk.list_activity(
+        db_session, session.principal.account_id, contact_id, limit=50, visible=visible
+    )
 
 
 async def _company(db_session: AsyncSession, account_id: int, company_id: int | None) -> Any:
@@ -52,7 +69,7 @@ class ClientPages(Controller):
     ) -> Template:
         session, account_id = await _signed(request)
         company = await people.get_company(db_session, account_id, company_id)
-        tickets, names = await _tickets(db_session, account_id, desk.TicketFilters(company_id=company_id))
+        tickets, names = await _tickets(db_session, session, desk.TicketFilters(company_id=company_id))
         return page(
             request,
             session,
@@ -75,14 +92,14 @@ class ClientPages(Controller):
             if contact.company_id
             else None
         )
-        tickets, names = await _tickets(db_session, account_id, desk.TicketFilters(contact_id=contact_id))
+        tickets, names = await _tickets(db_session, session, desk.TicketFilters(contact_id=contact_id))
         return page(
             request,
             session,
             "clients/contact.html",
             contact=contact,
             company=company,
-            activity=await desk.list_activity(db_session, account_id, contact_id, limit=50),
+            activity=await _activity(db_session, session, contact_id),
             tickets=tickets,
             names=names,
         )
@@ -98,7 +115,7 @@ class ClientPages(Controller):
         )
         users = await people.list_object_users(db_session, account_id, object_id)
         contacts = await by_id(db_session, Contact, account_id, (u.contact_id for u in users))
-        tickets, names = await _tickets(db_session, account_id, desk.TicketFilters(object_id=object_id))
+        tickets, names = await _tickets(db_session, session, desk.TicketFilters(object_id=object_id))
         return page(
             request,
             session,

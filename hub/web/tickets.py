@@ -12,12 +12,14 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
+from litestar.handlers import BaseRouteHandler
 from litestar.response import File, Redirect, ServerSentEvent, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.desk import files as desk_files
-from hub.desk import service, workflow
+from hub.desk import service, visibility, workflow
 from hub.desk.actors import Actor
 from hub.desk.models import Ticket
 from hub.desk.schemas import PriorityName, SourceName, TicketCreate, TypeName
@@ -82,18 +84,35 @@ def _filters(request: Request[Any, Any, Any]) -> tuple[service.TicketFilters, di
     return filters, chosen
 
 
+async def ticket_visible(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """DESK-12 on every page that names a ticket: the API's rule and the API's answer (the 404
+    page, as for another account's ticket)."""
+    ticket_id = connection.path_params.get("ticket_id")
+    if ticket_id is None:
+        return
+    session = await web_session(connection)
+    if session.principal is None:
+        return  # not signed in: the page itself leads to sign-in (keeping a half-written comment)
+    async with connection.app.state.db.sessionmaker() as db_session:
+        await visibility.require_ticket(db_session, session.principal, int(ticket_id))
+
+
 def _query_without_cursor(request: Request[Any, Any, Any]) -> str:
     pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "partial")]
     return urlencode(pairs)
 
 
-def _actions(ticket: Ticket) -> list[tuple[str, frozenset[str]]]:
-    """The status changes an employee may offer on this ticket, with what each needs (DESK-4)."""
+def _actions(ticket: Ticket, role: str | None) -> list[tuple[str, frozenset[str]]]:
+    """The status changes this employee may offer on this ticket, with what each needs (DESK-4):
+    closing a resolved ticket only for the roles the rule names, and then with a comment."""
     offered = []
     for to in workflow.allowed_from(ticket.status):
         rule = workflow.TRANSITIONS[(ticket.status, to)]
-        if rule.staff and (not rule.previous_only or to == ticket.status_before_pending):
-            offered.append((to, rule.needs))
+        if rule.previous_only and to != ticket.status_before_pending:
+            continue
+        if rule.staff_roles and role not in rule.staff_roles:
+            continue
+        offered.append((to, rule.needs | ({"comment"} if rule.staff_roles else set())))
     return offered
 
 
@@ -113,7 +132,7 @@ def _until(form: Any) -> datetime | None:
 
 class TicketPages(Controller):
     path = "/tickets"
-    guards = [signed_in, csrf_checked]
+    guards = [signed_in, csrf_checked, ticket_visible]
 
     @get("/")
     async def list_page(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> Template:
@@ -122,8 +141,14 @@ class TicketPages(Controller):
         account_id = session.principal.account_id
         filters, chosen = _filters(request)
         cursor = request.query_params.get("cursor") or None
+        viewer = await visibility.viewer_of(db_session, session.principal)
         rows, next_cursor = await service.list_tickets(
-            db_session, account_id, filters, cursor=cursor, limit=PAGE_SIZE
+            db_session,
+            account_id,
+            filters,
+            cursor=cursor,
+            limit=PAGE_SIZE,
+            visible=visibility.ticket_clause(viewer),
         )
         names = await names_for(db_session, account_id, rows)
         template = (
@@ -380,7 +405,7 @@ async def _ticket_page(
         comments=comments,
         files_by_comment=by_comment,
         history=history,
-        actions=_actions(ticket),
+        actions=_actions(ticket, session.principal.role if session.principal else None),
         final=ticket.status in workflow.FINAL,
         error=error,
         done=request.query_params.get("done", ""),

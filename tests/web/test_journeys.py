@@ -278,7 +278,8 @@ async def test_session_ends_while_a_comment_is_half_written(
     """ISSUE 13: the session ends (here: its cookies are gone) while a comment is being written;
     sending it leads to the sign-in form, which says the comment is kept; after signing in the
     ticket page has the draft back, and sending it works."""
-    ticket = await new_ticket(client, tenant, title="Intercom is silent")
+    # the engineer's own ticket: an engineer sees the tickets they take part in (DESK-12)
+    ticket = await new_ticket(client, tenant, title="Intercom is silent", responsible_id=tenant.engineer.id)
     context = await site.browser.new_context(viewport=DESKTOP)
     page = await context.new_page()
     await sign_in(page, site.base, tenant, tenant.engineer)
@@ -309,7 +310,7 @@ async def test_ticket_page_shows_others_changes_live(
     """ISSUE 13: while a ticket page is open and a comment is half written, a comment someone else
     adds appears in place (the draft stays as it is); a status change by someone else shows and
     says the page's actions may be out of date."""
-    ticket = await new_ticket(client, tenant, title="Barrier arm bent")
+    ticket = await new_ticket(client, tenant, title="Barrier arm bent", responsible_id=tenant.engineer.id)
     page = await site.browser.new_page(viewport=DESKTOP)
     await sign_in(page, site.base, tenant, tenant.engineer)
     await page.goto(f"{site.base}/tickets/{ticket['id']}")
