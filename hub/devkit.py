@@ -42,6 +42,7 @@ __all__ = [
     "Actor",
     "HubProcess",
     "Tenant",
+    "asyncpg_dsn",
     "free_port",
     "fresh_database",
     "hub_processes",
@@ -161,11 +162,16 @@ def private_pg_url(name: str) -> str:
     return f"{base}/{name}"
 
 
-async def fresh_database(url: str) -> None:
-    """Create the database if needed, empty it and migrate it. Raises (loudly) when the server
-    cannot be reached: these tests must not silently skip."""
+def asyncpg_dsn(url: str) -> str:
+    """The SQLAlchemy URL as a DSN asyncpg accepts."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def fresh_database(url: str, migrate: bool = True) -> None:
+    """Create the database if needed, empty it and (by default) migrate it. Raises (loudly) when
+    the server cannot be reached: these tests must not silently skip."""
     server, name = url.rsplit("/", 1)
-    dsn = server.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
+    dsn = asyncpg_dsn(server) + "/postgres"
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -182,7 +188,8 @@ async def fresh_database(url: str) -> None:
         await connection.execute(text("DROP SCHEMA public CASCADE"))
         await connection.execute(text("CREATE SCHEMA public"))
     await engine.dispose()
-    await asyncio.to_thread(upgrade, url)
+    if migrate:
+        await asyncio.to_thread(upgrade, url)
 
 
 class HubProcess:
