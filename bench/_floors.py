@@ -53,6 +53,7 @@ __all__ = [
     "start_bare",
     "start_raw_server",
     "stop_process",
+    "store_and_lean",
     "tree_cpu_seconds",
     "tree_peak_rss_mb",
     "wait_port",
@@ -483,6 +484,28 @@ async def ceiling_and_bare(
         finally:
             stop_process(process)
     return found[0], found[1]
+
+
+async def store_and_lean(
+    store: Callable[[int, bool], Awaitable[bool]], *, concurrency: int, duration: float
+) -> dict[str, Any]:
+    """The two floors of a bench, each after 1 s of warm-up: ``store(i, False)`` (store and
+    acknowledge) then ``store(i, True)`` (lean apply), ``concurrency`` tasks for ``duration`` s.
+    Every call gets an ``i`` of its own across the four runs (keys made from it never collide)."""
+    figures: dict[str, Any] = {}
+    for name, lean in (("store", False), ("lean", True)):
+        base = 2 * 10**7 * lean
+
+        async def warm(i: int, base: int = base, lean: bool = lean) -> bool:
+            return await store(base + i, lean)
+
+        async def timed(i: int, base: int = base, lean: bool = lean) -> bool:
+            return await store(base + 10**7 + i, lean)
+
+        await closed_loop(warm, 10**7, 1.0, concurrency)
+        run = await closed_loop(timed, 10**7, duration, concurrency)
+        figures[f"{name}_per_s"], figures[f"{name}_n"] = run.per_s, run.count
+    return figures
 
 
 def print_ceiling_and_bare(ceiling: dict[str, Any], bare: dict[str, Any], concurrency: int) -> None:

@@ -47,7 +47,6 @@ from sqlalchemy import text
 
 from bench._floors import (
     ceiling_and_bare,
-    closed_loop,
     encode_headers,
     fmt_ms,
     http_phases,
@@ -59,7 +58,9 @@ from bench._floors import (
     ratio,
     scratch_tables,
     self_peak_rss_mb,
+    store_and_lean,
 )
+from bench._tickets import TICKET_TABLES, distinct_numbers, store_ticket
 from hub.db import Database
 from hub.desk import service
 from hub.desk.models import Ticket
@@ -223,27 +224,6 @@ async def queries(
 
 # --- ticket creation over HTTP (issue 11) ------------------------------------------------------
 
-NUMBER_SQL = """
-UPDATE bench_floor_accounts SET next_ticket_number = next_ticket_number + 1
-WHERE id = $1 RETURNING next_ticket_number - 1
-"""
-TICKET_SQL = """
-INSERT INTO bench_floor_tickets (account_id, number, title, description, type, priority, status, source,
-    contact_id, object_id, responsible_id, created_by_kind, created_by_id, created_by_name, needs_reply,
-    important, sla_reaction_breached, sla_resolution_breached, ext_flags, pending_seconds, search_text,
-    created_at, updated_at)
-VALUES ($1, $2, $3, $4, 'service', 'normal', 'open', 'incoming_call', $5, $6, $7, 'employee', $8, 'Dispatcher',
-    false, false, false, false, '{}', 0, $9, now(), now())
-RETURNING id
-"""
-HISTORY_SQL = """
-INSERT INTO bench_floor_history (account_id, ticket_id, kind, actor_kind, actor_id, actor_name, data, created_at)
-VALUES ($1, $2, 'created', 'employee', $3, 'Dispatcher', $4, now())
-"""
-LIVE_SQL = """
-INSERT INTO bench_floor_live (channel, event_type, data, created_at) VALUES ($1, 'ticket.created', $2, now())
-"""
-
 
 def ticket_bodies(tenant: Any, objects: int, contacts: int, count: int) -> list[dict[str, Any]]:
     rnd = random.Random(3)
@@ -267,45 +247,20 @@ async def creation_floors(
     copies of the tables: the store floor (the number taken race-free by one UPDATE ... RETURNING
     on the account row, as ``hub.desk.numbering`` does, + the ticket INSERT, one transaction) and
     the lean floor (the same + the 'created' history row + the live event, one transaction)."""
-    tables = {
-        "bench_floor_accounts": "accounts",
-        "bench_floor_tickets": "tickets",
-        "bench_floor_history": "ticket_events",
-        "bench_floor_live": "live_staged",
-    }
-    async with scratch_tables(dsn, tables, copy_rows=("bench_floor_accounts",)):
+    actor = ("employee", tenant.dispatcher.id, tenant.dispatcher.name)
+    async with scratch_tables(dsn, TICKET_TABLES, copy_rows=("bench_floor_accounts",)):
         pool = await asyncpg.create_pool(dsn, min_size=20, max_size=20)
         assert pool is not None
         try:
 
             async def store(i: int, lean: bool) -> bool:
-                t = tickets[i % len(tickets)]
-                search = f"{t['title']} {t['description']}".lower()
                 async with pool.acquire() as conn, conn.transaction():
-                    number = await conn.fetchval(NUMBER_SQL, tenant.id)
-                    ticket_id = await conn.fetchval(
-                        TICKET_SQL, tenant.id, number, t["title"], t["description"], t["contact_id"],
-                        t["object_id"], t["responsible_id"], tenant.dispatcher.id, search,
-                    )  # fmt: skip
-                    if lean:
-                        data = json.dumps({"number": number, "source": "incoming_call"})
-                        await conn.execute(HISTORY_SQL, tenant.id, ticket_id, tenant.dispatcher.id, data)
-                        await conn.execute(LIVE_SQL, f"a{tenant.id}.desk", json.dumps({"id": ticket_id}))
+                    await store_ticket(conn, tenant.id, actor, tickets[i % len(tickets)], lean=lean)
                 return True
 
-            figures: dict[str, Any] = {}
-            for name, lean in (("store", False), ("lean", True)):
-                await closed_loop(lambda i, lean=lean: store(i, lean), 10**9, 1.0, args.concurrency)
-                run = await closed_loop(
-                    lambda i, lean=lean: store(i, lean), 10**9, args.duration, args.concurrency
-                )
-                figures[f"{name}_per_s"], figures[f"{name}_n"] = run.per_s, run.count
-                # Numbers taken race-free: as many distinct numbers as rows.
+            figures = await store_and_lean(store, concurrency=args.concurrency, duration=args.duration)
             async with pool.acquire() as conn:
-                rows, numbers = await conn.fetchrow(
-                    "SELECT count(*), count(DISTINCT number) FROM bench_floor_tickets"
-                )
-            figures["numbers_distinct"] = rows == numbers
+                figures["numbers_distinct"] = await distinct_numbers(conn, "bench_floor_tickets", tenant.id)
         finally:
             await pool.close()
     return figures
@@ -338,10 +293,7 @@ async def hub_creation(
         figures["in_db"] = (
             await conn.fetchval("SELECT count(*) FROM tickets WHERE account_id = $1", tenant.id) - before
         )
-        rows, numbers = await conn.fetchrow(
-            "SELECT count(*), count(DISTINCT number) FROM tickets WHERE account_id = $1", tenant.id
-        )
-        figures["numbers_distinct"] = rows == numbers
+        figures["numbers_distinct"] = await distinct_numbers(conn, "tickets", tenant.id)
     finally:
         await conn.close()
     return figures

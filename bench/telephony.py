@@ -58,6 +58,7 @@ from bench._floors import (
     ratio,
     scratch_tables,
     self_peak_rss_mb,
+    store_and_lean,
     tree_cpu_seconds,
     tree_peak_rss_mb,
 )
@@ -245,13 +246,7 @@ async def floors(
                     await conn.execute(LIVE_SQL, f"a{account_id}.emp.1", matches)
                 return True
 
-            figures: dict[str, Any] = {}
-            for name, lean in (("store", False), ("lean", True)):
-                await closed_loop(lambda i, lean=lean: store(i, lean), 10**9, 1.0, args.concurrency)
-                run = await closed_loop(
-                    lambda i, lean=lean: store(10**7 + i, lean), 10**9, args.duration, args.concurrency
-                )
-                figures[f"{name}_per_s"], figures[f"{name}_n"] = run.per_s, run.count
+            figures = await store_and_lean(store, concurrency=args.concurrency, duration=args.duration)
         finally:
             await pool.close()
     return figures
