@@ -17,11 +17,14 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,9 @@ __all__ = [
     "peak_rss_mb",
     "print_aims",
     "print_ceiling_and_bare",
+    "profile_start",
+    "profile_stop",
+    "profiled",
     "r",
     "ratio",
     "scratch_tables",
@@ -397,6 +403,75 @@ def self_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def profile_start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the hub's active threads (``--profile``), stopped by :func:`profile_stop`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("(--profile: py-spy not found)")
+        return None
+    command = [spy, "record", "--pid", str(pid), "--rate", "200", "--duration", str(int(seconds) + 1)]
+    command += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_stop(spy: subprocess.Popen[bytes], out: Path, top: int = 14) -> list[str]:
+    """Stop py-spy and summarise its collapsed stacks: the hub's functions by inclusive share of
+    the samples, and the leaves (where the CPU was) by self share."""
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+    if not out.exists():
+        return ["(no profile written)"]
+    inclusive: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        for frame in set(frames):
+            if "hub/" in frame or "(hub" in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + n
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total} samples of the hub's active threads; inclusive (hub code):"]
+    lines += [
+        f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top]
+    ]
+    lines.append("self (leaf frames):")
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(leaves.items(), key=lambda x: -x[1])[:top]]
+    return lines
+
+
+@contextlib.contextmanager
+def profiled(pid: int, seconds: float, enabled: bool) -> Iterator[list[str]]:
+    """``--profile``: py-spy on ``pid`` while the block runs (at most ``seconds``); the yielded
+    list receives the summary (:func:`profile_stop`) when the block ends."""
+    lines: list[str] = []
+    if not enabled:
+        yield lines
+        return
+    out = Path(tempfile.mkdtemp(prefix="hub-bench-profile-")) / "profile.txt"
+    spy = profile_start(pid, seconds, out)
+    try:
+        yield lines
+    finally:
+        if spy is not None:
+            lines += profile_stop(spy, out)
+
+
 def r(value: float, digits: int = 2) -> float:
     return round(value, digits)
 
@@ -424,11 +499,13 @@ async def http_phases(
     duration: float,
     pid: int,
     rate: float | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Closed loop with ``concurrency`` senders for ``duration`` s (after 1 s of warm-up), then,
     with ``rate``, the open loop at ``rate``/s; ``items`` are (body, encoded header lines) posted
     round-robin to ``path``. Figures: per_s, failed, the bench's and the server's CPU share (the
-    server's process tree), latencies at ``rate``, peak RSS of the server's tree."""
+    server's process tree), latencies at ``rate``, peak RSS of the server's tree; with ``profile``,
+    py-spy's summary of the server process during the closed loop."""
     http = HttpPool(base)
 
     async def call(i: int) -> bool:
@@ -438,8 +515,10 @@ async def http_phases(
     try:
         await closed_loop(call, 10**9, 1.0, concurrency)
         cpu0, server0 = self_cpu_seconds(), tree_cpu_seconds(pid)
-        run = await closed_loop(call, 10**9, duration, concurrency)
+        with profiled(pid, duration + 5, profile) as profile_lines:
+            run = await closed_loop(call, 10**9, duration, concurrency)
         figures: dict[str, Any] = {
+            "profile": profile_lines,
             "per_s": run.per_s,
             "failed": run.failed,
             "bench_cpu_pct": 100 * (self_cpu_seconds() - cpu0) / run.elapsed,

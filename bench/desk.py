@@ -287,6 +287,7 @@ async def hub_creation(
                     duration=args.duration,
                     pid=hub.process.pid,
                     rate=args.rate,
+                    profile=args.profile and not serve_args,
                 )
             finally:
                 hub.stop()
@@ -328,6 +329,8 @@ async def http_creation(url: str, tenant: Any, objects: int, contacts: int, args
             f"{hub['late_ms']:.1f} ms behind; {hub['in_db']} tickets in the database, numbers distinct: "
             f"{hub['numbers_distinct']}"
         )
+    for line in one["profile"]:
+        print(f"    profile (1 process, sustained): {line}")
     print(
         f"ratios (1 process): to bare {ratio(one['per_s'], bare['per_s']):.3f}, to store floor "
         f"{ratio(one['per_s'], floor['store_per_s']):.2f}, to lean floor {ratio(one['per_s'], floor['lean_per_s']):.2f}; "
@@ -390,6 +393,7 @@ async def main() -> None:
         "--rate", type=float, default=300.0, help="tickets/s of the latency phase (default 300)"
     )
     parser.add_argument("--concurrency", type=int, default=32, help="senders and floor tasks (default 32)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the 1-process hub while it creates")
     args = parser.parse_args()
     load_start = load_average()
     tickets = max(1000, int(1_000_000 * args.scale))

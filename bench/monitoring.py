@@ -56,6 +56,7 @@ from bench._floors import (
     pct,
     print_aims,
     print_ceiling_and_bare,
+    profiled,
     r,
     ratio,
     scratch_tables,
@@ -389,7 +390,8 @@ async def centre_hub(url: str, key: str, objects: int, args: argparse.Namespace)
         try:
             await hub.wait_ready()
             cpu0 = tree_cpu_seconds(hub.process.pid)
-            run = await closed_loop(create, 10**9, args.duration, args.concurrency)
+            with profiled(hub.process.pid, args.duration + 5, args.profile) as profile:
+                run = await closed_loop(create, 10**9, args.duration, args.concurrency)
             cpu = tree_cpu_seconds(hub.process.pid) - cpu0
             redelivered = min(REDELIVER, len(created))
             await closed_loop(again, redelivered, 30.0, 8)
@@ -420,6 +422,7 @@ async def centre_hub(url: str, key: str, objects: int, args: argparse.Namespace)
         and numbers_distinct,
         "cpu_ms_per_ticket": 1000 * cpu / max(1, len(created)),
         "rss_mb": rss,
+        "profile": profile,
     }
 
 
@@ -452,6 +455,8 @@ async def centre_tickets(args: argparse.Namespace) -> None:
         f"    each created once: {hub['each_once']} ({hub['tickets_in_db']} monitoring tickets in the database; "
         f"{hub['redelivered']} redelivered -> {hub['duplicates']} answered duplicate; answers {hub['redelivery_answers']})"
     )
+    for line in hub["profile"]:
+        print(f"    profile (sustained): {line}")
     print(
         f"ratios: to bare {ratio(hub['per_s'], bare['per_s']):.3f}, to store floor "
         f"{ratio(hub['per_s'], floor['store_per_s']):.2f}, to lean floor {ratio(hub['per_s'], floor['lean_per_s']):.2f}"
@@ -498,6 +503,7 @@ async def main() -> None:
         "--duration", type=float, default=10.0, help="seconds per HTTP / floor phase (default 10)"
     )
     parser.add_argument("--concurrency", type=int, default=32, help="senders / floor tasks (default 32)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub while it creates tickets")
     args = parser.parse_args()
     load_start = load_average()
     print(f"load average at start: {' '.join(map(str, load_start))} ({os.cpu_count()} CPUs)")

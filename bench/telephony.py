@@ -54,6 +54,7 @@ from bench._floors import (
     pct,
     print_aims,
     print_ceiling_and_bare,
+    profiled,
     r,
     ratio,
     scratch_tables,
@@ -346,17 +347,18 @@ async def intake_phase(hub: HubProcess, dsn: str, token: str, args: argparse.Nam
             )
 
         cpu0 = tree_cpu_seconds(hub.process.pid)
-        run = await closed_loop(call, 10**9, args.duration, args.concurrency)
-        http.close()
-        acked_at = time.perf_counter()
-        drained = None
-        while time.perf_counter() < acked_at + args.drain_timeout:
-            if not await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM intake_events WHERE state IN ('pending', 'applying'))"
-            ):
-                drained = time.perf_counter()
-                break
-            await asyncio.sleep(0.02)
+        with profiled(hub.process.pid, args.duration + args.drain_timeout, args.profile) as profile:
+            run = await closed_loop(call, 10**9, args.duration, args.concurrency)
+            http.close()
+            acked_at = time.perf_counter()
+            drained = None
+            while time.perf_counter() < acked_at + args.drain_timeout:
+                if not await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM intake_events WHERE state IN ('pending', 'applying'))"
+                ):
+                    drained = time.perf_counter()
+                    break
+                await asyncio.sleep(0.02)
         end = drained or time.perf_counter()
         cpu = tree_cpu_seconds(hub.process.pid) - cpu0
         applied = await conn.fetchval("SELECT count(*) FROM calls") - calls_before
@@ -375,6 +377,7 @@ async def intake_phase(hub: HubProcess, dsn: str, token: str, args: argparse.Nam
         "drain_after_last_ack_s": end - acked_at,
         "each_once": bool(distinct) and applied == run.ok,
         "hub_cpu_ms_per_event": 1000 * cpu / max(1, applied),
+        "profile": profile,
     }
 
 
@@ -389,6 +392,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="senders / floor tasks (default 32)")
     parser.add_argument("--samples", type=int, default=1000, help="timed caller matches (default 1000)")
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="longest wait for the backlog")
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub during the sustained intake")
     args = parser.parse_args()
     args.contacts = args.contacts or max(1000, int(1_000_000 * args.scale))
     load_start = load_average()
@@ -460,6 +464,8 @@ async def main() -> None:
         f"{'' if intake['drained'] else ', NOT DRAINED'}); acknowledged {intake['acked_per_s']:.0f}/s, failed "
         f"{intake['failed']}; each call once: {intake['each_once']}; hub CPU {intake['hub_cpu_ms_per_event']:.2f} ms/event"
     )
+    for line in intake["profile"]:
+        print(f"    profile (sustained intake and its drain): {line}")
     print(
         f"ratios: intake/s to bare {ratio(intake['intake_per_s'], bare['per_s']):.3f}, to store floor "
         f"{ratio(intake['intake_per_s'], floor['store_per_s']):.2f}, to lean floor "
