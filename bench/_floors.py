@@ -513,12 +513,13 @@ async def http_phases(
         return await http.post(path, body, headers) < 300
 
     try:
-        await closed_loop(call, 10**9, 1.0, concurrency)
+        warm = await closed_loop(call, 10**9, 1.0, concurrency)
         cpu0, server0 = self_cpu_seconds(), tree_cpu_seconds(pid)
         with profiled(pid, duration + 5, profile) as profile_lines:
             run = await closed_loop(call, 10**9, duration, concurrency)
         figures: dict[str, Any] = {
             "profile": profile_lines,
+            "ok_total": warm.ok + run.ok,  # every success, warm-up included
             "per_s": run.per_s,
             "failed": run.failed,
             "bench_cpu_pct": 100 * (self_cpu_seconds() - cpu0) / run.elapsed,
@@ -527,6 +528,7 @@ async def http_phases(
         if rate:
             http.close()
             timed = await open_loop(call, max(1, int(rate * duration)), rate)
+            figures["ok_total"] += len(timed.latencies) - timed.failed
             figures |= {
                 "latencies": timed.latencies,
                 "rate_failed": timed.failed,

@@ -326,8 +326,8 @@ async def http_creation(url: str, tenant: Any, objects: int, contacts: int, args
         )
         print(
             f"    at {args.rate:g}/s: {fmt_ms(hub['latencies'])}; failed {hub['rate_failed']}; generator at most "
-            f"{hub['late_ms']:.1f} ms behind; {hub['in_db']} tickets in the database, numbers distinct: "
-            f"{hub['numbers_distinct']}"
+            f"{hub['late_ms']:.1f} ms behind; {hub['in_db']} tickets in the database for {hub['ok_total']} "
+            f"answered 201, numbers distinct: {hub['numbers_distinct']}"
         )
     for line in one["profile"]:
         print(f"    profile (1 process, sustained): {line}")
@@ -359,6 +359,7 @@ async def http_creation(url: str, tenant: Any, objects: int, contacts: int, args
             "created_in_db": one["in_db"],
             "created_in_db_workers2": two["in_db"],
             "numbers_distinct": one["numbers_distinct"] and two["numbers_distinct"],
+            "each_created_once": one["in_db"] == one["ok_total"] and two["in_db"] == two["ok_total"],
             "ratio_to_bare": r(ratio(one["per_s"], bare["per_s"]), 3),
             "ratio_to_store_floor": r(ratio(one["per_s"], floor["store_per_s"]), 3),
             "ratio_to_lean_floor": r(ratio(one["per_s"], floor["lean_per_s"]), 3),
