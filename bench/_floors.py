@@ -17,11 +17,14 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +36,32 @@ __all__ = [
     "LoopRun",
     "RateRun",
     "bare_app",
+    "ceiling_and_bare",
     "closed_loop",
     "cpu_seconds",
+    "encode_headers",
     "fmt_ms",
+    "http_phases",
+    "load_average",
     "open_loop",
     "pct",
     "peak_rss_mb",
+    "print_aims",
+    "print_ceiling_and_bare",
+    "profile_start",
+    "profile_stop",
+    "profiled",
+    "r",
+    "ratio",
+    "scratch_tables",
     "self_cpu_seconds",
     "self_peak_rss_mb",
     "start_bare",
     "start_raw_server",
     "stop_process",
+    "store_and_lean",
+    "tree_cpu_seconds",
+    "tree_peak_rss_mb",
     "wait_port",
 ]
 
@@ -357,6 +375,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``hub serve --workers N``: the supervisor and its workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children") if Path(f"/proc/{pid}").exists() else ():
+        with contextlib.suppress(OSError, ValueError):
+            for child in task.read_text().split():
+                pids += _tree(int(child))
+    return pids
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """The sum of VmHWM over a process and its descendants, in MiB."""
+    return sum(v for v in (peak_rss_mb(p) for p in _tree(pid)) if v == v)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(v for v in (cpu_seconds(p) for p in _tree(pid)) if v == v)
+
+
 def self_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -364,6 +401,237 @@ def self_cpu_seconds() -> float:
 
 def self_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def profile_start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the hub's active threads (``--profile``), stopped by :func:`profile_stop`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("(--profile: py-spy not found)")
+        return None
+    command = [spy, "record", "--pid", str(pid), "--rate", "200", "--duration", str(int(seconds) + 1)]
+    command += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_stop(spy: subprocess.Popen[bytes], out: Path, top: int = 14) -> list[str]:
+    """Stop py-spy and summarise its collapsed stacks: the hub's functions by inclusive share of
+    the samples, and the leaves (where the CPU was) by self share."""
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+    if not out.exists():
+        return ["(no profile written)"]
+    inclusive: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        for frame in set(frames):
+            if "hub/" in frame or "(hub" in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + n
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total} samples of the hub's active threads; inclusive (hub code):"]
+    lines += [
+        f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top]
+    ]
+    lines.append("self (leaf frames):")
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(leaves.items(), key=lambda x: -x[1])[:top]]
+    return lines
+
+
+@contextlib.contextmanager
+def profiled(pid: int, seconds: float, enabled: bool) -> Iterator[list[str]]:
+    """``--profile``: py-spy on ``pid`` while the block runs (at most ``seconds``); the yielded
+    list receives the summary (:func:`profile_stop`) when the block ends."""
+    lines: list[str] = []
+    if not enabled:
+        yield lines
+        return
+    out = Path(tempfile.mkdtemp(prefix="hub-bench-profile-")) / "profile.txt"
+    spy = profile_start(pid, seconds, out)
+    try:
+        yield lines
+    finally:
+        if spy is not None:
+            lines += profile_stop(spy, out)
+
+
+def r(value: float, digits: int = 2) -> float:
+    return round(value, digits)
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def load_average() -> list[float]:
+    return [r(x) for x in os.getloadavg()]
+
+
+def print_aims(aims: dict[str, tuple[str, bool]]) -> dict[str, bool]:
+    """Print each aim of the issue as met / NOT met; answer {key: met} for the JSON line."""
+    print("aims: " + "; ".join(f"{label}: {'met' if met else 'NOT met'}" for label, met in aims.values()))
+    return {key: met for key, (_label, met) in aims.items()}
+
+
+async def http_phases(
+    base: str,
+    path: str,
+    items: list[tuple[bytes, bytes]],
+    *,
+    concurrency: int,
+    duration: float,
+    pid: int,
+    rate: float | None = None,
+    profile: bool = False,
+) -> dict[str, Any]:
+    """Closed loop with ``concurrency`` senders for ``duration`` s (after 1 s of warm-up), then,
+    with ``rate``, the open loop at ``rate``/s; ``items`` are (body, encoded header lines) posted
+    round-robin to ``path``. Figures: per_s, failed, the bench's and the server's CPU share (the
+    server's process tree), latencies at ``rate``, peak RSS of the server's tree; with ``profile``,
+    py-spy's summary of the server process during the closed loop."""
+    http = HttpPool(base)
+
+    async def call(i: int) -> bool:
+        body, headers = items[i % len(items)]
+        return await http.post(path, body, headers) < 300
+
+    try:
+        warm = await closed_loop(call, 10**9, 1.0, concurrency)
+        cpu0, server0 = self_cpu_seconds(), tree_cpu_seconds(pid)
+        with profiled(pid, duration + 5, profile) as profile_lines:
+            run = await closed_loop(call, 10**9, duration, concurrency)
+        figures: dict[str, Any] = {
+            "profile": profile_lines,
+            "ok_total": warm.ok + run.ok,  # every success, warm-up included
+            "per_s": run.per_s,
+            "failed": run.failed,
+            "bench_cpu_pct": 100 * (self_cpu_seconds() - cpu0) / run.elapsed,
+            "server_cpu_pct": 100 * (tree_cpu_seconds(pid) - server0) / run.elapsed,
+        }
+        if rate:
+            http.close()
+            timed = await open_loop(call, max(1, int(rate * duration)), rate)
+            figures["ok_total"] += len(timed.latencies) - timed.failed
+            figures |= {
+                "latencies": timed.latencies,
+                "rate_failed": timed.failed,
+                "late_ms": timed.max_late_ms,
+            }
+        figures["rss_mb"] = tree_peak_rss_mb(pid)
+    finally:
+        http.close()
+    return figures
+
+
+async def ceiling_and_bare(
+    items: list[tuple[bytes, bytes]], *, concurrency: int, duration: float, rate: float | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The generator against the raw asyncio server (its ceiling: no framework), then against the
+    bare Litestar endpoint (``/callback``, its own uvicorn process), the same ``items`` posted."""
+    found: list[dict[str, Any]] = []
+    for start, timed_rate in ((start_raw_server, None), (start_bare, rate)):
+        port = _free_port()
+        process = start(port)
+        try:
+            await wait_port(port)
+            found.append(
+                await http_phases(
+                    f"http://127.0.0.1:{port}",
+                    "/callback",
+                    items,
+                    concurrency=concurrency,
+                    duration=duration,
+                    pid=process.pid,
+                    rate=timed_rate,
+                )
+            )
+        finally:
+            stop_process(process)
+    return found[0], found[1]
+
+
+async def store_and_lean(
+    store: Callable[[int, bool], Awaitable[bool]], *, concurrency: int, duration: float
+) -> dict[str, Any]:
+    """The two floors of a bench, each after 1 s of warm-up: ``store(i, False)`` (store and
+    acknowledge) then ``store(i, True)`` (lean apply), ``concurrency`` tasks for ``duration`` s.
+    Every call gets an ``i`` of its own across the four runs (keys made from it never collide)."""
+    figures: dict[str, Any] = {}
+    for name, lean in (("store", False), ("lean", True)):
+        base = 2 * 10**7 * lean
+
+        async def warm(i: int, base: int = base, lean: bool = lean) -> bool:
+            return await store(base + i, lean)
+
+        async def timed(i: int, base: int = base, lean: bool = lean) -> bool:
+            return await store(base + 10**7 + i, lean)
+
+        await closed_loop(warm, 10**7, 1.0, concurrency)
+        run = await closed_loop(timed, 10**7, duration, concurrency)
+        figures[f"{name}_per_s"], figures[f"{name}_n"] = run.per_s, run.count
+    return figures
+
+
+def print_ceiling_and_bare(ceiling: dict[str, Any], bare: dict[str, Any], concurrency: int) -> None:
+    print(
+        f"generator ceiling (raw asyncio server, {concurrency} senders): {ceiling['per_s']:7.0f} req/s  "
+        f"(bench CPU {ceiling['bench_cpu_pct']:.0f}%, server CPU {ceiling['server_cpu_pct']:.0f}%)"
+    )
+    print(
+        f"bare Litestar endpoint (uvicorn, 1 process):   {bare['per_s']:7.0f} req/s  "
+        f"(server CPU {bare['server_cpu_pct']:.0f}%; generator at "
+        f"{100 * ratio(bare['per_s'], ceiling['per_s']):.0f}% of its ceiling); failed "
+        f"{bare['failed'] + bare.get('rate_failed', 0)}; peak RSS {bare['rss_mb']:.0f} MB"
+    )
+    if "latencies" in bare:
+        print(f"    at {len(bare['latencies'])} timed requests: {fmt_ms(bare['latencies'])}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def scratch_tables(dsn: str, tables: dict[str, str], copy_rows: tuple[str, ...] = ()) -> Any:
+    """Scratch copies (columns, defaults, indexes; no foreign keys) of the hub's tables, for the
+    floors: ``{scratch: original}``; the rows of the scratch tables named in ``copy_rows`` are
+    copied too. Dropped on the way out."""
+    import asyncpg
+
+    names = ", ".join(tables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {names}")
+        for scratch, original in tables.items():
+            await conn.execute(f"CREATE TABLE {scratch} (LIKE {original} INCLUDING ALL)")
+            if scratch in copy_rows:
+                await conn.execute(f"INSERT INTO {scratch} SELECT * FROM {original}; ANALYZE {scratch}")
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.execute(f"DROP TABLE IF EXISTS {names}")
+        await conn.close()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Desk benchmark (issue 2): list and search queries on a large PostgreSQL desk, and ticket
-creation over HTTP.
+"""Desk benchmark (issues 2 and 11): list and search queries on a large PostgreSQL desk, and ticket
+creation over HTTP next to its floors.
 
 Fills a private PostgreSQL database (``bench_desk``) with 1,000,000 tickets over 10,000 objects
 and 200,000 contacts (times ``--scale``) using INSERT ... SELECT generate_series, then prints
@@ -11,23 +11,30 @@ p50 / p99 for
 * search by ticket number and by client phone suffix (``list_tickets(q=...)`` via phone_index),
   and a text search by address/title substring (pg_trgm);
 
-and ticket creation over HTTP against one ``hub serve`` subprocess, next to a bare Litestar
-endpoint (its own subprocess) hit by the same client in the same run. Peak RSS of the hub process.
+then ticket creation over HTTP (``POST /api/tickets``), all with the raw keep-alive generator of
+``bench._floors`` and in the same run:
 
-    .venv/bin/python -m bench.desk               # full size
-    .venv/bin/python -m bench.desk --scale 0.05  # quick check: 50,000 tickets
+* the generator's ceiling (a raw asyncio server) and the bare Litestar endpoint (its own uvicorn
+  process) with the same bodies: requests/s with ``--concurrency`` senders, p50/p99 at ``--rate``/s;
+* the store floor (plain asyncpg: the ticket number taken race-free by one ``UPDATE accounts ...
+  RETURNING`` as the hub's numbering does + the ticket INSERT, one transaction) and the lean floor
+  (the same + the 'created' history row + the live event, one transaction), scratch tables;
+* the hub, one ``hub serve`` process, then ``hub serve --workers 2`` (PostgreSQL channels):
+  created/s, p50/p99 at ``--rate``/s, tickets counted in the database, numbers distinct;
+* ratios, peak RSS, load average, the aims as met / NOT met, and one JSON line with every figure.
+
+    .venv/bin/python -m bench.desk                                # full size, 10 s phases
+    .venv/bin/python -m bench.desk --scale 0.05 --duration 3      # quick check
+
+Aims (issue 11): >= 600 tickets/s created with 1 process, >= 1,000/s with ``--workers 2``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -35,13 +42,29 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
+import uvloop
 from sqlalchemy import text
 
+from bench._floors import (
+    ceiling_and_bare,
+    encode_headers,
+    fmt_ms,
+    http_phases,
+    load_average,
+    pct,
+    print_aims,
+    print_ceiling_and_bare,
+    r,
+    ratio,
+    scratch_tables,
+    self_peak_rss_mb,
+    store_and_lean,
+)
+from bench._tickets import TICKET_TABLES, distinct_numbers, store_ticket
 from hub.db import Database
 from hub.desk import service
 from hub.desk.models import Ticket
-from hub.devkit import HubProcess, free_port, fresh_database, make_settings, make_tenant, private_pg_url
+from hub.devkit import HubProcess, asyncpg_dsn, fresh_database, make_settings, make_tenant, private_pg_url
 from hub.monitoring.service import LIST_SIZE, _object_tickets
 
 DB_NAME = "bench_desk"
@@ -52,25 +75,6 @@ FIGURES: dict[str, Any] = {"bench": "desk"}
 def record(name: str, values: list[float]) -> None:
     FIGURES[f"{name}_p50_ms"] = round(pct(values, 0.5), 2)
     FIGURES[f"{name}_p99_ms"] = round(pct(values, 0.99), 2)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def fmt(values: list[float]) -> str:
-    return (
-        f"p50 {pct(values, 0.5):7.2f} ms   p99 {pct(values, 0.99):7.2f} ms   "
-        f"mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
-    )
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def load(
@@ -215,97 +219,164 @@ async def queries(
     ):
         values = await timed(db, samples, fn)
         record(label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", ""), values)
-        print(f"  {label:26} {fmt(values)}", flush=True)
+        print(f"  {label:26} {fmt_ms(values)}", flush=True)
 
 
-BARE_APP = """
-import sys
-import uvicorn
-from litestar import Litestar, post
-
-@post("/bare")
-async def bare(data: dict) -> dict:
-    return {"id": 1, **data}
-
-uvicorn.run(Litestar([bare]), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
+# --- ticket creation over HTTP (issue 11) ------------------------------------------------------
 
 
-async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(timeout=2) as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError("bare app exited")
-            try:
-                await http.post(url, json={})
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-    raise TimeoutError(url)
+def ticket_bodies(tenant: Any, objects: int, contacts: int, count: int) -> list[dict[str, Any]]:
+    rnd = random.Random(3)
+    return [
+        {
+            "title": f"Bench ticket {i}",
+            "description": "Created over HTTP",
+            "source": "incoming_call",
+            "object_id": rnd.randint(1, objects),
+            "contact_id": rnd.randint(1, contacts),
+            "responsible_id": tenant.engineer.id,
+        }
+        for i in range(count)
+    ]
 
 
-async def hammer(
-    url: str, headers: dict[str, str], body: Callable[[int], dict[str, Any]], count: int, concurrency: int
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    counter = iter(range(count))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-
-        async def worker() -> None:
-            for i in counter:
-                t = time.perf_counter()
-                response = await http.post(url, json=body(i), headers=headers)
-                latencies.append((time.perf_counter() - t) * 1000)
-                assert response.status_code in (200, 201), response.text
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return count / elapsed, latencies
-
-
-async def http_creation(
-    url: str, tenant: Any, objects: int, contacts: int, count: int, concurrency: int
-) -> None:
-    port = free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
-    with tempfile.TemporaryDirectory() as tmp:
-        hub = HubProcess(url, Path(tmp), HUB_CHANNELS_BACKEND="memory", HUB_LOG_LEVEL="WARNING")
+async def creation_floors(
+    dsn: str, tenant: Any, tickets: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Plain asyncpg, ``--concurrency`` tasks on a pool of 20 (the hub's 10 + 10 overflow), scratch
+    copies of the tables: the store floor (the number taken race-free by one UPDATE ... RETURNING
+    on the account row, as ``hub.desk.numbering`` does, + the ticket INSERT, one transaction) and
+    the lean floor (the same + the 'created' history row + the live event, one transaction)."""
+    actor = ("employee", tenant.dispatcher.id, tenant.dispatcher.name)
+    async with scratch_tables(dsn, TICKET_TABLES, copy_rows=("bench_floor_accounts",)):
+        pool = await asyncpg.create_pool(dsn, min_size=20, max_size=20)
+        assert pool is not None
         try:
-            await asyncio.gather(hub.wait_ready(), wait_up(f"http://127.0.0.1:{port}/bare", bare))
-            rnd = random.Random(3)
 
-            def ticket(i: int) -> dict[str, Any]:
-                return {
-                    "title": f"Bench ticket {i}",
-                    "description": "Created over HTTP",
-                    "source": "incoming_call",
-                    "object_id": rnd.randint(1, objects),
-                    "contact_id": rnd.randint(1, contacts),
-                    "responsible_id": tenant.engineer.id,
-                }
+            async def store(i: int, lean: bool) -> bool:
+                async with pool.acquire() as conn, conn.transaction():
+                    await store_ticket(conn, tenant.id, actor, tickets[i % len(tickets)], lean=lean)
+                return True
 
-            # Warm-up both.
-            await hammer(f"http://127.0.0.1:{port}/bare", {}, ticket, 200, concurrency)
-            await hammer(f"{hub.base_url}/api/tickets", tenant.dispatcher.headers, ticket, 200, concurrency)
-            rate, lat = await hammer(f"http://127.0.0.1:{port}/bare", {}, ticket, count, concurrency)
-            print(f"  bare Litestar POST        {rate:8.0f} req/s      {fmt(lat)}", flush=True)
-            FIGURES["bare_per_s"] = round(rate, 1)
-            record("bare_post", lat)
-            rate, lat = await hammer(
-                f"{hub.base_url}/api/tickets", tenant.dispatcher.headers, ticket, count, concurrency
-            )
-            print(f"  hub POST /api/tickets     {rate:8.0f} tickets/s  {fmt(lat)}", flush=True)
-            FIGURES["create_per_s"] = round(rate, 1)
-            record("create", lat)
-            FIGURES["hub_rss_mb"] = round(peak_rss_mb(hub.process.pid), 1)
-            print(f"  hub process peak RSS      {FIGURES['hub_rss_mb']:8.1f} MB", flush=True)
+            figures = await store_and_lean(store, concurrency=args.concurrency, duration=args.duration)
+            async with pool.acquire() as conn:
+                figures["numbers_distinct"] = await distinct_numbers(conn, "bench_floor_tickets", tenant.id)
         finally:
-            hub.stop()
-            bare.terminate()
-            bare.wait(timeout=10)
+            await pool.close()
+    return figures
+
+
+async def hub_creation(
+    url: str, tenant: Any, items: list[tuple[bytes, bytes]], args: argparse.Namespace, *serve_args: str
+) -> dict[str, Any]:
+    """One ``hub serve`` (with ``serve_args``): created/s with ``--concurrency`` senders, then
+    p50/p99 at ``--rate``/s; the tickets counted in the database."""
+    dsn = asyncpg_dsn(url)
+    conn = await asyncpg.connect(dsn)
+    try:
+        before = await conn.fetchval("SELECT count(*) FROM tickets WHERE account_id = $1", tenant.id)
+        with tempfile.TemporaryDirectory() as tmp:
+            hub = HubProcess(url, Path(tmp), *serve_args, HUB_LOG_LEVEL="WARNING")
+            try:
+                await hub.wait_ready()
+                figures = await http_phases(
+                    hub.base_url,
+                    "/api/tickets",
+                    items,
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    pid=hub.process.pid,
+                    rate=args.rate,
+                    profile=args.profile and not serve_args,
+                )
+            finally:
+                hub.stop()
+        figures["in_db"] = (
+            await conn.fetchval("SELECT count(*) FROM tickets WHERE account_id = $1", tenant.id) - before
+        )
+        figures["numbers_distinct"] = await distinct_numbers(conn, "tickets", tenant.id)
+    finally:
+        await conn.close()
+    return figures
+
+
+async def http_creation(url: str, tenant: Any, objects: int, contacts: int, args: argparse.Namespace) -> None:
+    tickets = ticket_bodies(tenant, objects, contacts, 2000)
+    headers = encode_headers({"content-type": "application/json", **tenant.dispatcher.headers})
+    items = [(json.dumps(t).encode(), headers) for t in tickets]
+    c = args.concurrency
+    ceiling, bare = await ceiling_and_bare(items, concurrency=c, duration=args.duration, rate=args.rate)
+    print_ceiling_and_bare(ceiling, bare, c)
+    floor = await creation_floors(asyncpg_dsn(url), tenant, tickets, args)
+    print(
+        f"floor store (number by UPDATE ... RETURNING + INSERT ticket, 1 transaction; asyncpg, {c} tasks, "
+        f"pool 20): {floor['store_per_s']:7.0f}/s (n={floor['store_n']})"
+    )
+    print(
+        f"floor lean (the same + 'created' history row + live event, 1 transaction):          "
+        f"{floor['lean_per_s']:7.0f}/s (n={floor['lean_n']}); numbers distinct: {floor['numbers_distinct']}"
+    )
+    one = await hub_creation(url, tenant, items, args)
+    two = await hub_creation(url, tenant, items, args, "--workers", "2")
+    for label, hub in (("1 process", one), ("--workers 2", two)):
+        print(
+            f"hub POST /api/tickets, {label:11}: {hub['per_s']:7.0f} created/s ({c} senders, failed "
+            f"{hub['failed']}; hub CPU {hub['server_cpu_pct']:.0f}%, bench CPU {hub['bench_cpu_pct']:.0f}%); "
+            f"peak RSS {hub['rss_mb']:.0f} MB"
+        )
+        print(
+            f"    at {args.rate:g}/s: {fmt_ms(hub['latencies'])}; failed {hub['rate_failed']}; generator at most "
+            f"{hub['late_ms']:.1f} ms behind; {hub['in_db']} tickets in the database for {hub['ok_total']} "
+            f"answered 201, numbers distinct: {hub['numbers_distinct']}"
+        )
+    for line in one["profile"]:
+        print(f"    profile (1 process, sustained): {line}")
+    print(
+        f"ratios (1 process): to bare {ratio(one['per_s'], bare['per_s']):.3f}, to store floor "
+        f"{ratio(one['per_s'], floor['store_per_s']):.2f}, to lean floor {ratio(one['per_s'], floor['lean_per_s']):.2f}; "
+        f"--workers 2 to 1 process {ratio(two['per_s'], one['per_s']):.2f}"
+    )
+    lat = one["latencies"]
+    FIGURES.update(
+        {
+            "duration_s": args.duration,
+            "concurrency": c,
+            "rate_per_s": args.rate,
+            "generator_ceiling_per_s": r(ceiling["per_s"]),
+            "bare_per_s": r(bare["per_s"]),
+            "bare_p50_ms": r(pct(bare["latencies"], 0.5)),
+            "bare_p99_ms": r(pct(bare["latencies"], 0.99)),
+            "store_floor_per_s": r(floor["store_per_s"]),
+            "lean_floor_per_s": r(floor["lean_per_s"]),
+            "create_per_s": r(one["per_s"]),
+            "create_failed": one["failed"] + one["rate_failed"],
+            "create_p50_ms": r(pct(lat, 0.5)),
+            "create_p99_ms": r(pct(lat, 0.99)),
+            "create_per_s_workers2": r(two["per_s"]),
+            "create_failed_workers2": two["failed"] + two["rate_failed"],
+            "create_p50_ms_workers2": r(pct(two["latencies"], 0.5)),
+            "create_p99_ms_workers2": r(pct(two["latencies"], 0.99)),
+            "created_in_db": one["in_db"],
+            "created_in_db_workers2": two["in_db"],
+            "numbers_distinct": one["numbers_distinct"] and two["numbers_distinct"],
+            "each_created_once": one["in_db"] == one["ok_total"] and two["in_db"] == two["ok_total"],
+            "ratio_to_bare": r(ratio(one["per_s"], bare["per_s"]), 3),
+            "ratio_to_store_floor": r(ratio(one["per_s"], floor["store_per_s"]), 3),
+            "ratio_to_lean_floor": r(ratio(one["per_s"], floor["lean_per_s"]), 3),
+            "ratio_workers2_to_1": r(ratio(two["per_s"], one["per_s"])),
+            "rss": {
+                "hub_mb": r(one["rss_mb"]),
+                "hub_workers2_mb": r(two["rss_mb"]),
+                "bare_mb": r(bare["rss_mb"]),
+            },
+        }
+    )
+    FIGURES["aims"] = print_aims(
+        {
+            "create_at_least_600": (">= 600 created/s with 1 process", one["per_s"] >= 600),
+            "create_workers2_at_least_1000": (">= 1,000 created/s with --workers 2", two["per_s"] >= 1000),
+        }
+    )
 
 
 async def main() -> None:
@@ -315,10 +386,17 @@ async def main() -> None:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="fraction of 1M tickets / 10k objects / 200k contacts"
     )
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--requests", type=int, default=3000, help="tickets created over HTTP")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=300, help="timed calls per query")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per HTTP / floor phase (default 10)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=300.0, help="tickets/s of the latency phase (default 300)"
+    )
+    parser.add_argument("--concurrency", type=int, default=32, help="senders and floor tasks (default 32)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the 1-process hub while it creates")
     args = parser.parse_args()
+    load_start = load_average()
     tickets = max(1000, int(1_000_000 * args.scale))
     objects = max(100, int(10_000 * args.scale))
     contacts = max(1000, int(200_000 * args.scale))
@@ -337,10 +415,18 @@ async def main() -> None:
             await queries(db, tenant.id, staff, tickets, objects, contacts, args.samples)
         finally:
             await db.dispose()
-        print(f"creation over HTTP ({args.requests} requests, {args.concurrency} concurrent):", flush=True)
-        await http_creation(url, tenant, objects, contacts, args.requests, args.concurrency)
+    print(
+        f"creation over HTTP: phases of {args.duration:g} s, {args.concurrency} senders, latency at {args.rate:g}/s"
+    )
+    print(f"load average at start: {' '.join(map(str, load_start))} ({os.cpu_count()} CPUs)", flush=True)
+    await http_creation(url, tenant, objects, contacts, args)
+    FIGURES["load_avg_start"], FIGURES["load_avg_end"] = load_start, load_average()
+    FIGURES["rss"]["bench_mb"] = r(self_peak_rss_mb())
+    print(
+        f"load average at end: {' '.join(map(str, FIGURES['load_avg_end']))}; bench peak RSS {FIGURES['rss']['bench_mb']:.0f} MB"
+    )
     print(json.dumps(FIGURES), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

@@ -41,7 +41,14 @@ one on this machine (the ``httpx`` line shows it). After the load the bench wait
   httpx clients), the same store work in plain asyncpg (one comment row + one outbox row per
   transaction, 20 at a time on a 10-connection pool like the hub's, scratch tables in
   ``bench_exchange``) per second; the generator's comment rate against its /health rate;
-* peak RSS (VmHWM) of both hubs and of this process, and CPU seconds of each;
+* floors for the receiving side (issue 11): the generator's ceiling (a raw asyncio server) and
+  the bare Litestar endpoint (its own uvicorn process) posted partner envelopes for ``--duration``
+  s, and the inbound store floor in plain asyncpg (verify the partner's HMAC, store the inbound
+  message keyed by its id with ``INSERT ... ON CONFLICT DO NOTHING`` and its private comment copy,
+  one transaction, scratch tables in hub B's database); the ratios of the sustained copies/s;
+* peak RSS (VmHWM) of both hubs and of this process, CPU seconds of each, the load average;
+* the aims (issue 11) as met / NOT met: partner comment -> private copy p99 < 150 ms at 50/s
+  (the paced phase, ``--rate`` 50 by default) and >= 300/s sustained (the saturation phase);
 
 * with ``--profile``: the hubs' PostgreSQL backends sampled every 0.5 s while posting (state and
   wait event from pg_stat_activity, ungranted pg_locks), summarised per phase;
@@ -50,7 +57,7 @@ and finally ONE JSON line with every figure (the saturation phase's under the ol
 phase's as ``paced_*``).
 
     .venv/bin/python -m bench.exchange                 # PostgreSQL, 1,000 comments, 30 files
-    .venv/bin/python -m bench.exchange --scale 0.2     # quick check: 200 comments, 6 files
+    .venv/bin/python -m bench.exchange --scale 0.2 --duration 3   # quick check: 200 comments, 6 files
     .venv/bin/python -m bench.exchange --sqlite        # the same on two SQLite files
     .venv/bin/python -m bench.exchange --profile       # + database wait/lock samples per phase
 """
@@ -60,6 +67,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -71,8 +80,9 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +91,15 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench._floors import (
+    ceiling_and_bare,
+    closed_loop,
+    load_average,
+    print_aims,
+    print_ceiling_and_bare,
+    ratio,
+    scratch_tables,
+)
 from bench._hubs import PG_SERVER, Hub, asyncpg_dsn, fresh_database
 
 TOPIC = "exchange.message"
@@ -588,10 +607,10 @@ class Bench:
             position = {m: n for n, m in enumerate(markers)}
             seen: set[str] = set()
             got = []
-            for _, m in sorted(got_order[key]):
-                if m not in seen:
-                    seen.add(m)
-                    got.append(position[m])
+            for _, marker in sorted(got_order[key]):
+                if marker not in seen:
+                    seen.add(marker)
+                    got.append(position[marker])
             inversions = sum(1 for x, y in itertools.pairwise(got) if y < x)
             order_violations += inversions
             streams_out_of_order += inversions > 0
@@ -862,6 +881,78 @@ async def store_floor(url: str | None, sqlite_path: Path, count: int, concurrenc
     return {"tps": count / wall, "p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99)}
 
 
+INBOUND_SQL = """
+INSERT INTO bench_floor_inbound (account_id, connection_id, message_id, ticket_uuid, seq, kind, status, envelope,
+    received_at, applied_at, digest)
+VALUES ($1, 1, $2, $3, $4, 'comment_posted', 'applied', $5, now(), now(), $6)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+PRIVATE_COPY_SQL = """
+INSERT INTO bench_floor_comments (account_id, ticket_id, body, public, important, author_kind, author_name,
+    created_at)
+VALUES ($1, $2, $3, false, false, 'partner', 'Partner dispatcher', now())
+"""
+PARTNER_SECRET = b"bench-partner-shared-secret"
+
+
+def partner_envelope(i: int) -> bytes:
+    return json.dumps(
+        {
+            "message_id": str(uuid.UUID(int=i)),
+            "kind": "comment_posted",
+            "ticket_uuid": str(uuid.UUID(int=i % 10 + 1)),
+            "seq": i,
+            "comment": {"body": f"bench:floor:{i} " + "x" * 80, "author": "Partner dispatcher"},
+        }
+    ).encode()
+
+
+async def inbound_floor(url: str, duration: float, concurrency: int) -> dict[str, float]:
+    """The receiving side's floor: verify the partner's HMAC, store the inbound message keyed by
+    its id (``INSERT ... ON CONFLICT DO NOTHING``) and its private comment copy, one transaction;
+    plain asyncpg on scratch copies of ``exchange_inbound_messages`` and ``ticket_comments``, a
+    pool of 10 like the hub's."""
+    dsn = asyncpg_dsn(url)
+    tables = {"bench_floor_inbound": "exchange_inbound_messages", "bench_floor_comments": "ticket_comments"}
+    async with scratch_tables(dsn, tables):
+        pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+        assert pool is not None
+        try:
+            signed = [
+                (e, hmac.new(PARTNER_SECRET, e, hashlib.sha256).hexdigest())
+                for e in map(partner_envelope, range(2000))
+            ]
+
+            async def store(i: int) -> bool:
+                envelope, signature = signed[i % len(signed)]
+                if not hmac.compare_digest(
+                    hmac.new(PARTNER_SECRET, envelope, hashlib.sha256).hexdigest(), signature
+                ):
+                    return False
+                message = json.loads(envelope)
+                async with pool.acquire() as conn, conn.transaction():
+                    stored = await conn.fetchval(
+                        INBOUND_SQL, 1, str(uuid.UUID(int=10**7 + i)), message["ticket_uuid"], message["seq"],
+                        envelope.decode(), hashlib.sha256(envelope).hexdigest(),
+                    )  # fmt: skip
+                    if stored is not None:
+                        await conn.execute(
+                            PRIVATE_COPY_SQL, 1, message["seq"] % 10 + 1, message["comment"]["body"]
+                        )
+                return stored is not None
+
+            await closed_loop(store, 10**9, 1.0, concurrency)
+
+            async def timed(i: int) -> bool:
+                return await store(10**6 + i)
+
+            run = await closed_loop(timed, 10**9, duration, concurrency)
+        finally:
+            await pool.close()
+    return {"per_s": run.per_s, "n": run.count}
+
+
 # -- main --------------------------------------------------------------------------------------------
 
 
@@ -885,6 +976,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "HUB_OUTBOX_MAX_DELAY_SECONDS": "1.0",
         "HUB_OUTBOX_MAX_ATTEMPTS": "1000",
     }
+    load_start = load_average()
+    print(f"load average at start: {' '.join(map(str, load_start))} ({os.cpu_count()} CPUs)")
     a = Hub("Alpha", root, urls[0], **env)
     b = Hub("Beta", root, urls[1], **env)
     await a.seed("Alpha Security", "alpha")
@@ -909,7 +1002,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         seconds = max(2.0, 5.0 * args.scale)
         capacity = await bench.health_capacity(clients, seconds)
         flood = await bench.health_flood(clients, seconds)
-        store = await store_floor(scratch, root / "floor.db", max(500, int(5000 * args.scale)), clients)
+        sender = await store_floor(scratch, root / "floor.db", max(500, int(5000 * args.scale)), clients)
+        items = [(partner_envelope(i), b"content-type: application/json\r\n") for i in range(2000)]
+        ceiling, bare = await ceiling_and_bare(items, concurrency=clients, duration=args.duration)
+        inbound = (
+            await inbound_floor(urls[1], args.duration, clients)
+            if urls[1] is not None
+            else {"per_s": float("nan"), "n": 0}
+        )
         print(
             f"floor     GET /health, one connection, one request at a time: p50 {pct(rtt, 0.5):.2f} ms"
             f"  p99 {pct(rtt, 0.99):.2f} ms"
@@ -927,8 +1027,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(
             f"floor     store work in plain {'sqlite3' if args.sqlite else 'asyncpg'} (comment row + outbox row,"
-            f" one transaction, {1 if args.sqlite else clients} at a time): {store['tps']:.0f} tx/s"
-            f"  p50 {store['p50_ms']:.2f} ms  p99 {store['p99_ms']:.2f} ms"
+            f" one transaction, {1 if args.sqlite else clients} at a time): {sender['tps']:.0f} tx/s"
+            f"  p50 {sender['p50_ms']:.2f} ms  p99 {sender['p99_ms']:.2f} ms"
+        )
+        print_ceiling_and_bare(ceiling, bare, clients)
+        print(
+            f"floor     inbound store in plain asyncpg (verify HMAC + inbound message INSERT ON CONFLICT DO NOTHING"
+            f" + private comment copy, one transaction, {clients} tasks, pool 10): {inbound['per_s']:.0f}/s (n={inbound['n']})"
         )
 
         if args.profile and not args.sqlite:
@@ -1179,13 +1284,52 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "health_load_p99_ms": r(capacity["p99_ms"], 2),
                 "health_hub_cpu_share": r(capacity["hub_cpu_share"], 2),
                 "health_bench_cpu_share": r(capacity["bench_cpu_share"], 2),
-                "store_tps": r(store["tps"]),
-                "store_p50_ms": r(store["p50_ms"], 2),
-                "store_p99_ms": r(store["p99_ms"], 2),
+                "store_tps": r(sender["tps"]),
+                "store_p50_ms": r(sender["p50_ms"], 2),
+                "store_p99_ms": r(sender["p99_ms"], 2),
             },
             "cpu_s": {"hub_a": r(cpu["A"]), "hub_b": r(cpu["B"]), "bench": r(cpu["bench"])},
             "rss": rss,
         }
+        paced_p99 = figures.get("paced_p99_ms", float("nan"))
+        sustained = burst["throughput"]
+        print(
+            f"ratios    sustained copies/s to bare {ratio(sustained, bare['per_s']):.3f}, to inbound store floor"
+            f" {ratio(sustained, inbound['per_s']):.2f}, to sender store floor {ratio(sustained, sender['tps']):.2f}"
+        )
+        load_end = load_average()
+        print(f"load average at end: {' '.join(map(str, load_end))}")
+        # The paced phase counts only if the generator offered about its rate (each connection
+        # posts one comment at a time, so slow answers hold the posting back; a short phase's
+        # rate also counts the last answer's time, hence 80%).
+        at_50 = "paced" in stats and args.rate >= 50 and printed["paced"]["post_rate"] >= 0.8 * args.rate
+        figures |= {
+            "load_avg_start": load_start,
+            "load_avg_end": load_end,
+            "private_copy_p99_ms": paced_p99,
+            "private_copy_rate_per_s": args.rate,
+            "sustained_per_s": r(sustained),
+            "generator_ceiling_per_s": r(ceiling["per_s"]),
+            "bare_per_s": r(bare["per_s"]),
+            "store_floor_per_s": r(inbound["per_s"]),
+            "sender_store_floor_per_s": r(sender["tps"]),
+            "ratio_sustained_to_bare": r(ratio(sustained, bare["per_s"]), 3),
+            "ratio_sustained_to_store_floor": r(ratio(sustained, inbound["per_s"]), 3),
+        }
+        figures["rss"]["bare_mb"] = r(bare["rss_mb"])
+        figures["aims"] = print_aims(
+            {
+                "private_copy_p99_under_150ms_at_50": (
+                    f"partner comment -> private copy p99 < 150 ms at 50/s (offered {args.rate:g}/s, posted"
+                    f" {printed.get('paced', {}).get('post_rate', 0):.1f}/s)",
+                    at_50 and paced_p99 < 150 and stats["paced"]["lost"] == 0,
+                ),
+                "sustained_at_least_300": (
+                    ">= 300 comments/s sustained, none lost or duplicated",
+                    sustained >= 300 and result["lost"] == 0 and result["duplicated"] == 0,
+                ),
+            }
+        )
         if sampler is not None:
             figures["profile"] = {name: run["profile"] for name, run in runs.items()}
         print(json.dumps(figures))
@@ -1204,7 +1348,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(main_: Callable[[argparse.Namespace], Awaitable[Any]]) -> None:
+def _run(main_: Callable[[argparse.Namespace], Coroutine[Any, Any, Any]]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -1222,7 +1366,10 @@ def _run(main_: Callable[[argparse.Namespace], Awaitable[Any]]) -> None:
         help="comments of the paced phase, both sides together (0: no paced phase)",
     )
     parser.add_argument(
-        "--rate", type=float, default=10.0, help="total comments per second of the paced phase"
+        "--rate", type=float, default=50.0, help="total comments per second of the paced phase (default 50)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of each bare-endpoint / inbound-floor phase"
     )
     parser.add_argument(
         "--paced-files", type=int, default=4, help="public files uploaded during the paced phase"

@@ -39,9 +39,6 @@ import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -63,6 +60,8 @@ from bench._floors import (
     open_loop,
     pct,
     peak_rss_mb,
+    profile_start,
+    profile_stop,
     self_cpu_seconds,
     self_peak_rss_mb,
     start_bare,
@@ -438,58 +437,6 @@ class Db:
                 return time.perf_counter()
             await asyncio.sleep(0.02)
         return None
-
-
-def profile_start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy sampling the hub's active threads (``--profile``), stopped by :func:`profile_stop`."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
-        print("(--profile: py-spy not found)")
-        return None
-    command = [spy, "record", "--pid", str(pid), "--rate", "200", "--duration", str(int(seconds) + 1)]
-    command += ["--format", "raw", "--output", str(out), "--nonblocking"]
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def profile_stop(spy: subprocess.Popen[bytes], out: Path, top: int = 14) -> list[str]:
-    """Stop py-spy and summarise its collapsed stacks: the hub's functions by inclusive share of
-    the samples, and the leaves (where the CPU was) by self share."""
-    if spy.poll() is None:
-        spy.send_signal(signal.SIGINT)
-    try:
-        spy.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        spy.kill()
-        spy.wait()
-    if not out.exists():
-        return ["(no profile written)"]
-    inclusive: dict[str, int] = {}
-    leaves: dict[str, int] = {}
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = stack.split(";")
-        for frame in set(frames):
-            if "hub/" in frame or "(hub" in frame:
-                inclusive[frame] = inclusive.get(frame, 0) + n
-        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
-    if not total:
-        return ["(no samples)"]
-    lines = [f"{total} samples of the hub's active threads; inclusive (hub code):"]
-    lines += [
-        f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top]
-    ]
-    lines.append("self (leaf frames):")
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(leaves.items(), key=lambda x: -x[1])[:top]]
-    return lines
 
 
 async def hub_phases(

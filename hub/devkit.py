@@ -42,6 +42,7 @@ __all__ = [
     "Actor",
     "HubProcess",
     "Tenant",
+    "asyncpg_dsn",
     "free_port",
     "fresh_database",
     "hub_processes",
@@ -50,6 +51,7 @@ __all__ = [
     "private_key_pem",
     "private_pg_url",
     "service_account",
+    "wait_ready",
 ]
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -98,9 +100,11 @@ class Tenant:
 _tenant_counter = iter(range(1, 1_000_000))
 
 
-async def make_tenant(db: Database, settings: Settings, name: str | None = None) -> Tenant:
+async def make_tenant(
+    db: Database, settings: Settings, name: str | None = None, slug: str | None = None
+) -> Tenant:
     n = next(_tenant_counter)
-    slug = f"acc{n}"
+    slug = slug or f"acc{n}"
     actors: dict[str, Actor] = {}
     async with db.sessionmaker() as session, session.begin():
         account = await create_account(session, name=name or f"Account {n}", slug=slug)
@@ -161,11 +165,16 @@ def private_pg_url(name: str) -> str:
     return f"{base}/{name}"
 
 
-async def fresh_database(url: str) -> None:
-    """Create the database if needed, empty it and migrate it. Raises (loudly) when the server
-    cannot be reached: these tests must not silently skip."""
+def asyncpg_dsn(url: str) -> str:
+    """The SQLAlchemy URL as a DSN asyncpg accepts."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def fresh_database(url: str, migrate: bool = True) -> None:
+    """Create the database if needed, empty it and (by default) migrate it. Raises (loudly) when
+    the server cannot be reached: these tests must not silently skip."""
     server, name = url.rsplit("/", 1)
-    dsn = server.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
+    dsn = asyncpg_dsn(server) + "/postgres"
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -182,7 +191,25 @@ async def fresh_database(url: str) -> None:
         await connection.execute(text("DROP SCHEMA public CASCADE"))
         await connection.execute(text("CREATE SCHEMA public"))
     await engine.dispose()
-    await asyncio.to_thread(upgrade, url)
+    if migrate:
+        await asyncio.to_thread(upgrade, url)
+
+
+async def wait_ready(
+    base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60.0
+) -> None:
+    """Until the ``hub serve`` process on ``base_url`` answers ``/ready`` (its log's tail when it
+    exits or times out)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"hub exited: {log_path.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get("/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"hub on {base_url} not ready: {log_path.read_text()[-3000:]}")
 
 
 class HubProcess:
@@ -214,16 +241,7 @@ class HubProcess:
         )
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"hub exited: {self.log_path.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"hub on {self.base_url} not ready: {self.log_path.read_text()[-2000:]}")
+        await wait_ready(self.base_url, self.process, self.log_path, timeout)
 
     def stop(self) -> None:
         self.process.terminate()
