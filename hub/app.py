@@ -21,11 +21,12 @@ from hub import __version__
 from hub.auth.middleware import HubAuthMiddleware
 from hub.db import Database
 from hub.deps import dependencies
-from hub.errors import exception_handlers, reject_impossible_ids
+from hub.errors import exception_handlers
 from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
 from hub.logging import configure_logging
 from hub.openapi import polish_openapi
+from hub.query_rules import before_request
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
 from hub.wiring import wire
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
         route_handlers=[*route_handlers(), MetricsController],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
-        before_request=reject_impossible_ids,
+        before_request=before_request,
         middleware=[
             PrometheusConfig(app_name="hub", group_path=True, exclude=["/metrics"]).middleware,
             DefineMiddleware(

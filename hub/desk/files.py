@@ -20,7 +20,7 @@ from hub.desk.service import check_not_final, get_ticket, record_history
 from hub.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from hub.settings import Settings
 
-__all__ = ["attach_file", "file_path", "get_file", "list_files", "read_file_bytes", "safe_filename"]
+__all__ = ["attach_file", "file_path", "get_file", "read_file_bytes", "safe_filename"]
 
 
 def safe_filename(name: str | None) -> str:
@@ -120,16 +120,6 @@ async def attach_file(
     )
     await session.flush()
     return row
-
-
-async def list_files(
-    session: AsyncSession, account_id: int, ticket_id: int, *, public_only: bool = False
-) -> list[TicketFile]:
-    await get_ticket(session, account_id, ticket_id)
-    query = select(TicketFile).where(TicketFile.account_id == account_id, TicketFile.ticket_id == ticket_id)
-    if public_only:
-        query = query.where(TicketFile.public.is_(True))
-    return list(await session.scalars(query.order_by(TicketFile.id)))
 
 
 async def get_file(session: AsyncSession, account_id: int, ticket_id: int, file_id: int) -> TicketFile:

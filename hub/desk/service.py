@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Employee
 from hub.db import utcnow
-from hub.desk import workflow
+from hub.desk import search, thread, workflow
 from hub.desk.actors import Actor
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, emit
 from hub.desk.models import (
@@ -31,6 +31,7 @@ from hub.desk.numbering import NewTicketRefs, number_and_refs
 from hub.desk.schemas import TicketCreate
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from hub.monitoring import rules as app_rules
+from hub.paging import fetch_page
 from hub.people.models import Company, Contact, ServiceObject
 
 __all__ = [
@@ -42,8 +43,6 @@ __all__ = [
     "check_not_final",
     "create_ticket",
     "get_ticket",
-    "list_activity",
-    "list_comments",
     "list_history",
     "list_tickets",
     "mark_seen",
@@ -522,6 +521,8 @@ async def _apply_transition(
     if reason:
         data["reason"] = reason
     await record_history(session, ticket, actor, "status_changed", data, now=now)
+    if comment:
+        thread.add_status_comment(session, ticket, actor, comment, now)
     await session.flush()
     await emit(session, StatusChanged(ticket, actor, old_status=old, new_status=to, comment=comment))
 
@@ -608,16 +609,6 @@ async def add_comment(
     return comment
 
 
-async def list_comments(
-    session: AsyncSession, account_id: int, ticket_id: int, *, public_only: bool = False
-) -> list[Comment]:
-    await get_ticket(session, account_id, ticket_id)
-    query = select(Comment).where(Comment.account_id == account_id, Comment.ticket_id == ticket_id)
-    if public_only:
-        query = query.where(Comment.public.is_(True))
-    return list(await session.scalars(query.order_by(Comment.id)))
-
-
 async def mark_seen(session: AsyncSession, ticket: Ticket, actor: Actor) -> None:
     """DESK-6: the *important* flag clears when any employee opens the ticket."""
     if actor.kind != "employee" or not ticket.important:
@@ -690,35 +681,6 @@ async def add_activity(
             summary=summary[:500],
             data={k: _jsonable(v) for k, v in (data or {}).items()},
             created_at=now or utcnow(),
-        )
-    )
-
-
-async def list_activity(
-    session: AsyncSession, account_id: int, contact_id: int, *, before_id: int | None = None, limit: int = 50
-) -> list[ActivityEntry]:
-    """Newest first by time (entries may carry an earlier time than their id suggests, e.g. a call
-    logged when it ends), paged by the (created_at, id) keyset of the last entry seen."""
-    contact = await session.get(Contact, contact_id)
-    if contact is None or contact.account_id != account_id:
-        raise NotFound("No such contact", code="contact_not_found")
-    feed = (ActivityEntry.account_id == account_id, ActivityEntry.contact_id == contact_id)
-    query = select(ActivityEntry).where(*feed)
-    if before_id is not None:
-        last_time = await session.scalar(
-            select(ActivityEntry.created_at).where(*feed, ActivityEntry.id == before_id)
-        )
-        if last_time is None:
-            raise BadRequest("before_id is not an entry of this feed", code="invalid_cursor")
-        query = query.where(
-            or_(
-                ActivityEntry.created_at < last_time,
-                and_(ActivityEntry.created_at == last_time, ActivityEntry.id < before_id),
-            )
-        )
-    return list(
-        await session.scalars(
-            query.order_by(ActivityEntry.created_at.desc(), ActivityEntry.id.desc()).limit(limit)
         )
     )
 
@@ -806,7 +768,7 @@ async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
         if len(bare) <= 9:
             conditions.append(Ticket.number == int(bare))
     else:
-        conditions.append(Ticket.search_text.contains(text, autoescape=True))
+        conditions.append(search.text_condition(account_id, text))
     digits = "".join(ch for ch in text if ch.isdigit())
     if len(digits) >= 5 and all(ch.isdigit() or ch in "+-() ." for ch in text):
         from hub.people.phones import find_by_suffix
@@ -828,8 +790,10 @@ async def list_tickets(
     *,
     cursor: str | None = None,
     limit: int = 50,
+    sort: str = "-created_at",
 ) -> tuple[list[Ticket], str | None]:
-    """DESK-9: filtered, newest first, keyset-paged by id. Returns (page, next cursor or None)."""
+    """DESK-9: filtered, in ``sort`` order (newest first by default), keyset-paged. Returns (page,
+    next cursor or None)."""
     query = select(Ticket).where(Ticket.account_id == account_id)
     statuses = list(filters.status or [])
     if filters.view == "new":
@@ -869,15 +833,4 @@ async def list_tickets(
         )
     if filters.q and filters.q.strip():
         query = query.where(await _q_condition(session, account_id, filters.q))
-    if cursor is not None:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise BadRequest("Invalid cursor", code="invalid_cursor") from None
-        if not 0 < after < 2**62:
-            raise BadRequest("Invalid cursor", code="invalid_cursor")
-        query = query.where(Ticket.id < after)
-    rows = list(await session.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    next_cursor = str(page[-1].id) if len(rows) > limit else None
-    return page, next_cursor
+    return await fetch_page(session, query, search.TICKET_ORDERS[sort], cursor=cursor, limit=limit)

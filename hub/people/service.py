@@ -8,10 +8,10 @@ account's default region and mirrored into the suffix index on every change, so 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from hub.auth.passwords import hash_password
 from hub.desk.models import Ticket
 from hub.desk.service import refresh_search_text
 from hub.errors import Conflict, NotFound, Unprocessable
+from hub.paging import Rows, by_id, fetch_page
 from hub.people.models import Company, Contact, ObjectUser, ServiceObject
 from hub.people.phones import find_by_suffix, normalise, reindex_owner
 from hub.people.schemas import (
@@ -100,12 +101,6 @@ def _one(raw: str | None, region: str) -> str | None:
 def _like(q: str) -> str:
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def _page(query: Select[Any], id_column: Any, after_id: int | None, limit: int) -> Select[Any]:
-    if after_id:
-        query = query.where(id_column > after_id)
-    return query.order_by(id_column).limit(limit)
 
 
 async def _refuse_if_ticketed(
@@ -209,9 +204,9 @@ async def list_companies(
     account_id: int,
     *,
     q: str | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> Sequence[Company]:
+) -> Rows:
     query = select(Company).where(Company.account_id == account_id)
     if q:
         pattern = _like(q)
@@ -222,7 +217,7 @@ async def list_companies(
                 Company.email_domain.ilike(pattern, escape="\\"),
             )
         )
-    return (await session.scalars(_page(query, Company.id, after_id, limit))).all()
+    return await fetch_page(session, query, by_id(Company.id), cursor=cursor, limit=limit)
 
 
 # --- contacts ----------------------------------------------------------------------------------
@@ -304,9 +299,9 @@ async def list_contacts(
     *,
     q: str | None = None,
     company_id: int | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> Sequence[Contact]:
+) -> Rows:
     query = select(Contact).where(Contact.account_id == account_id)
     if company_id is not None:
         query = query.where(Contact.company_id == company_id)
@@ -315,7 +310,7 @@ async def list_contacts(
         query = query.where(
             or_(Contact.name.ilike(pattern, escape="\\"), Contact.email.ilike(pattern, escape="\\"))
         )
-    return (await session.scalars(_page(query, Contact.id, after_id, limit))).all()
+    return await fetch_page(session, query, by_id(Contact.id), cursor=cursor, limit=limit)
 
 
 # --- service objects ---------------------------------------------------------------------------
@@ -396,9 +391,9 @@ async def list_objects(
     *,
     q: str | None = None,
     company_id: int | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> Sequence[ServiceObject]:
+) -> Rows:
     query = select(ServiceObject).where(ServiceObject.account_id == account_id)
     if company_id is not None:
         query = query.where(ServiceObject.company_id == company_id)
@@ -411,19 +406,18 @@ async def list_objects(
                 ServiceObject.address.ilike(pattern, escape="\\"),
             )
         )
-    return (await session.scalars(_page(query, ServiceObject.id, after_id, limit))).all()
+    return await fetch_page(session, query, by_id(ServiceObject.id), cursor=cursor, limit=limit)
 
 
 # --- object users ------------------------------------------------------------------------------
 
 
-async def list_object_users(session: AsyncSession, account_id: int, object_id: int) -> Sequence[ObjectUser]:
+async def list_object_users(
+    session: AsyncSession, account_id: int, object_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Rows:
     row = await get_object(session, account_id, object_id)
-    return (
-        await session.scalars(
-            select(ObjectUser).where(ObjectUser.object_id == row.id).order_by(ObjectUser.id)
-        )
-    ).all()
+    query = select(ObjectUser).where(ObjectUser.object_id == row.id)
+    return await fetch_page(session, query, by_id(ObjectUser.id), cursor=cursor, limit=limit)
 
 
 async def get_object_user(

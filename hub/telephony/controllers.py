@@ -19,6 +19,7 @@ from hub.desk.actors import Actor
 from hub.errors import HubError
 from hub.intake import Received, reject, store
 from hub.live import sse_response
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.schemas import updates_of
 from hub.settings import Settings
 from hub.telephony import intake, service
@@ -255,16 +256,16 @@ class TelephonyController(Controller):
         contact_id: FilterId = None,
         company_id: FilterId = None,
         ticket_id: FilterId = None,
-        before_id: FilterId = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    ) -> list[CallRead]:
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CallRead]:
         filters = service.CallFilters(
             date_from, date_to, direction, employee_id, missed, contact_id, company_id, ticket_id
         )
-        calls = await service.list_calls(
-            db_session, principal.account_id, filters, before_id=before_id, limit=limit
+        calls, next_cursor = await service.list_calls(
+            db_session, principal.account_id, filters, cursor=cursor, limit=limit
         )
-        return await service.read_calls(db_session, principal.account_id, calls)
+        return Page(await service.read_calls(db_session, principal.account_id, calls), next_cursor)
 
     @get("/calls/{call_id:int}", guards=[employees], summary="One call with its tickets")
     async def get_call(self, db_session: AsyncSession, principal: Principal, call_id: RefId) -> CallRead:
@@ -299,11 +300,22 @@ class TelephonyController(Controller):
             db_session, principal.account_id, call_id, ticket_id, Actor.from_principal(principal)
         )
 
-    @get("/tickets/{ticket_id:int}/calls", guards=[employees], summary="The calls bound to a ticket")
+    @get(
+        "/tickets/{ticket_id:int}/calls",
+        guards=[employees],
+        summary="The calls bound to a ticket, newest first",
+    )
     async def ticket_calls(
-        self, db_session: AsyncSession, principal: Principal, ticket_id: RefId
-    ) -> list[CallRead]:
-        return await service.calls_of_ticket(db_session, principal.account_id, ticket_id)
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        ticket_id: RefId,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CallRead]:
+        return await service.calls_of_ticket(
+            db_session, principal.account_id, ticket_id, cursor=cursor, limit=limit
+        )
 
     # --- click-to-call (TEL-7)
     @post(

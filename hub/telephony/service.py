@@ -51,6 +51,7 @@ from hub.desk.service import add_activity, get_ticket, record_history
 from hub.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from hub.live import channel_name, publish_after_commit
 from hub.outbox import enqueue
+from hub.paging import Page, Rows, by_id, fetch_page
 from hub.people.models import Company, Contact
 from hub.people.phones import digits_of, find_by_suffix, normalise
 from hub.telephony.adapters import CanonicalEvent
@@ -726,13 +727,11 @@ async def _employee_condition(session: AsyncSession, account_id: int, employee_i
 
 
 async def list_calls(
-    session: AsyncSession, account_id: int, filters: CallFilters, *, before_id: int | None, limit: int
-) -> Sequence[Call]:
-    """Newest first; keyset paging with ``before_id``."""
+    session: AsyncSession, account_id: int, filters: CallFilters, *, cursor: str | None, limit: int
+) -> Rows:
+    """Newest first, keyset-paged."""
     query = await _filtered(session, account_id, filters)
-    if before_id:
-        query = query.where(Call.id < before_id)
-    return list(await session.scalars(query.order_by(Call.id.desc()).limit(limit)))
+    return await fetch_page(session, query, by_id(Call.id, newest_first=True), cursor=cursor, limit=limit)
 
 
 async def get_call(session: AsyncSession, account_id: int, call_id: int) -> Call:
@@ -912,17 +911,19 @@ async def unbind_ticket(
     publish_after_commit(session, calls_channel(account_id), "call.updated", {"call": _brief(call)})
 
 
-async def calls_of_ticket(session: AsyncSession, account_id: int, ticket_id: int) -> list[CallRead]:
+async def calls_of_ticket(
+    session: AsyncSession, account_id: int, ticket_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Page[CallRead]:
+    """The ticket's calls, newest first."""
     ticket = await get_ticket(session, account_id, ticket_id)
-    calls = list(
-        await session.scalars(
-            select(Call)
-            .join(CallTicket, and_(CallTicket.call_id == Call.id, CallTicket.ticket_id == ticket.id))
-            .where(Call.account_id == account_id)
-            .order_by(Call.id.desc())
-        )
+    query = (
+        select(Call)
+        .join(CallTicket, and_(CallTicket.call_id == Call.id, CallTicket.ticket_id == ticket.id))
+        .where(Call.account_id == account_id)
     )
-    return await read_calls(session, account_id, calls)
+    order = by_id(Call.id, newest_first=True)
+    calls, next_cursor = await fetch_page(session, query, order, cursor=cursor, limit=limit)
+    return Page(await read_calls(session, account_id, calls), next_cursor)
 
 
 # --- click-to-call (TEL-7) ---------------------------------------------------------------------------
