@@ -49,6 +49,8 @@ from hub.settings import Settings
 __all__ = ["ContactActivityController", "TicketController", "ticket_read"]
 
 FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
+# Ticket numbers are 32-bit: a larger one names no ticket (and must not reach the driver).
+_MAX_NUMBER = 2**31 - 1
 # Slack for the multipart envelope around one file.
 _MULTIPART_OVERHEAD = 64 * 1024
 
@@ -203,6 +205,8 @@ def _history_read(event: TicketEvent, names: dict[int, str]) -> HistoryRead:
 
 
 async def _ticket_id_of(session: AsyncSession, account_id: int, number: int) -> int:
+    if not 1 <= number <= _MAX_NUMBER:
+        raise NotFound(f"No ticket #{number}", code="ticket_not_found")
     ticket_id = await session.scalar(
         select(Ticket.id).where(Ticket.account_id == account_id, Ticket.number == number)
     )
@@ -288,18 +292,18 @@ class TicketController(Controller):
         return Page(items=[_list_item(t) for t in rows], next_cursor=next_cursor)
 
     @get(
-        "/by-number/{number:int}",
+        "/by-number/{ticket_number:int}",
         summary="One ticket by its number (the #n people say and write)",
         description="The same answer as `GET /api/tickets/{ticket_id}`; opening it clears the important "
         "flag.",
     )
     async def get_ticket_by_number(
         self,
-        number: Annotated[int, Parameter(ge=1, le=2**31 - 1, description="The ticket's number")],
+        ticket_number: Annotated[int, Parameter(description="The ticket's number (#n)")],
         db_session: AsyncSession,
         principal: Principal,
     ) -> TicketRead:
-        ticket_id = await _ticket_id_of(db_session, principal.account_id, number)
+        ticket_id = await _ticket_id_of(db_session, principal.account_id, ticket_number)
         ticket = await service.get_ticket(db_session, principal.account_id, ticket_id)
         read = await ticket_read(db_session, ticket)
         await service.mark_seen(db_session, ticket, Actor.from_principal(principal))

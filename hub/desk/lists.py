@@ -106,9 +106,15 @@ def mentioned_employees(event: TicketEvent) -> set[int]:
     if event.actor_kind == "employee" and event.actor_id is not None:
         ids.add(event.actor_id)
     for key in _EMPLOYEE_KEYS:
-        for value in (event.data or {}).get(key) or []:
-            ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
+        ids.update(_ints((event.data or {}).get(key)))
     return ids
+
+
+def _ints(value: Any) -> list[int]:
+    """The ids in a history value: one id, a list of ids, or a [before, after] pair of either."""
+    if isinstance(value, list):
+        return [i for item in value for i in _ints(item)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
 
 
 async def employee_names(session: AsyncSession, account_id: int, ids: Iterable[int]) -> dict[int, str]:
