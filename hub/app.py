@@ -13,7 +13,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
@@ -21,6 +20,7 @@ from hub import __version__
 from hub.auth.middleware import HubAuthMiddleware
 from hub.db import Database
 from hub.deps import dependencies
+from hub.docs import docs_assets_router, swagger_page
 from hub.errors import exception_handlers
 from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
@@ -48,7 +48,8 @@ def _openapi() -> OpenAPIConfig:
         description="Service-desk partner-exchange and integration hub. Errors are RFC 9457 problem JSON "
         "with a stable `code`.",
         path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+        # Served from the hub itself (no CDN): see hub/docs.py.
+        render_plugins=[swagger_page()],
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
             await shutdown(app)
 
     app = Litestar(
-        route_handlers=[*route_handlers(), MetricsController],
+        route_handlers=[*route_handlers(), MetricsController, docs_assets_router()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         before_request=before_request,

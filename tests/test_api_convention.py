@@ -1,0 +1,92 @@
+"""Issue 12: one API convention. Every list is a ``{items, next_cursor}`` page with ``limit`` and
+``cursor``; ``/docs`` works without internet (every asset the page loads is served by the hub)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from tests.conftest import Tenant
+
+# Lists that are not pages, and why: the caller match returns every match at once (at most 20, a
+# pop-up's content); a ticket's partner tickets are at most a handful; the client app's lists are
+# the app's published contract (MON-*), changed only with the app.
+NOT_PAGED = {
+    "/api/phones/match",
+    "/api/telephony/match",
+    "/api/exchange/tickets/{ticket_id}/partner-link",
+    "/api/app/objects",
+    "/api/app/invoices",
+}
+
+
+def _schema(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+async def test_every_list_is_a_page_with_limit_and_cursor(client: httpx.AsyncClient) -> None:
+    """Issue 12: no operation answers a bare array (outside the documented exceptions); every page
+    takes ``limit`` and ``cursor`` and documents ``items`` and ``next_cursor``."""
+    spec = (await client.get("/docs/openapi.json")).json()
+    bare, unpaged = [], []
+    pages = 0
+    for path, item in spec["paths"].items():
+        operation = item.get("get")
+        if not operation or path in NOT_PAGED:
+            continue
+        content = operation["responses"].get("200", {}).get("content", {}).get("application/json", {})
+        schema = _schema(spec, content.get("schema", {}))
+        if schema.get("type") == "array":
+            bare.append(path)
+        elif set(schema.get("properties", {})) == {"items", "next_cursor"}:
+            pages += 1
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            if not {"limit", "cursor"} <= names:
+                unpaged.append(path)
+    assert not bare, f"lists answering a bare array: {bare}"
+    assert not unpaged, f"pages without limit/cursor: {unpaged}"
+    assert pages >= 24
+
+
+async def test_a_list_walks_every_row_once_in_its_order(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Issue 12: pages of ``limit`` rows follow each other through ``next_cursor`` (oldest first
+    for companies) until it is null; rows added meanwhile are not repeated or skipped."""
+    h = tenant.dispatcher.headers
+    made = []
+    for i in range(5):
+        made.append((await client.post("/api/companies", json={"name": f"Co {i}"}, headers=h)).json()["id"])
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/api/companies", params=params, headers=h)).json()
+        seen += [c["id"] for c in page["items"]]
+        if len(seen) == 2:
+            made.append((await client.post("/api/companies", json={"name": "Late"}, headers=h)).json()["id"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(made)
+    too_many = await client.get("/api/companies", params={"limit": 201}, headers=h)
+    assert too_many.status_code == 400 and too_many.json()["code"] == "validation_error"
+
+
+async def test_docs_page_loads_only_assets_the_hub_serves(client: httpx.AsyncClient) -> None:
+    """Issue 12: ``/docs`` names no outside address (a CDN leaves a blank page offline); each script,
+    style and icon it loads is served by the hub, without signing in."""
+    page = await client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert len(assets) >= 3
+    assert not re.search(r"https?://|//[a-z]", page.text.split("<body>")[0]), "an outside address in <head>"
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        served = await client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 500, asset
+    bundle = await client.get(next(a for a in assets if a.endswith("swagger-ui-bundle.js")))
+    assert b"SwaggerUIBundle" in bundle.content
+    assert (await client.get("/docs/openapi.json")).json()["openapi"].startswith("3.1")
