@@ -32,6 +32,7 @@ from hub.desk.schemas import TicketCreate
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from hub.monitoring import rules as app_rules
 from hub.paging import fetch_page
+from hub.people import matching
 from hub.people.models import Company, Contact, ServiceObject
 
 __all__ = [
@@ -769,13 +770,10 @@ async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
             conditions.append(Ticket.number == int(bare))
     else:
         conditions.append(search.text_condition(account_id, text))
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if len(digits) >= 5 and all(ch.isdigit() or ch in "+-() ." for ch in text):
-        from hub.people.phones import find_by_suffix
-
-        matches = await find_by_suffix(session, account_id, digits, len(digits), limit=200)
-        contact_ids = [m.owner_id for m in matches if m.owner_kind == "contact"]
-        company_ids = [m.owner_id for m in matches if m.owner_kind == "company"]
+    if matching.looks_like_phone(text):
+        matches = await matching.match_number(session, account_id, text, limit=200)
+        contact_ids = [m.id for m in matches if m.kind == "contact"]
+        company_ids = [m.id for m in matches if m.kind == "company"]
         if contact_ids:
             conditions.append(Ticket.contact_id.in_(contact_ids))
         if company_ids:

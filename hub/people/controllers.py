@@ -15,6 +15,7 @@ from hub.auth.guards import dispatchers, employees
 from hub.auth.principal import Principal
 from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.people import service
+from hub.people.matching import PhoneMatchRead
 from hub.people.schemas import (
     AppUserCreate,
     AppUserRead,
@@ -31,7 +32,6 @@ from hub.people.schemas import (
     ObjectUserCreate,
     ObjectUserRead,
     ObjectUserUpdate,
-    PhoneMatchRead,
 )
 from hub.schemas import to_read
 from hub.settings import Settings

@@ -21,8 +21,9 @@ from hub.desk.models import Ticket
 from hub.desk.service import refresh_search_text
 from hub.errors import Conflict, NotFound, Unprocessable
 from hub.paging import Rows, by_id, fetch_page
+from hub.people.matching import PhoneMatchRead, looks_like_phone, match_number
 from hub.people.models import Company, Contact, ObjectUser, ServiceObject
-from hub.people.phones import find_by_suffix, normalise, reindex_owner
+from hub.people.phones import normalise, reindex_owner
 from hub.people.schemas import (
     AppUserCreate,
     AppUserUpdate,
@@ -33,7 +34,6 @@ from hub.people.schemas import (
     ObjectCreate,
     ObjectUpdate,
     ObjectUserCreate,
-    PhoneMatchRead,
 )
 from hub.schemas import updates_of
 
@@ -68,7 +68,6 @@ __all__ = [
 T = TypeVar("T", Company, Contact, ServiceObject, ObjectUser)
 
 # Far above what one number matches in practice; the list is still bounded.
-MAX_PHONE_MATCHES = 500
 
 
 async def _owned(
@@ -101,6 +100,13 @@ def _one(raw: str | None, region: str) -> str | None:
 def _like(q: str) -> str:
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+async def _phone_owners(session: AsyncSession, account_id: int, q: str, kind: str) -> list[int]:
+    """The ids of ``kind`` whose number ends like ``q`` when ``q`` is a phone number (issue 12)."""
+    if not looks_like_phone(q):
+        return []
+    return [m.id for m in await match_number(session, account_id, q, limit=200) if m.kind == kind]
 
 
 async def _refuse_if_ticketed(
@@ -215,6 +221,7 @@ async def list_companies(
                 Company.name.ilike(pattern, escape="\\"),
                 Company.email.ilike(pattern, escape="\\"),
                 Company.email_domain.ilike(pattern, escape="\\"),
+                Company.id.in_(await _phone_owners(session, account_id, q, "company")),
             )
         )
     return await fetch_page(session, query, by_id(Company.id), cursor=cursor, limit=limit)
@@ -308,7 +315,11 @@ async def list_contacts(
     if q:
         pattern = _like(q)
         query = query.where(
-            or_(Contact.name.ilike(pattern, escape="\\"), Contact.email.ilike(pattern, escape="\\"))
+            or_(
+                Contact.name.ilike(pattern, escape="\\"),
+                Contact.email.ilike(pattern, escape="\\"),
+                Contact.id.in_(await _phone_owners(session, account_id, q, "contact")),
+            )
         )
     return await fetch_page(session, query, by_id(Contact.id), cursor=cursor, limit=limit)
 
@@ -523,40 +534,5 @@ async def update_app_user(
 
 
 async def match_phone(session: AsyncSession, account_id: int, number: str) -> list[PhoneMatchRead]:
-    """Every company and contact whose number ends in the account's last N digits of ``number``."""
-    account = await session.get_one(Account, account_id)
-    raw = normalise(number, account.default_region) or number
-    matches = await find_by_suffix(session, account_id, raw, account.phone_match_digits, MAX_PHONE_MATCHES)
-    company_ids = {m.owner_id for m in matches if m.owner_kind == "company"}
-    contact_ids = {m.owner_id for m in matches if m.owner_kind == "contact"}
-    companies = (
-        {
-            c.id: c
-            for c in await session.scalars(
-                select(Company).where(Company.account_id == account_id, Company.id.in_(company_ids))
-            )
-        }
-        if company_ids
-        else {}
-    )
-    contacts = (
-        {
-            c.id: c
-            for c in await session.scalars(
-                select(Contact).where(Contact.account_id == account_id, Contact.id.in_(contact_ids))
-            )
-        }
-        if contact_ids
-        else {}
-    )
-    result: list[PhoneMatchRead] = []
-    for m in matches:
-        if m.owner_kind == "company" and m.owner_id in companies:
-            company = companies[m.owner_id]
-            result.append(PhoneMatchRead("company", company.id, company.name, m.field, m.e164, company.id))
-        elif m.owner_kind == "contact" and m.owner_id in contacts:
-            contact = contacts[m.owner_id]
-            result.append(
-                PhoneMatchRead("contact", contact.id, contact.name, m.field, m.e164, contact.company_id)
-            )
-    return result
+    """Every company and contact whose number ends like ``number`` (the API's one phone search)."""
+    return await match_number(session, account_id, number)

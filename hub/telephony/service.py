@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     Select,
@@ -52,8 +52,9 @@ from hub.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessab
 from hub.live import channel_name, publish_after_commit
 from hub.outbox import enqueue
 from hub.paging import Page, Rows, by_id, fetch_page
+from hub.people.matching import matches_for
 from hub.people.models import Company, Contact
-from hub.people.phones import digits_of, find_by_suffix, normalise
+from hub.people.phones import digits_of, normalise
 from hub.telephony.adapters import CanonicalEvent
 from hub.telephony.models import Call, CallEventLog, CallTicket, TelephonySettings
 from hub.telephony.schemas import (
@@ -185,26 +186,9 @@ async def authenticate_pbx(session: AsyncSession, token: str | None) -> Telephon
 async def match_caller(
     session: AsyncSession, settings: TelephonySettings, number: str | None
 ) -> list[MatchRead]:
-    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits.
-
-    At most ``MAX_MATCHES`` numbers are read. Contacts come first (a person is a better guess
-    than their company's switchboard). One round trip: the suffix index joined to the names.
-    """
-    if not number or not digits_of(number):
-        return []
-    raw = normalise(number, settings.region) or number
-    found = await find_by_suffix(
-        session, settings.account_id, raw, settings.match_digits, MAX_MATCHES, with_names=True
-    )
-    result: list[MatchRead] = []
-    seen: set[tuple[str, int]] = set()
-    for m in sorted(found, key=lambda m: (m.owner_kind != "contact", m.owner_id)):
-        if (m.owner_kind, m.owner_id) in seen or m.name is None:
-            continue
-        seen.add((m.owner_kind, m.owner_id))
-        kind: Literal["company", "contact"] = "contact" if m.owner_kind == "contact" else "company"
-        result.append(MatchRead(kind, m.owner_id, m.name, m.field, m.e164, m.company_id, m.company_name))
-    return result
+    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits:
+    the API's one phone search (hub/people/matching.py) with these settings' digits and region."""
+    return await matches_for(session, settings.account_id, number, settings.match_digits, settings.region)
 
 
 # --- event intake (TEL-2) ----------------------------------------------------------------------------

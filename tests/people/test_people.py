@@ -27,7 +27,7 @@ async def _match(client: httpx.AsyncClient, tenant: Tenant, number: str) -> set[
         "/api/phones/match", params={"number": number}, headers=tenant.engineer.headers
     )
     assert response.status_code == 200, response.text
-    return {(m["owner_kind"], m["owner_id"]) for m in response.json()}
+    return {(m["kind"], m["id"]) for m in response.json()}
 
 
 async def test_company_with_phones_manager_and_contacts(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -205,7 +205,7 @@ async def test_phone_match_on_last_digits_in_every_written_form(
     assert await _match(client, tenant, "+7 999 000 00 00") == set()
 
     detail = (await client.get("/api/phones/match", params={"number": "84951234567"}, headers=h)).json()
-    by_kind = {m["owner_kind"]: m for m in detail}
+    by_kind = {m["kind"]: m for m in detail}
     assert by_kind["contact"]["company_id"] == company["id"]
     assert by_kind["company"]["name"] == "Romashka"
 
