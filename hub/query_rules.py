@@ -25,6 +25,9 @@ EXTERNAL_CONTRACT_PREFIXES = (
     "/api/exchange/inbox",
     "/api/monitoring/",
 )
+# Read before the handler: the sign-in of an EventSource (which cannot send headers, see
+# hub/auth/middleware.py) and the live streams' catch-up point (hub/live.py).
+_READ_BY_THE_HUB = frozenset({"access_token", "last_event_id"})
 # Per handler object (held, so an id is never reused for another handler) and path parameters.
 _known: dict[tuple[HTTPRouteHandler, str], frozenset[str]] = {}
 
@@ -34,7 +37,7 @@ def _query_names(handler: HTTPRouteHandler, path_params: dict[str, Any]) -> froz
     names = _known.get(key)
     if names is None:
         model = handler.create_kwargs_model(path_parameters=dict.fromkeys(path_params))  # type: ignore[arg-type]
-        names = frozenset(p.field_alias for p in model.expected_query_params)
+        names = frozenset(p.field_alias for p in model.expected_query_params) | _READ_BY_THE_HUB
         _known[key] = names
     return names
 

@@ -90,3 +90,33 @@ async def test_docs_page_loads_only_assets_the_hub_serves(client: httpx.AsyncCli
     bundle = await client.get(next(a for a in assets if a.endswith("swagger-ui-bundle.js")))
     assert b"SwaggerUIBundle" in bundle.content
     assert (await client.get("/docs/openapi.json")).json()["openapi"].startswith("3.1")
+
+
+async def test_phone_search_is_the_same_everywhere(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Issue 12, TEL-3, DESK-9: a number written any way, or any suffix of it at least as long as
+    the account's match length, finds the same contact through ``/api/phones/match``,
+    ``/api/telephony/match``, the ticket search and the contact search; both match answers use the
+    same field names."""
+    h = tenant.dispatcher.headers
+    contact = (
+        await client.post("/api/contacts", json={"name": "Olga", "phone": "+7 916 555 44 33"}, headers=h)
+    ).json()
+    ticket = (
+        await client.post("/api/tickets", json={"title": "Gate", "contact_id": contact["id"]}, headers=h)
+    ).json()
+    await client.post("/api/contacts", json={"name": "Other", "phone": "+7 916 000 11 22"}, headers=h)
+    for written in ("8 (916) 555-44-33", "+79165554433", "555-44-33", "9165554433"):
+        answers = [
+            (await client.get(path, params={"number": written}, headers=h)).json()
+            for path in ("/api/phones/match", "/api/telephony/match")
+        ]
+        assert answers[0] == answers[1], written
+        assert [(m["kind"], m["id"], m["name"]) for m in answers[0]] == [("contact", contact["id"], "Olga")]
+        assert set(answers[0][0]) == {"kind", "id", "name", "field", "number", "company_id", "company_name"}
+        tickets = (await client.get("/api/tickets", params={"q": written}, headers=h)).json()["items"]
+        assert [t["id"] for t in tickets] == [ticket["id"]], written
+        contacts = (await client.get("/api/contacts", params={"q": written}, headers=h)).json()["items"]
+        assert [c["id"] for c in contacts] == [contact["id"]], written
+    for too_short in ("44-33", "5554433"[1:]):
+        assert (await client.get("/api/phones/match", params={"number": too_short}, headers=h)).json() == []
+        assert (await client.get("/api/tickets", params={"q": too_short}, headers=h)).json()["items"] == []

@@ -68,9 +68,12 @@ async def matches_for(
     region: str,
     limit: int = MAX_MATCHES,
 ) -> list[PhoneMatchRead]:
-    if not number or not digits_of(number):
+    bare = digits_of(number or "")
+    if not bare:
         return []
-    raw = normalise(number, region) or number
+    # A full number is read in the account's region (a trunk 8 becomes the country code); a shorter
+    # one is a suffix as typed (normalising it would prefix a country code to a partial number).
+    raw = (normalise(number or bare, region) or bare) if len(bare) >= digits else bare
     found = await find_by_suffix(session, account_id, raw, digits, limit, with_names=True)
     result: list[PhoneMatchRead] = []
     seen: set[tuple[str, int]] = set()
