@@ -13,7 +13,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -23,7 +22,8 @@ from hub.access_log import AccessLog
 from hub.auth.middleware import HubAuthMiddleware
 from hub.db import Database
 from hub.deps import dependencies
-from hub.errors import exception_handlers, reject_impossible_ids
+from hub.docs import docs_assets_router, swagger_page
+from hub.errors import exception_handlers
 from hub.jobs import JobContext, registered_jobs, run_jobs
 from hub.live import build_live
 from hub.logging import configure_logging
@@ -31,6 +31,7 @@ from hub.metrics import refresh_gauges
 from hub.monitoring.alarm.receiver import AlarmReceiver
 from hub.monitoring.alarm.server import AlarmServer, start_server
 from hub.openapi import polish_openapi
+from hub.query_rules import before_request
 from hub.routes import route_handlers
 from hub.settings import Settings, get_settings
 from hub.web.pages import template_config
@@ -61,7 +62,8 @@ def _openapi() -> OpenAPIConfig:
         description="Service-desk partner-exchange and integration hub. Errors are RFC 9457 problem JSON "
         "with a stable `code`.",
         path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+        # Served from the hub itself (no CDN): see hub/docs.py.
+        render_plugins=[swagger_page()],
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
@@ -103,10 +105,10 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
             await shutdown(app)
 
     app = Litestar(
-        route_handlers=[*route_handlers(), MetricsController],
+        route_handlers=[*route_handlers(), MetricsController, docs_assets_router()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
-        before_request=reject_impossible_ids,
+        before_request=before_request,
         middleware=[
             PrometheusConfig(app_name="hub", group_path=True, exclude=["/metrics"]).middleware,
             DefineMiddleware(

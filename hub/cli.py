@@ -237,6 +237,7 @@ def _admin_password(args: argparse.Namespace) -> str:
         sys.exit("hub account create: the two passwords differ; nothing was created")
     return first
 
+
 def _alarm_settings_from(args: argparse.Namespace, settings: Settings) -> Settings:
     """``--host``/``--tcp-port``/``--udp-port`` win over HUB_ALARM_HOST/_TCP_PORT/_UDP_PORT."""
     given = {

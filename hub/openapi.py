@@ -18,6 +18,8 @@ import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 
+from hub.openapi_docs import document
+
 __all__ = ["PROBLEM_SCHEMA", "polish_openapi", "polished_schema"]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -87,7 +89,7 @@ def polished_schema(schema: dict[str, Any]) -> dict[str, Any]:
     _precise_components(components)
     components["Problem"] = PROBLEM_SCHEMA
     _problem_responses(schema.get("paths", {}))
-    return schema
+    return document(schema, _hub_structs())
 
 
 class _HubOpenAPIPlugin(OpenAPIPlugin):

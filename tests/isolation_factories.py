@@ -28,8 +28,9 @@ from typing import Any
 
 import httpx
 from litestar import Litestar
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from hub.accounts.models import Account
 from hub.db import Database
 from hub.intake.worker import drain_intake
 from hub.settings import Settings
@@ -250,6 +251,17 @@ async def _ticket(w: World, t: Tenant) -> int:
     ticket_id = int((await w.post(t, "/api/tickets", body))["id"])
     await w.post(t, f"/api/tickets/{ticket_id}/comments", {"body": f"Comment {w.secret(t)}", "public": True})
     return ticket_id
+
+
+@factory("ticket_number")
+async def _ticket_number(w: World, t: Tenant) -> int:
+    """The number of a ticket of ``t`` that the other account's numbering has not reached (numbers
+    count per account, so the same small number is the other account's own ticket)."""
+    async with w.db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Account).where(Account.id == t.id).values(next_ticket_number=100_000 + t.id)
+        )
+    return int((await w.post(t, "/api/tickets", {"title": f"Numbered {w.secret(t)}"}))["number"])
 
 
 @factory("file_id")

@@ -22,6 +22,7 @@ from hub.accounts.schemas import (
 )
 from hub.auth.guards import administrators, employees
 from hub.auth.principal import Principal
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page, by_id, fetch_page
 from hub.schemas import to_read, updates_of
 from hub.settings import Settings
 
@@ -52,12 +53,19 @@ class EmployeeController(Controller):
     path = "/api/employees"
     tags = ["accounts"]
 
-    @get("/", guards=[employees], summary="Employees of the account")
-    async def list_employees(self, db_session: AsyncSession, principal: Principal) -> list[EmployeeRead]:
-        rows = await db_session.scalars(
-            select(Employee).where(Employee.account_id == principal.account_id).order_by(Employee.id)
+    @get("/", guards=[employees], summary="Employees of the account, oldest first")
+    async def list_employees(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[EmployeeRead]:
+        query = select(Employee).where(Employee.account_id == principal.account_id)
+        rows, next_cursor = await fetch_page(
+            db_session, query, by_id(Employee.id), cursor=cursor, limit=limit
         )
-        return [to_read(EmployeeRead, row) for row in rows]
+        return Page([to_read(EmployeeRead, row) for row in rows], next_cursor)
 
     @post("/", guards=[administrators], summary="Add an employee")
     async def create_employee(
@@ -96,12 +104,17 @@ class ApiKeyController(Controller):
     tags = ["accounts"]
     guards = [administrators]
 
-    @get("/", summary="Integration API keys (without their secrets)")
-    async def list_keys(self, db_session: AsyncSession, principal: Principal) -> list[ApiKeyRead]:
-        rows = await db_session.scalars(
-            select(ApiKey).where(ApiKey.account_id == principal.account_id).order_by(ApiKey.id)
-        )
-        return [to_read(ApiKeyRead, row) for row in rows]
+    @get("/", summary="Integration API keys (without their secrets), oldest first")
+    async def list_keys(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ApiKeyRead]:
+        query = select(ApiKey).where(ApiKey.account_id == principal.account_id)
+        rows, next_cursor = await fetch_page(db_session, query, by_id(ApiKey.id), cursor=cursor, limit=limit)
+        return Page([to_read(ApiKeyRead, row) for row in rows], next_cursor)
 
     @post("/", summary="Create an API key; the key is shown only in this response")
     async def create_key(

@@ -18,7 +18,7 @@ from hub.accounts.models import Employee
 from hub.auth.guards import employees
 from hub.auth.principal import Principal
 from hub.desk import files as desk_files
-from hub.desk import service, visibility
+from hub.desk import lists, service, visibility
 from hub.desk.actors import Actor
 from hub.desk.models import ActivityEntry, Comment, Ticket, TicketEvent, TicketFile
 from hub.desk.schemas import (
@@ -35,12 +35,13 @@ from hub.desk.schemas import (
     TicketCreate,
     TicketFlags,
     TicketListItem,
-    TicketPage,
     TicketRead,
     TicketUpdate,
     TypeName,
 )
-from hub.errors import BadRequest, HubError, PayloadTooLarge
+from hub.desk.search import TicketSort
+from hub.errors import BadRequest, HubError, NotFound, PayloadTooLarge
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.people.models import Contact
 from hub.schemas import to_read, updates_of
 from hub.settings import Settings
@@ -54,8 +55,9 @@ __all__ = [
 ]
 
 FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
-Limit = Annotated[int, Parameter(ge=1, le=200)]
 FlagValue = Annotated[str, Parameter(min_length=1, max_length=40)]
+# Ticket numbers are 32-bit: a larger one names no ticket (and must not reach the driver).
+_MAX_NUMBER = 2**31 - 1
 # Slack for the multipart envelope around one file.
 _MULTIPART_OVERHEAD = 64 * 1024
 
@@ -200,7 +202,7 @@ def _comment_read(comment: Comment, file_ids: list[int] | None = None) -> Commen
     )
 
 
-def _history_read(event: TicketEvent) -> HistoryRead:
+def _history_read(event: TicketEvent, names: dict[int, str]) -> HistoryRead:
     client = event.actor_kind == "contact"
     return HistoryRead(
         id=event.id,
@@ -210,7 +212,19 @@ def _history_read(event: TicketEvent) -> HistoryRead:
         actor_name=None if client else event.actor_name,
         data=dict(event.data or {}),
         created_at=event.created_at,
+        names={str(i): names[i] for i in sorted(lists.mentioned_employees(event)) if i in names},
     )
+
+
+async def _ticket_id_of(session: AsyncSession, account_id: int, number: int) -> int:
+    if not 1 <= number <= _MAX_NUMBER:
+        raise NotFound(f"No ticket #{number}", code="ticket_not_found")
+    ticket_id = await session.scalar(
+        select(Ticket.id).where(Ticket.account_id == account_id, Ticket.number == number)
+    )
+    if ticket_id is None:
+        raise NotFound(f"No ticket #{number}", code="ticket_not_found")
+    return ticket_id
 
 
 def _bool(raw: Any, name: str) -> bool:
@@ -271,13 +285,18 @@ class TicketController(Controller):
             list[FlagValue] | None, Parameter(description="The partner's status")
         ] = None,
         q: Annotated[
-            str | None, Parameter(max_length=200, description="Number, client, address, title, phone")
+            str | None,
+            Parameter(
+                max_length=200,
+                description="Number, client, object address, title, description, public comments, phone",
+            ),
         ] = None,
-        cursor: Annotated[
-            str | None, Parameter(max_length=32, description="next_cursor of the previous page")
-        ] = None,
-        limit: Limit = 50,
-    ) -> TicketPage:
+        sort: Annotated[
+            TicketSort, Parameter(description="Order; `-` is descending (default: newest first)")
+        ] = "-created_at",
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[TicketListItem]:
         filters = service.TicketFilters(
             status=list(status) if status else None,
             view=view,
@@ -307,9 +326,28 @@ class TicketController(Controller):
             filters,
             cursor=cursor,
             limit=limit,
+            sort=sort,
             visible=visibility.ticket_clause(viewer),
         )
-        return TicketPage(items=[_list_item(t) for t in rows], next_cursor=next_cursor)
+        return Page(items=[_list_item(t) for t in rows], next_cursor=next_cursor)
+
+    @get(
+        "/by-number/{ticket_number:int}",
+        summary="One ticket by its number (the #n people say and write)",
+        description="The same answer as `GET /api/tickets/{ticket_id}`; opening it clears the important "
+        "flag.",
+    )
+    async def get_ticket_by_number(
+        self,
+        ticket_number: Annotated[int, Parameter(description="The ticket's number (#n)")],
+        db_session: AsyncSession,
+        principal: Principal,
+    ) -> TicketRead:
+        ticket_id = await _ticket_id_of(db_session, principal.account_id, ticket_number)
+        ticket = await service.get_ticket(db_session, principal.account_id, ticket_id)
+        read = await ticket_read(db_session, ticket)
+        await service.mark_seen(db_session, ticket, Actor.from_principal(principal))
+        return read
 
     @get("/{ticket_id:int}", summary="One ticket; opening it clears the important flag (DESK-6)")
     async def get_ticket(self, ticket_id: int, db_session: AsyncSession, principal: Principal) -> TicketRead:
@@ -366,16 +404,19 @@ class TicketController(Controller):
 
     @get("/{ticket_id:int}/comments", summary="Comments of a ticket, oldest first")
     async def list_comments(
-        self, ticket_id: int, db_session: AsyncSession, principal: Principal
-    ) -> list[CommentRead]:
+        self,
+        ticket_id: int,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CommentRead]:
         await visibility.require_ticket(db_session, principal, ticket_id)
-        comments = await service.list_comments(db_session, principal.account_id, ticket_id)
-        files = await desk_files.list_files(db_session, principal.account_id, ticket_id)
-        by_comment: dict[int, list[int]] = {}
-        for f in files:
-            if f.comment_id is not None:
-                by_comment.setdefault(f.comment_id, []).append(f.id)
-        return [_comment_read(c, by_comment.get(c.id)) for c in comments]
+        comments, next_cursor = await lists.comments_page(
+            db_session, principal.account_id, ticket_id, cursor=cursor, limit=limit
+        )
+        by_comment = await lists.file_ids_of(db_session, principal.account_id, [c.id for c in comments])
+        return Page([_comment_read(c, by_comment.get(c.id)) for c in comments], next_cursor)
 
     @post(
         "/{ticket_id:int}/files",
@@ -417,13 +458,20 @@ class TicketController(Controller):
             )
         return [to_read(FileRead, f) for f in stored]
 
-    @get("/{ticket_id:int}/files", summary="Files of a ticket")
+    @get("/{ticket_id:int}/files", summary="Files of a ticket, oldest first")
     async def list_files(
-        self, ticket_id: int, db_session: AsyncSession, principal: Principal
-    ) -> list[FileRead]:
+        self,
+        ticket_id: int,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[FileRead]:
         await visibility.require_ticket(db_session, principal, ticket_id)
-        rows = await desk_files.list_files(db_session, principal.account_id, ticket_id)
-        return [to_read(FileRead, f) for f in rows]
+        rows, next_cursor = await lists.files_page(
+            db_session, principal.account_id, ticket_id, cursor=cursor, limit=limit
+        )
+        return Page([to_read(FileRead, f) for f in rows], next_cursor)
 
     @get(
         "/{ticket_id:int}/files/{file_id:int}",
@@ -454,13 +502,22 @@ class TicketController(Controller):
             db_session, settings, principal.account_id, ticket_id, file_id, Actor.from_principal(principal)
         )
 
-    @get("/{ticket_id:int}/history", summary="History of a ticket, oldest first (DESK-7)")
+    @get("/{ticket_id:int}/history", summary="History of a ticket, oldest first, with names (DESK-7)")
     async def history(
-        self, ticket_id: int, db_session: AsyncSession, principal: Principal
-    ) -> list[HistoryRead]:
+        self,
+        ticket_id: int,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[HistoryRead]:
         await visibility.require_ticket(db_session, principal, ticket_id)
-        rows = await service.list_history(db_session, principal.account_id, ticket_id)
-        return [_history_read(e) for e in rows]
+        rows, next_cursor = await lists.history_page(
+            db_session, principal.account_id, ticket_id, cursor=cursor, limit=limit
+        )
+        mentioned = set().union(*(lists.mentioned_employees(e) for e in rows))
+        names = await lists.employee_names(db_session, principal.account_id, mentioned)
+        return Page([_history_read(e, names) for e in rows], next_cursor)
 
     @post("/{ticket_id:int}/rating", status_code=200, summary="Rate a resolved ticket; it closes (DESK-3)")
     async def rate(
@@ -529,19 +586,16 @@ class ContactActivityController(Controller):
         contact_id: int,
         db_session: AsyncSession,
         principal: Principal,
-        before_id: Annotated[
-            int | None,
-            Parameter(ge=1, le=2**62, description="Id of the last entry seen; the page continues after it"),
-        ] = None,
-        limit: Limit = 50,
-    ) -> list[ActivityRead]:
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ActivityRead]:
         viewer = await visibility.viewer_of(db_session, principal)
-        rows = await service.list_activity(
+        rows, next_cursor = await lists.activity_page(
             db_session,
             principal.account_id,
             contact_id,
-            before_id=before_id,
+            cursor=cursor,
             limit=limit,
             visible=visibility.ticket_id_clause(viewer, ActivityEntry.ticket_id, unbound_visible=True),
         )
-        return [msgspec.convert(r, ActivityRead, from_attributes=True) for r in rows]
+        return Page([msgspec.convert(r, ActivityRead, from_attributes=True) for r in rows], next_cursor)

@@ -107,6 +107,14 @@ class Ticket(Id, Base):
             postgresql_using="gin",
             postgresql_ops={"search_text": "gin_trgm_ops"},
         ),
+        # Text search in descriptions (desk_0006_search); the list sorted by last change.
+        Index(
+            "ix_tickets_description_trgm",
+            "description",
+            postgresql_using="gin",
+            postgresql_ops={"description": "gin_trgm_ops"},
+        ),
+        Index("ix_tickets_account_updated_id", "account_id", "updated_at", "id"),
     )
 
     account_id: Mapped[int] = _account_fk()
@@ -203,7 +211,16 @@ class TicketObserver(Base):
 
 class Comment(Id, Base):
     __tablename__ = "ticket_comments"
-    __table_args__ = (Index("ix_ticket_comments_ticket_id_id", "ticket_id", "id"),)
+    __table_args__ = (
+        Index("ix_ticket_comments_ticket_id_id", "ticket_id", "id"),
+        # Text search finds a ticket by its public comments (desk_0006_search).
+        Index(
+            "ix_ticket_comments_body_trgm",
+            "body",
+            postgresql_using="gin",
+            postgresql_ops={"body": "gin_trgm_ops"},
+        ),
+    )
 
     account_id: Mapped[int] = _account_fk()
     ticket_id: Mapped[int] = mapped_column(PortableId, ForeignKey("tickets.id", ondelete="CASCADE"))

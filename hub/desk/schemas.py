@@ -21,7 +21,6 @@ __all__ = [
     "TicketCreate",
     "TicketFlags",
     "TicketListItem",
-    "TicketPage",
     "TicketRead",
     "TicketUpdate",
     "TypeName",
@@ -187,12 +186,6 @@ class TicketListItem(msgspec.Struct):
     updated_at: datetime
 
 
-class TicketPage(msgspec.Struct):
-    items: list[TicketListItem]
-    # Pass as ``cursor`` to get the next page; null on the last page.
-    next_cursor: str | None
-
-
 class CommentRead(msgspec.Struct):
     id: int
     ticket_id: int
@@ -228,6 +221,8 @@ class HistoryRead(msgspec.Struct):
     actor_name: str | None
     data: dict[str, Any]
     created_at: datetime
+    # The current name of every employee the entry names (actor, responsible, executors, observers), by id.
+    names: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class ActivityRead(msgspec.Struct):

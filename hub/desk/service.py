@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.accounts.models import Employee
 from hub.db import utcnow
-from hub.desk import routing, workflow
+from hub.desk import routing, search, thread, workflow
 from hub.desk.actors import Actor
 from hub.desk.events import CommentAdded, StatusChanged, TicketCreated, TicketUpdated, emit
 from hub.desk.models import (
@@ -31,6 +31,8 @@ from hub.desk.numbering import NewTicketRefs, number_and_refs
 from hub.desk.schemas import TicketCreate
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from hub.monitoring import rules as app_rules
+from hub.paging import fetch_page
+from hub.people import matching
 from hub.people.models import Company, Contact, ServiceObject
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
     "client_spoke",
     "create_ticket",
     "get_ticket",
-    "list_activity",
     "list_comments",
     "list_history",
     "list_tickets",
@@ -532,6 +533,8 @@ async def _apply_transition(
     if to == "pending" and for_client:
         data["for_client"] = True
     await record_history(session, ticket, actor, "status_changed", data, now=now)
+    if comment:
+        thread.add_status_comment(session, ticket, actor, comment, now)
     await session.flush()
     await emit(session, StatusChanged(ticket, actor, old_status=old, new_status=to, comment=comment))
 
@@ -651,16 +654,6 @@ async def add_comment(
     return comment
 
 
-async def list_comments(
-    session: AsyncSession, account_id: int, ticket_id: int, *, public_only: bool = False
-) -> list[Comment]:
-    await get_ticket(session, account_id, ticket_id)
-    query = select(Comment).where(Comment.account_id == account_id, Comment.ticket_id == ticket_id)
-    if public_only:
-        query = query.where(Comment.public.is_(True))
-    return list(await session.scalars(query.order_by(Comment.id)))
-
-
 async def mark_seen(session: AsyncSession, ticket: Ticket, actor: Actor) -> None:
     """DESK-6: the *important* flag clears when any employee opens the ticket."""
     if actor.kind != "employee" or not ticket.important:
@@ -699,6 +692,16 @@ async def record_history(
             created_at=now or utcnow(),
         )
     )
+
+
+async def list_comments(
+    session: AsyncSession, account_id: int, ticket_id: int, *, public_only: bool = False
+) -> list[Comment]:
+    await get_ticket(session, account_id, ticket_id)
+    query = select(Comment).where(Comment.account_id == account_id, Comment.ticket_id == ticket_id)
+    if public_only:
+        query = query.where(Comment.public.is_(True))
+    return list(await session.scalars(query.order_by(Comment.id)))
 
 
 async def list_history(session: AsyncSession, account_id: int, ticket_id: int) -> list[TicketEvent]:
@@ -904,27 +907,6 @@ def _cursor_id(raw: str) -> int:
     return after
 
 
-def _ordered_page(query: Any, order: str, cursor: str | None) -> Any:
-    """Newest first, or important ones first and newest first within (DESK-6, DESK-9); keyset
-    cursors: ``<id>``, or ``<0|1>.<id>`` for important-first."""
-    if order != "important_first":
-        if cursor is not None:
-            query = query.where(Ticket.id < _cursor_id(cursor))
-        return query.order_by(Ticket.id.desc())
-    if cursor is not None:
-        flag, _, raw = cursor.partition(".")
-        if flag not in ("0", "1"):
-            raise BadRequest("Invalid cursor", code="invalid_cursor")
-        after = _cursor_id(raw)
-        older = and_(Ticket.important.is_(flag == "1"), Ticket.id < after)
-        query = query.where(or_(Ticket.important.is_(False), older) if flag == "1" else older)
-    return query.order_by(Ticket.important.desc(), Ticket.id.desc())
-
-
-def _next_cursor(last: Ticket, order: str) -> str:
-    return f"{int(last.important)}.{last.id}" if order == "important_first" else str(last.id)
-
-
 async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
     """A bare number is a ticket number (or a phone suffix from 5 digits); a phone-looking string
     is a phone suffix; anything else is a substring of the search text."""
@@ -935,14 +917,11 @@ async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
         if len(bare) <= 9:
             conditions.append(Ticket.number == int(bare))
     else:
-        conditions.append(Ticket.search_text.contains(text, autoescape=True))
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if len(digits) >= 5 and all(ch.isdigit() or ch in "+-() ." for ch in text):
-        from hub.people.phones import find_by_suffix
-
-        matches = await find_by_suffix(session, account_id, digits, len(digits), limit=200)
-        contact_ids = [m.owner_id for m in matches if m.owner_kind == "contact"]
-        company_ids = [m.owner_id for m in matches if m.owner_kind == "company"]
+        conditions.append(search.text_condition(account_id, text))
+    if matching.looks_like_phone(text):
+        matches = await matching.match_number(session, account_id, text, limit=200)
+        contact_ids = [m.id for m in matches if m.kind == "contact"]
+        company_ids = [m.id for m in matches if m.kind == "company"]
         if contact_ids:
             conditions.append(Ticket.contact_id.in_(contact_ids))
         if company_ids:
@@ -958,9 +937,11 @@ async def list_tickets(
     cursor: str | None = None,
     limit: int = 50,
     visible: Any = None,
+    sort: str = "-created_at",
 ) -> tuple[list[Ticket], str | None]:
-    """DESK-9: filtered, newest first, keyset-paged by id. Returns (page, next cursor or None).
-    ``visible``: the caller's visibility condition (:func:`hub.desk.visibility.ticket_clause`)."""
+    """DESK-9: filtered, in ``sort`` order (newest first by default; ``filters.order`` may put
+    tickets with an important comment first, DESK-6), keyset-paged. Returns (page, next cursor or
+    None). ``visible``: the caller's visibility condition (:func:`hub.desk.visibility.ticket_clause`)."""
     query = select(Ticket).where(Ticket.account_id == account_id)
     if visible is not None:
         query = query.where(visible)
@@ -1005,8 +986,5 @@ async def list_tickets(
     if filters.mine_of is not None:
         query = query.where(_mine(filters.mine_of))
     query = query.where(*_ext_flag_conditions(filters))
-    query = _ordered_page(query, filters.order, cursor)
-    rows = list(await session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
-    next_cursor = _next_cursor(page[-1], filters.order) if len(rows) > limit else None
-    return page, next_cursor
+    order = search.TICKET_ORDERS["important_first" if filters.order == "important_first" else sort]
+    return await fetch_page(session, query, order, cursor=cursor, limit=limit)

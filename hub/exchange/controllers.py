@@ -27,6 +27,7 @@ from hub.exchange.schemas import (
     PartnerSendBack,
     TransferCreate,
 )
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.settings import Settings
 
 __all__ = ["EXCHANGE_CONTROLLERS", "ExchangeController", "HubToHubController", "PartnerTicketController"]
@@ -47,10 +48,22 @@ class ExchangeController(Controller):
             key=key, hub_url=settings.server.public_url, pairing_key=service.pairing_key_read(record)
         )
 
-    @get("/pairing-keys", guards=[administrators], summary="Pairing keys issued (never the key itself)")
-    async def list_keys(self, db_session: AsyncSession, principal: Principal) -> list[PairingKeyRead]:
-        rows = await service.list_pairing_keys(db_session, principal.account_id)
-        return [service.pairing_key_read(row) for row in rows]
+    @get(
+        "/pairing-keys",
+        guards=[administrators],
+        summary="Pairing keys issued, newest first (never the key itself)",
+    )
+    async def list_keys(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[PairingKeyRead]:
+        rows, next_cursor = await service.list_pairing_keys(
+            db_session, principal.account_id, cursor=cursor, limit=limit
+        )
+        return Page([service.pairing_key_read(row) for row in rows], next_cursor)
 
     @delete(
         "/pairing-keys/{pairing_key_id:int}", guards=[administrators], status_code=200, summary="Revoke a key"
@@ -73,10 +86,22 @@ class ExchangeController(Controller):
         async with state.db.sessionmaker() as session:
             return await service.connection_read(session, connection)
 
-    @get("/connections", guards=[employees], summary="Partner connections with delivery status (EX-3)")
-    async def list_connections(self, db_session: AsyncSession, principal: Principal) -> list[ConnectionRead]:
-        rows = await service.list_connections(db_session, principal.account_id)
-        return [await service.connection_read(db_session, row) for row in rows]
+    @get(
+        "/connections",
+        guards=[employees],
+        summary="Partner connections with delivery status, oldest first (EX-3)",
+    )
+    async def list_connections(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ConnectionRead]:
+        rows, next_cursor = await service.list_connections(
+            db_session, principal.account_id, cursor=cursor, limit=limit
+        )
+        return Page([await service.connection_read(db_session, row) for row in rows], next_cursor)
 
     @get("/connections/{connection_id:int}", guards=[employees], summary="One partner connection")
     async def get_connection(

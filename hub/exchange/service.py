@@ -63,6 +63,7 @@ from hub.exchange.transport import check_partner_address, post_to_partner
 from hub.notifications import notify
 from hub.outbox import enqueue
 from hub.outbox.models import OutboxMessage, OutboxStatus
+from hub.paging import Rows, by_id, fetch_page
 from hub.settings import Settings
 
 __all__ = [
@@ -154,13 +155,13 @@ async def issue_pairing_key(
     return record, KEY_PREFIX + crypto.b64url(msgspec.json.encode(payload))
 
 
-async def list_pairing_keys(session: AsyncSession, account_id: int) -> list[PairingKeyRecord]:
-    rows = await session.scalars(
-        select(PairingKeyRecord)
-        .where(PairingKeyRecord.account_id == account_id)
-        .order_by(PairingKeyRecord.id.desc())
-    )
-    return list(rows)
+async def list_pairing_keys(
+    session: AsyncSession, account_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Rows:
+    """Newest first."""
+    query = select(PairingKeyRecord).where(PairingKeyRecord.account_id == account_id)
+    order = by_id(PairingKeyRecord.id, newest_first=True)
+    return await fetch_page(session, query, order, cursor=cursor, limit=limit)
 
 
 async def revoke_pairing_key(session: AsyncSession, account_id: int, key_id: int) -> PairingKeyRecord:
@@ -373,11 +374,12 @@ async def get_connection(session: AsyncSession, account_id: int, connection_id: 
     return connection
 
 
-async def list_connections(session: AsyncSession, account_id: int) -> list[Connection]:
-    rows = await session.scalars(
-        select(Connection).where(Connection.account_id == account_id).order_by(Connection.id)
-    )
-    return list(rows)
+async def list_connections(
+    session: AsyncSession, account_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Rows:
+    """Oldest first."""
+    query = select(Connection).where(Connection.account_id == account_id)
+    return await fetch_page(session, query, by_id(Connection.id), cursor=cursor, limit=limit)
 
 
 async def delivery_status(session: AsyncSession, connection: Connection) -> DeliveryStatus:

@@ -12,6 +12,7 @@ from hub.auth.guards import administrators
 from hub.auth.principal import Principal
 from hub.intake import service
 from hub.intake.schemas import IntakeEventDetail, IntakeEventRead
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.schemas import to_read
 
 __all__ = ["IntakeController"]
@@ -34,19 +35,19 @@ class IntakeController(Controller):
             Literal["pending", "applying", "done", "failed", "rejected"] | None, Parameter(query="state")
         ] = None,
         outcome: Annotated[str | None, Parameter(max_length=20)] = None,
-        before_id: Annotated[int | None, Parameter(ge=1, description="Keyset cursor: ids below this")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    ) -> list[IntakeEventRead]:
-        rows = await service.list_events(
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[IntakeEventRead]:
+        rows, next_cursor = await service.list_events(
             db_session,
             principal.account_id,
             source=source,
             state=state_is,
             outcome=outcome,
-            before_id=before_id,
+            cursor=cursor,
             limit=limit,
         )
-        return [to_read(IntakeEventRead, row) for row in rows]
+        return Page([to_read(IntakeEventRead, row) for row in rows], next_cursor)
 
     @get("/{event_id:int}", summary="One inbound event with its headers, body and outcome")
     async def get_event(

@@ -22,6 +22,7 @@ from hub.errors import Conflict, NotFound
 from hub.intake.models import IntakeEvent, IntakeState
 from hub.jobs import WAKE_CHANNEL, notify_job, wake_job
 from hub.metrics import INTAKE_EVENTS
+from hub.paging import Rows, by_id, fetch_page
 
 __all__ = [
     "INTAKE_JOB",
@@ -192,10 +193,10 @@ async def list_events(
     source: str | None = None,
     state: str | None = None,
     outcome: str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> list[IntakeEvent]:
-    """The account's inbound events, newest first (keyset: ``before_id``)."""
+) -> Rows:
+    """The account's inbound events, newest first."""
     query = select(IntakeEvent).where(IntakeEvent.account_id == account_id)
     if source:
         query = query.where(
@@ -205,9 +206,8 @@ async def list_events(
         query = query.where(IntakeEvent.state == state)
     if outcome:
         query = query.where(IntakeEvent.outcome == outcome)
-    if before_id:
-        query = query.where(IntakeEvent.id < before_id)
-    return list(await session.scalars(query.order_by(IntakeEvent.id.desc()).limit(limit)))
+    order = by_id(IntakeEvent.id, newest_first=True)
+    return await fetch_page(session, query, order, cursor=cursor, limit=limit)
 
 
 async def get_event(session: AsyncSession, account_id: int, event_id: int) -> IntakeEvent:

@@ -20,18 +20,35 @@ from hub.notifications.schemas import (
     DeviceRegister,
     RulesRead,
 )
+from hub.paging import DEFAULT_LIMIT, Cursor, Key, Limit, Order, Page, page_of
 from hub.schemas import to_read
 
 __all__ = ["AppDeviceController", "NotificationController"]
+
+
+# Channels are a fixed short set, listed in the hub's order; the key only finds a page's place.
+_CHANNEL_ORDER = Order("channel", (Key(None, lambda read: read.channel),))
 
 
 class NotificationController(Controller):
     path = "/api/notifications"
     tags = ["notifications"]
 
-    @get("/channels", guards=[administrators], summary="Channels and their settings (secrets hidden)")
-    async def list_channels(self, db_session: AsyncSession, principal: Principal) -> list[ChannelRead]:
-        return await service.list_channels(db_session, principal.account_id)
+    @get(
+        "/channels",
+        guards=[administrators],
+        summary="Every channel and its settings (secrets hidden), one page",
+    )
+    async def list_channels(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ChannelRead]:
+        channels = await service.list_channels(db_session, principal.account_id)
+        rows, next_cursor = page_of(channels, _CHANNEL_ORDER, cursor=cursor, limit=limit)
+        return Page(rows, next_cursor)
 
     @put("/channels", guards=[administrators], summary="Configure one channel (omitted secrets are kept)")
     async def put_channel(
@@ -50,7 +67,7 @@ class NotificationController(Controller):
     @get(
         "/contact-points",
         guards=[administrators],
-        summary="Extra addresses (Telegram chats, e-mails, phones)",
+        summary="Extra addresses (Telegram chats, e-mails, phones), oldest first",
     )
     async def list_points(
         self,
@@ -58,9 +75,13 @@ class NotificationController(Controller):
         principal: Principal,
         owner_kind: Literal["employee", "contact"] | None = None,
         owner_id: Annotated[int | None, Parameter(ge=1, le=2**62)] = None,
-    ) -> list[ContactPointRead]:
-        rows = await service.list_contact_points(db_session, principal.account_id, owner_kind, owner_id)
-        return [to_read(ContactPointRead, row) for row in rows]
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ContactPointRead]:
+        rows, next_cursor = await service.list_contact_points(
+            db_session, principal.account_id, owner_kind, owner_id, cursor=cursor, limit=limit
+        )
+        return Page([to_read(ContactPointRead, row) for row in rows], next_cursor)
 
     @post("/contact-points", guards=[administrators], summary="Add an address for an employee or contact")
     async def add_point(

@@ -42,6 +42,7 @@ from hub.notifications.schemas import (
     ContactPointCreate,
 )
 from hub.outbox import Outgoing, enqueue_many
+from hub.paging import Rows, by_id, fetch_page
 
 __all__ = [
     "TOPIC_PREFIX",
@@ -416,14 +417,21 @@ async def add_contact_point(session: AsyncSession, account_id: int, data: Contac
 
 
 async def list_contact_points(
-    session: AsyncSession, account_id: int, owner_kind: str | None = None, owner_id: int | None = None
-) -> list[ContactPoint]:
+    session: AsyncSession,
+    account_id: int,
+    owner_kind: str | None = None,
+    owner_id: int | None = None,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Rows:
+    """Oldest first."""
     query = select(ContactPoint).where(ContactPoint.account_id == account_id)
     if owner_kind:
         query = query.where(ContactPoint.owner_kind == owner_kind)
     if owner_id:
         query = query.where(ContactPoint.owner_id == owner_id)
-    return list(await session.scalars(query.order_by(ContactPoint.id)))
+    return await fetch_page(session, query, by_id(ContactPoint.id), cursor=cursor, limit=limit)
 
 
 async def delete_contact_point(session: AsyncSession, account_id: int, point_id: int) -> None:

@@ -14,6 +14,7 @@ from hub.auth.principal import Principal
 from hub.outbox import service
 from hub.outbox.models import DeliveryAttempt, OutboxMessage
 from hub.outbox.schemas import AttemptRead, OutboxMessageDetail, OutboxMessageRead
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page, by_id, fetch_page
 from hub.schemas import to_read
 
 __all__ = ["OutboxController"]
@@ -31,18 +32,17 @@ class OutboxController(Controller):
         principal: Principal,
         status: Literal["pending", "delivering", "delivered", "dead"] | None = None,
         topic: Annotated[str | None, Parameter(max_length=100)] = None,
-        before_id: Annotated[int | None, Parameter(ge=1, description="Keyset cursor: ids below this")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    ) -> list[OutboxMessageRead]:
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[OutboxMessageRead]:
         query = select(OutboxMessage).where(OutboxMessage.account_id == principal.account_id)
         if status:
             query = query.where(OutboxMessage.status == status)
         if topic:
             query = query.where(OutboxMessage.topic == topic)
-        if before_id:
-            query = query.where(OutboxMessage.id < before_id)
-        rows = await db_session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit))
-        return [to_read(OutboxMessageRead, row) for row in rows]
+        order = by_id(OutboxMessage.id, newest_first=True)
+        rows, next_cursor = await fetch_page(db_session, query, order, cursor=cursor, limit=limit)
+        return Page([to_read(OutboxMessageRead, row) for row in rows], next_cursor)
 
     @get("/{message_id:int}", summary="One message with its payload and every delivery attempt")
     async def get_message(

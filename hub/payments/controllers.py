@@ -19,6 +19,7 @@ from hub.auth.principal import Principal
 from hub.desk import visibility
 from hub.desk.actors import Actor
 from hub.errors import Forbidden, NotFound
+from hub.paging import DEFAULT_LIMIT, Cursor, Key, Limit, Order, Page, by_id, fetch_page
 from hub.payments import desk, service
 from hub.payments.jobs import webhook_url
 from hub.payments.models import CallbackAttempt, Invoice, PaymentAccount, PriceItem, Refund
@@ -177,19 +178,34 @@ async def _visible_invoice(session: AsyncSession, principal: Principal, invoice_
     return invoice
 
 
+_PRICE_ORDER = Order(
+    "section,code",
+    (
+        Key(PriceItem.section, lambda item: item.section),
+        Key(PriceItem.code, lambda item: item.code),
+        Key(PriceItem.id, lambda item: item.id),
+    ),
+)
+
+
 class PriceListController(Controller):
     path = "/api/price-list"
     tags = ["payments: price list"]
 
-    @get("", guards=[employees], summary="Price list (PAY-1)")
+    @get("", guards=[employees], summary="Price list by section, then code (PAY-1)")
     async def list_items(
-        self, db_session: AsyncSession, principal: Principal, include_archived: bool = False
-    ) -> list[PriceItemRead]:
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        include_archived: bool = False,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[PriceItemRead]:
         query = select(PriceItem).where(PriceItem.account_id == principal.account_id)
         if not include_archived:
             query = query.where(PriceItem.archived.is_(False))
-        rows = await db_session.scalars(query.order_by(PriceItem.section, PriceItem.code))
-        return [await price_read(db_session, row) for row in list(rows)]
+        rows, next_cursor = await fetch_page(db_session, query, _PRICE_ORDER, cursor=cursor, limit=limit)
+        return Page([await price_read(db_session, row) for row in rows], next_cursor)
 
     @post("", guards=[administrators], summary="Add a price-list line")
     async def create_item(
@@ -221,16 +237,19 @@ class PaymentAccountController(Controller):
     path = "/api/payment-accounts"
     tags = ["payments: providers"]
 
-    @get("", guards=[administrators], summary="Connected payment providers (PAY-5)")
+    @get("", guards=[administrators], summary="Connected payment providers, oldest first (PAY-5)")
     async def list_accounts(
-        self, db_session: AsyncSession, principal: Principal, settings: Settings
-    ) -> list[PaymentAccountRead]:
-        rows = await db_session.scalars(
-            select(PaymentAccount)
-            .where(PaymentAccount.account_id == principal.account_id)
-            .order_by(PaymentAccount.id)
-        )
-        return [pa_read(row, settings) for row in rows]
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        settings: Settings,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[PaymentAccountRead]:
+        query = select(PaymentAccount).where(PaymentAccount.account_id == principal.account_id)
+        order = by_id(PaymentAccount.id)
+        rows, next_cursor = await fetch_page(db_session, query, order, cursor=cursor, limit=limit)
+        return Page([pa_read(row, settings) for row in rows], next_cursor)
 
     @post("", guards=[administrators], summary="Connect a payment provider (secrets are never shown again)")
     async def create_account(
@@ -270,8 +289,12 @@ class InvoiceController(Controller):
         db_session: AsyncSession,
         principal: Principal,
         ticket_id: RefId | None = None,
-        status: str | None = None,
-    ) -> list[InvoiceRead]:
+        status: Annotated[
+            str | None, Parameter(max_length=12, description="draft, issued, paid, ...")
+        ] = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[InvoiceRead]:
         viewer = await visibility.viewer_of(db_session, principal)
         query = select(Invoice).where(
             Invoice.account_id == principal.account_id,
@@ -281,8 +304,9 @@ class InvoiceController(Controller):
             query = query.where(Invoice.ticket_id == ticket_id)
         if status is not None:
             query = query.where(Invoice.status == status)
-        rows = list(await db_session.scalars(query.order_by(Invoice.id.desc()).limit(200)))
-        return [await invoice_read(db_session, row) for row in rows]
+        order = by_id(Invoice.id, newest_first=True)
+        rows, next_cursor = await fetch_page(db_session, query, order, cursor=cursor, limit=limit)
+        return Page([await invoice_read(db_session, row) for row in rows], next_cursor)
 
     @post("", guards=[employees], summary="Draft an invoice on a ticket (PAY-2)")
     async def create_invoice(
@@ -377,15 +401,23 @@ class InvoiceController(Controller):
         )
         return await invoice_read(db_session, invoice)
 
-    @get("/{invoice_id:int}/refunds", guards=[employees_or_app_users], summary="Refunds of an invoice")
+    @get(
+        "/{invoice_id:int}/refunds",
+        guards=[employees_or_app_users],
+        summary="Refunds of an invoice, oldest first",
+    )
     async def list_refunds(
-        self, db_session: AsyncSession, principal: Principal, invoice_id: RefId
-    ) -> list[RefundRead]:
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        invoice_id: RefId,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[RefundRead]:
         invoice = await _visible_invoice(db_session, principal, invoice_id)
-        rows = await db_session.scalars(
-            select(Refund).where(Refund.invoice_id == invoice.id).order_by(Refund.id)
-        )
-        return [refund_read(row) for row in rows]
+        query = select(Refund).where(Refund.invoice_id == invoice.id)
+        rows, next_cursor = await fetch_page(db_session, query, by_id(Refund.id), cursor=cursor, limit=limit)
+        return Page([refund_read(row) for row in rows], next_cursor)
 
     @post("/{invoice_id:int}/refunds", guards=[refund_requesters], summary="Request a refund (PAY-7)")
     async def request_refund(
@@ -455,19 +487,21 @@ class CallbackLogController(Controller):
     path = "/api/payments/callbacks"
     tags = ["payments: callbacks"]
 
-    @get("", guards=[administrators], summary="Recent provider callbacks and their outcome (PAY-6)")
+    @get("", guards=[administrators], summary="Provider callbacks and their outcome, newest first (PAY-6)")
     async def list_callbacks(
         self,
         db_session: AsyncSession,
         principal: Principal,
-        outcome: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-    ) -> list[CallbackAttemptRead]:
+        outcome: Annotated[str | None, Parameter(max_length=40)] = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CallbackAttemptRead]:
         query = select(CallbackAttempt).where(CallbackAttempt.account_id == principal.account_id)
         if outcome is not None:
             query = query.where(CallbackAttempt.outcome == outcome)
-        rows = await db_session.scalars(query.order_by(CallbackAttempt.id.desc()).limit(limit))
-        return [to_read(CallbackAttemptRead, row) for row in rows]
+        order = by_id(CallbackAttempt.id, newest_first=True)
+        rows, next_cursor = await fetch_page(db_session, query, order, cursor=cursor, limit=limit)
+        return Page([to_read(CallbackAttemptRead, row) for row in rows], next_cursor)
 
 
 def _controllers() -> list[type[Controller]]:

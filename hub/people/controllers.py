@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.guards import dispatchers, employees
 from hub.auth.principal import Principal
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.people import service
+from hub.people.matching import PhoneMatchRead
 from hub.people.schemas import (
     AppUserCreate,
     AppUserRead,
@@ -30,7 +32,6 @@ from hub.people.schemas import (
     ObjectUserCreate,
     ObjectUserRead,
     ObjectUserUpdate,
-    PhoneMatchRead,
 )
 from hub.schemas import to_read
 from hub.settings import Settings
@@ -38,8 +39,6 @@ from hub.settings import Settings
 __all__ = ["CompanyController", "ContactController", "ObjectController", "PhoneController"]
 
 Query = Annotated[str | None, Parameter(max_length=200, description="Text search")]
-AfterId = Annotated[int | None, Parameter(ge=1, le=2**62, description="Keyset cursor: ids above this")]
-Limit = Annotated[int, Parameter(ge=1, le=200)]
 FilterId = Annotated[int | None, Parameter(ge=1, le=2**62)]
 
 
@@ -47,19 +46,19 @@ class CompanyController(Controller):
     path = "/api/companies"
     tags = ["people"]
 
-    @get("/", guards=[employees], summary="Client companies (text search on name and e-mail)")
+    @get("/", guards=[employees], summary="Client companies, oldest first (text search on name and e-mail)")
     async def list_companies(
         self,
         db_session: AsyncSession,
         principal: Principal,
         q: Query = None,
-        after_id: AfterId = None,
-        limit: Limit = 50,
-    ) -> list[CompanyRead]:
-        rows = await service.list_companies(
-            db_session, principal.account_id, q=q, after_id=after_id, limit=limit
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CompanyRead]:
+        rows, next_cursor = await service.list_companies(
+            db_session, principal.account_id, q=q, cursor=cursor, limit=limit
         )
-        return [to_read(CompanyRead, row) for row in rows]
+        return Page([to_read(CompanyRead, row) for row in rows], next_cursor)
 
     @post("/", guards=[dispatchers], summary="Add a client company")
     async def create_company(
@@ -89,20 +88,20 @@ class ContactController(Controller):
     path = "/api/contacts"
     tags = ["people"]
 
-    @get("/", guards=[employees], summary="Contacts, with or without a company")
+    @get("/", guards=[employees], summary="Contacts, with or without a company, oldest first")
     async def list_contacts(
         self,
         db_session: AsyncSession,
         principal: Principal,
         q: Query = None,
         company_id: FilterId = None,
-        after_id: AfterId = None,
-        limit: Limit = 50,
-    ) -> list[ContactRead]:
-        rows = await service.list_contacts(
-            db_session, principal.account_id, q=q, company_id=company_id, after_id=after_id, limit=limit
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ContactRead]:
+        rows, next_cursor = await service.list_contacts(
+            db_session, principal.account_id, q=q, company_id=company_id, cursor=cursor, limit=limit
         )
-        return [to_read(ContactRead, row) for row in rows]
+        return Page([to_read(ContactRead, row) for row in rows], next_cursor)
 
     @post("/", guards=[dispatchers], summary="Add a contact")
     async def create_contact(
@@ -168,20 +167,20 @@ class ObjectController(Controller):
     path = "/api/objects"
     tags = ["people"]
 
-    @get("/", guards=[employees], summary="Service objects (search by number, name, address)")
+    @get("/", guards=[employees], summary="Service objects, oldest first (search by number, name, address)")
     async def list_objects(
         self,
         db_session: AsyncSession,
         principal: Principal,
         q: Query = None,
         company_id: FilterId = None,
-        after_id: AfterId = None,
-        limit: Limit = 50,
-    ) -> list[ObjectRead]:
-        rows = await service.list_objects(
-            db_session, principal.account_id, q=q, company_id=company_id, after_id=after_id, limit=limit
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ObjectRead]:
+        rows, next_cursor = await service.list_objects(
+            db_session, principal.account_id, q=q, company_id=company_id, cursor=cursor, limit=limit
         )
-        return [to_read(ObjectRead, row) for row in rows]
+        return Page([to_read(ObjectRead, row) for row in rows], next_cursor)
 
     @post("/", guards=[dispatchers], summary="Add a service object (number unique in the account)")
     async def create_object(
@@ -205,12 +204,23 @@ class ObjectController(Controller):
     async def delete_object(self, object_id: int, db_session: AsyncSession, principal: Principal) -> None:
         await service.delete_object(db_session, principal.account_id, object_id)
 
-    @get("/{object_id:int}/users", guards=[employees], summary="The object's users (admin or user)")
+    @get(
+        "/{object_id:int}/users",
+        guards=[employees],
+        summary="The object's users (admin or user), oldest first",
+    )
     async def list_object_users(
-        self, object_id: int, db_session: AsyncSession, principal: Principal
-    ) -> list[ObjectUserRead]:
-        rows = await service.list_object_users(db_session, principal.account_id, object_id)
-        return [to_read(ObjectUserRead, row) for row in rows]
+        self,
+        object_id: int,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[ObjectUserRead]:
+        rows, next_cursor = await service.list_object_users(
+            db_session, principal.account_id, object_id, cursor=cursor, limit=limit
+        )
+        return Page([to_read(ObjectUserRead, row) for row in rows], next_cursor)
 
     @post("/{object_id:int}/users", guards=[dispatchers], summary="Attach a contact to the object")
     async def add_object_user(

@@ -23,7 +23,6 @@ __all__ = [
     "ObjectUserCreate",
     "ObjectUserRead",
     "ObjectUserUpdate",
-    "PhoneMatchRead",
 ]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
@@ -168,14 +167,3 @@ class AppUserCreate(msgspec.Struct, forbid_unknown_fields=True):
 class AppUserUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     password: Password | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
-
-
-class PhoneMatchRead(msgspec.Struct):
-    """One company or contact whose stored number ends in the caller's last N digits (TEL-3)."""
-
-    owner_kind: Literal["company", "contact"]
-    owner_id: int
-    name: str
-    field: str
-    number: str
-    company_id: int | None = None

@@ -8,10 +8,10 @@ account's default region and mirrored into the suffix index on every change, so 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +21,10 @@ from hub.desk.models import Ticket
 from hub.desk.routing import check_can_be_responsible
 from hub.desk.service import refresh_search_text
 from hub.errors import Conflict, NotFound, Unprocessable
+from hub.paging import Rows, by_id, fetch_page
+from hub.people.matching import PhoneMatchRead, looks_like_phone, match_number
 from hub.people.models import Company, Contact, ObjectUser, ServiceObject
-from hub.people.phones import find_by_suffix, normalise, reindex_owner
+from hub.people.phones import normalise, reindex_owner
 from hub.people.schemas import (
     AppUserCreate,
     AppUserUpdate,
@@ -33,7 +35,6 @@ from hub.people.schemas import (
     ObjectCreate,
     ObjectUpdate,
     ObjectUserCreate,
-    PhoneMatchRead,
 )
 from hub.schemas import updates_of
 
@@ -68,7 +69,6 @@ __all__ = [
 T = TypeVar("T", Company, Contact, ServiceObject, ObjectUser)
 
 # Far above what one number matches in practice; the list is still bounded.
-MAX_PHONE_MATCHES = 500
 
 
 async def _owned(
@@ -103,10 +103,11 @@ def _like(q: str) -> str:
     return f"%{escaped}%"
 
 
-def _page(query: Select[Any], id_column: Any, after_id: int | None, limit: int) -> Select[Any]:
-    if after_id:
-        query = query.where(id_column > after_id)
-    return query.order_by(id_column).limit(limit)
+async def _phone_owners(session: AsyncSession, account_id: int, q: str, kind: str) -> list[int]:
+    """The ids of ``kind`` whose number ends like ``q`` when ``q`` is a phone number (issue 12)."""
+    if not looks_like_phone(q):
+        return []
+    return [m.id for m in await match_number(session, account_id, q, limit=200) if m.kind == kind]
 
 
 async def _refuse_if_ticketed(
@@ -210,9 +211,9 @@ async def list_companies(
     account_id: int,
     *,
     q: str | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> Sequence[Company]:
+) -> Rows:
     query = select(Company).where(Company.account_id == account_id)
     if q:
         pattern = _like(q)
@@ -221,9 +222,10 @@ async def list_companies(
                 Company.name.ilike(pattern, escape="\\"),
                 Company.email.ilike(pattern, escape="\\"),
                 Company.email_domain.ilike(pattern, escape="\\"),
+                Company.id.in_(await _phone_owners(session, account_id, q, "company")),
             )
         )
-    return (await session.scalars(_page(query, Company.id, after_id, limit))).all()
+    return await fetch_page(session, query, by_id(Company.id), cursor=cursor, limit=limit)
 
 
 # --- contacts ----------------------------------------------------------------------------------
@@ -309,18 +311,22 @@ async def list_contacts(
     *,
     q: str | None = None,
     company_id: int | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> Sequence[Contact]:
+) -> Rows:
     query = select(Contact).where(Contact.account_id == account_id)
     if company_id is not None:
         query = query.where(Contact.company_id == company_id)
     if q:
         pattern = _like(q)
         query = query.where(
-            or_(Contact.name.ilike(pattern, escape="\\"), Contact.email.ilike(pattern, escape="\\"))
+            or_(
+                Contact.name.ilike(pattern, escape="\\"),
+                Contact.email.ilike(pattern, escape="\\"),
+                Contact.id.in_(await _phone_owners(session, account_id, q, "contact")),
+            )
         )
-    return (await session.scalars(_page(query, Contact.id, after_id, limit))).all()
+    return await fetch_page(session, query, by_id(Contact.id), cursor=cursor, limit=limit)
 
 
 # --- service objects ---------------------------------------------------------------------------
@@ -409,9 +415,9 @@ async def list_objects(
     *,
     q: str | None = None,
     company_id: int | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> Sequence[ServiceObject]:
+) -> Rows:
     query = select(ServiceObject).where(ServiceObject.account_id == account_id)
     if company_id is not None:
         query = query.where(ServiceObject.company_id == company_id)
@@ -424,19 +430,18 @@ async def list_objects(
                 ServiceObject.address.ilike(pattern, escape="\\"),
             )
         )
-    return (await session.scalars(_page(query, ServiceObject.id, after_id, limit))).all()
+    return await fetch_page(session, query, by_id(ServiceObject.id), cursor=cursor, limit=limit)
 
 
 # --- object users ------------------------------------------------------------------------------
 
 
-async def list_object_users(session: AsyncSession, account_id: int, object_id: int) -> Sequence[ObjectUser]:
+async def list_object_users(
+    session: AsyncSession, account_id: int, object_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Rows:
     row = await get_object(session, account_id, object_id)
-    return (
-        await session.scalars(
-            select(ObjectUser).where(ObjectUser.object_id == row.id).order_by(ObjectUser.id)
-        )
-    ).all()
+    query = select(ObjectUser).where(ObjectUser.object_id == row.id)
+    return await fetch_page(session, query, by_id(ObjectUser.id), cursor=cursor, limit=limit)
 
 
 async def get_object_user(
@@ -542,40 +547,5 @@ async def update_app_user(
 
 
 async def match_phone(session: AsyncSession, account_id: int, number: str) -> list[PhoneMatchRead]:
-    """Every company and contact whose number ends in the account's last N digits of ``number``."""
-    account = await session.get_one(Account, account_id)
-    raw = normalise(number, account.default_region) or number
-    matches = await find_by_suffix(session, account_id, raw, account.phone_match_digits, MAX_PHONE_MATCHES)
-    company_ids = {m.owner_id for m in matches if m.owner_kind == "company"}
-    contact_ids = {m.owner_id for m in matches if m.owner_kind == "contact"}
-    companies = (
-        {
-            c.id: c
-            for c in await session.scalars(
-                select(Company).where(Company.account_id == account_id, Company.id.in_(company_ids))
-            )
-        }
-        if company_ids
-        else {}
-    )
-    contacts = (
-        {
-            c.id: c
-            for c in await session.scalars(
-                select(Contact).where(Contact.account_id == account_id, Contact.id.in_(contact_ids))
-            )
-        }
-        if contact_ids
-        else {}
-    )
-    result: list[PhoneMatchRead] = []
-    for m in matches:
-        if m.owner_kind == "company" and m.owner_id in companies:
-            company = companies[m.owner_id]
-            result.append(PhoneMatchRead("company", company.id, company.name, m.field, m.e164, company.id))
-        elif m.owner_kind == "contact" and m.owner_id in contacts:
-            contact = contacts[m.owner_id]
-            result.append(
-                PhoneMatchRead("contact", contact.id, contact.name, m.field, m.e164, contact.company_id)
-            )
-    return result
+    """Every company and contact whose number ends like ``number`` (the API's one phone search)."""
+    return await match_number(session, account_id, number)

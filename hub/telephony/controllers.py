@@ -20,6 +20,7 @@ from hub.desk.actors import Actor
 from hub.errors import HubError
 from hub.intake import Received, accept, reject
 from hub.live import sse_response
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.schemas import updates_of
 from hub.settings import Settings
 from hub.telephony import intake, service
@@ -256,19 +257,21 @@ class TelephonyController(Controller):
         contact_id: FilterId = None,
         company_id: FilterId = None,
         ticket_id: FilterId = None,
-        before_id: FilterId = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    ) -> list[CallRead]:
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CallRead]:
         viewer = await visibility.viewer_of(db_session, principal)
         if ticket_id is not None and not await visibility.can_see(db_session, viewer, ticket_id):
-            return []  # what a ticket of no account of ours lists (DESK-12)
+            return Page([], None)  # what a ticket of no account of ours lists (DESK-12)
         filters = service.CallFilters(
             date_from, date_to, direction, employee_id, missed, contact_id, company_id, ticket_id
         )
-        calls = await service.list_calls(
-            db_session, principal.account_id, filters, before_id=before_id, limit=limit
+        calls, next_cursor = await service.list_calls(
+            db_session, principal.account_id, filters, cursor=cursor, limit=limit
         )
-        return await service.read_calls(db_session, principal.account_id, calls, viewer=viewer)
+        return Page(
+            await service.read_calls(db_session, principal.account_id, calls, viewer=viewer), next_cursor
+        )
 
     @get("/calls/{call_id:int}", guards=[employees], summary="One call with its tickets")
     async def get_call(self, db_session: AsyncSession, principal: Principal, call_id: RefId) -> CallRead:
@@ -306,12 +309,23 @@ class TelephonyController(Controller):
             db_session, principal.account_id, call_id, ticket_id, Actor.from_principal(principal)
         )
 
-    @get("/tickets/{ticket_id:int}/calls", guards=[employees], summary="The calls bound to a ticket")
+    @get(
+        "/tickets/{ticket_id:int}/calls",
+        guards=[employees],
+        summary="The calls bound to a ticket, newest first",
+    )
     async def ticket_calls(
-        self, db_session: AsyncSession, principal: Principal, ticket_id: RefId
-    ) -> list[CallRead]:
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        ticket_id: RefId,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[CallRead]:
         viewer = await visibility.require_ticket(db_session, principal, ticket_id)
-        return await service.calls_of_ticket(db_session, principal.account_id, ticket_id, viewer=viewer)
+        return await service.calls_of_ticket(
+            db_session, principal.account_id, ticket_id, viewer=viewer, cursor=cursor, limit=limit
+        )
 
     # --- click-to-call (TEL-7)
     @post(

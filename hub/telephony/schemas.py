@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hub.people.matching import PhoneMatchRead
+
 __all__ = [
     "BindTicket",
     "CallRead",
@@ -61,16 +63,8 @@ class TokenIssued(msgspec.Struct):
     cti_url: str
 
 
-class MatchRead(msgspec.Struct):
-    """One company or contact whose number ends like the caller's (TEL-3)."""
-
-    kind: Literal["company", "contact"]
-    id: int
-    name: str
-    field: str
-    number: str
-    company_id: int | None = None
-    company_name: str | None = None
+# The one phone-match answer of the API (hub/people/matching.py).
+MatchRead = PhoneMatchRead
 
 
 class TicketRef(msgspec.Struct):

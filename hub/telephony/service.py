@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     Select,
@@ -54,8 +54,10 @@ from hub.desk.visibility import Viewer
 from hub.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from hub.live import channel_name, publish_after_commit
 from hub.outbox import enqueue
+from hub.paging import Page, Rows, by_id, fetch_page
+from hub.people.matching import matches_for
 from hub.people.models import Company, Contact
-from hub.people.phones import digits_of, find_by_suffix, normalise
+from hub.people.phones import digits_of, normalise
 from hub.telephony.adapters import CanonicalEvent
 from hub.telephony.models import Call, CallEventLog, CallTicket, TelephonySettings
 from hub.telephony.schemas import (
@@ -220,26 +222,9 @@ def _checked(row: TelephonySettings | None, digest: str) -> TelephonySettings:
 async def match_caller(
     session: AsyncSession, settings: TelephonySettings, number: str | None
 ) -> list[MatchRead]:
-    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits.
-
-    At most ``MAX_MATCHES`` numbers are read. Contacts come first (a person is a better guess
-    than their company's switchboard). One round trip: the suffix index joined to the names.
-    """
-    if not number or not digits_of(number):
-        return []
-    raw = normalise(number, settings.region) or number
-    found = await find_by_suffix(
-        session, settings.account_id, raw, settings.match_digits, MAX_MATCHES, with_names=True
-    )
-    result: list[MatchRead] = []
-    seen: set[tuple[str, int]] = set()
-    for m in sorted(found, key=lambda m: (m.owner_kind != "contact", m.owner_id)):
-        if (m.owner_kind, m.owner_id) in seen or m.name is None:
-            continue
-        seen.add((m.owner_kind, m.owner_id))
-        kind: Literal["company", "contact"] = "contact" if m.owner_kind == "contact" else "company"
-        result.append(MatchRead(kind, m.owner_id, m.name, m.field, m.e164, m.company_id, m.company_name))
-    return result
+    """Every company (phones) and contact (phone, mobile) whose number ends in the same N digits:
+    the API's one phone search (hub/people/matching.py) with these settings' digits and region."""
+    return await matches_for(session, settings.account_id, number, settings.match_digits, settings.region)
 
 
 # --- event intake (TEL-2) ----------------------------------------------------------------------------
@@ -831,13 +816,11 @@ async def _employee_condition(session: AsyncSession, account_id: int, employee_i
 
 
 async def list_calls(
-    session: AsyncSession, account_id: int, filters: CallFilters, *, before_id: int | None, limit: int
-) -> Sequence[Call]:
-    """Newest first; keyset paging with ``before_id``."""
+    session: AsyncSession, account_id: int, filters: CallFilters, *, cursor: str | None, limit: int
+) -> Rows:
+    """Newest first, keyset-paged."""
     query = await _filtered(session, account_id, filters)
-    if before_id:
-        query = query.where(Call.id < before_id)
-    return list(await session.scalars(query.order_by(Call.id.desc()).limit(limit)))
+    return await fetch_page(session, query, by_id(Call.id, newest_first=True), cursor=cursor, limit=limit)
 
 
 async def get_call(session: AsyncSession, account_id: int, call_id: int) -> Call:
@@ -1023,18 +1006,24 @@ async def unbind_ticket(
 
 
 async def calls_of_ticket(
-    session: AsyncSession, account_id: int, ticket_id: int, *, viewer: Viewer | None = None
-) -> list[CallRead]:
+    session: AsyncSession,
+    account_id: int,
+    ticket_id: int,
+    *,
+    viewer: Viewer | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[CallRead]:
+    """The ticket's calls, newest first."""
     ticket = await get_ticket(session, account_id, ticket_id)
-    calls = list(
-        await session.scalars(
-            select(Call)
-            .join(CallTicket, and_(CallTicket.call_id == Call.id, CallTicket.ticket_id == ticket.id))
-            .where(Call.account_id == account_id)
-            .order_by(Call.id.desc())
-        )
+    query = (
+        select(Call)
+        .join(CallTicket, and_(CallTicket.call_id == Call.id, CallTicket.ticket_id == ticket.id))
+        .where(Call.account_id == account_id)
     )
-    return await read_calls(session, account_id, calls, viewer=viewer)
+    order = by_id(Call.id, newest_first=True)
+    calls, next_cursor = await fetch_page(session, query, order, cursor=cursor, limit=limit)
+    return Page(await read_calls(session, account_id, calls, viewer=viewer), next_cursor)
 
 
 # --- click-to-call (TEL-7) ---------------------------------------------------------------------------

@@ -75,8 +75,10 @@ class ClientPages(Controller):
             session,
             "clients/company.html",
             company=company,
-            contacts=await people.list_contacts(db_session, account_id, company_id=company_id, limit=200),
-            objects=await people.list_objects(db_session, account_id, company_id=company_id, limit=200),
+            contacts=(await people.list_contacts(db_session, account_id, company_id=company_id, limit=200))[
+                0
+            ],
+            objects=(await people.list_objects(db_session, account_id, company_id=company_id, limit=200))[0],
             tickets=tickets,
             names=names,
         )
@@ -113,7 +115,7 @@ class ClientPages(Controller):
         company = (
             await people.get_company(db_session, account_id, site.company_id) if site.company_id else None
         )
-        users = await people.list_object_users(db_session, account_id, object_id)
+        users, _ = await people.list_object_users(db_session, account_id, object_id, limit=200)
         contacts = await by_id(db_session, Contact, account_id, (u.contact_id for u in users))
         tickets, names = await _tickets(db_session, session, desk.TicketFilters(object_id=object_id))
         return page(

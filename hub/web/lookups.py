@@ -62,7 +62,7 @@ async def objects_for_filter(
     session: AsyncSession, account_id: int, chosen: int | None
 ) -> list[ServiceObject]:
     """The objects a filter offers: the first ones of the account and the chosen one."""
-    rows = list(await people.list_objects(session, account_id, limit=200))
+    rows, _ = await people.list_objects(session, account_id, limit=200)
     if chosen is not None and all(o.id != chosen for o in rows):
         rows += list((await by_id(session, ServiceObject, account_id, [chosen])).values())
     return rows

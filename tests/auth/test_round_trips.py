@@ -41,7 +41,7 @@ async def test_last_used_is_written_at_most_once_a_minute(
             await _me(client, key)
     assert (_writes(first), _writes(later)) == (1, 0), "\n\n".join(first + later)
     assert len(later) == 5, "one read per request"
-    [listed] = (await client.get("/api/api-keys", headers=tenant.admin.headers)).json()
+    [listed] = (await client.get("/api/api-keys", headers=tenant.admin.headers)).json()["items"]
     assert listed["last_used_at"] is not None
     async with db.sessionmaker() as session, session.begin():
         await session.execute(
@@ -50,5 +50,5 @@ async def test_last_used_is_written_at_most_once_a_minute(
     with counting_statements(db) as after_a_minute:
         await _me(client, key)
     assert _writes(after_a_minute) == 1
-    [relisted] = (await client.get("/api/api-keys", headers=tenant.admin.headers)).json()
+    [relisted] = (await client.get("/api/api-keys", headers=tenant.admin.headers)).json()["items"]
     assert relisted["last_used_at"] > listed["last_used_at"]

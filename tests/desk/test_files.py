@@ -47,13 +47,13 @@ async def test_upload_on_ticket_and_comment_then_download(
     assert response.status_code == 201, response.text
     on_comment = response.json()[0]
     assert on_comment["comment_id"] == note["id"] and on_comment["public"] is False
-    comments = await desk.get(f"/api/tickets/{t['id']}/comments")
+    comments = (await desk.get(f"/api/tickets/{t['id']}/comments"))["items"]
     assert comments[0]["file_ids"] == [on_comment["id"]]
 
     download = await desk.client.get(f"/api/tickets/{t['id']}/files/{first['id']}", headers=desk.headers)
     assert download.status_code == 200 and download.content == b"first file"
     assert "photo.txt" in download.headers["content-disposition"]
-    assert len(await desk.get(f"/api/tickets/{t['id']}/files")) == 3
+    assert len((await desk.get(f"/api/tickets/{t['id']}/files"))["items"]) == 3
 
 
 async def test_file_of_another_ticket_or_account_is_not_found(desk: Desk, other_tenant: Tenant) -> None:
@@ -90,7 +90,7 @@ async def test_oversized_file_is_413_problem_json(desk: Desk, small_files: Setti
     assert response.json()["code"] == "file_too_large"
     response = await upload(desk, t["id"], ("big.bin", b"x" * 1025))
     assert response.status_code == 413 and response.json()["code"] == "file_too_large"
-    assert await desk.get(f"/api/tickets/{t['id']}/files") == []
+    assert (await desk.get(f"/api/tickets/{t['id']}/files"))["items"] == []
     stored = [p for p in small_files.files_dir.rglob("*") if p.is_file()]
     assert stored == []
 
@@ -102,7 +102,7 @@ async def test_file_count_limit_refuses_the_next_file(desk: Desk, small_files: S
         assert (await upload(desk, t["id"], (f"{i}.txt", b"ok"))).status_code == 201
     response = await upload(desk, t["id"], ("4.txt", b"one too many"))
     assert response.status_code == 409 and response.json()["code"] == "too_many_files"
-    assert len(await desk.get(f"/api/tickets/{t['id']}/files")) == 3
+    assert len((await desk.get(f"/api/tickets/{t['id']}/files"))["items"]) == 3
 
 
 async def test_sixteenth_file_refused_with_default_limits(desk: Desk) -> None:
@@ -132,7 +132,9 @@ async def test_uploads_are_in_the_history_and_final_tickets_take_no_more(desk: D
     takes no new comments or files from staff (409 ticket_final)."""
     t = await desk.ticket()
     uploaded = (await upload(desk, t["id"], ("report.txt", b"report"))).json()[0]
-    added = [h for h in await desk.get(f"/api/tickets/{t['id']}/history") if h["kind"] == "file_added"]
+    added = [
+        h for h in (await desk.get(f"/api/tickets/{t['id']}/history"))["items"] if h["kind"] == "file_added"
+    ]
     assert len(added) == 1
     assert added[0]["data"]["file_id"] == uploaded["id"] and added[0]["data"]["filename"] == "report.txt"
     assert added[0]["actor_name"] == tenant.dispatcher.name
@@ -145,7 +147,7 @@ async def test_uploads_are_in_the_history_and_final_tickets_take_no_more(desk: D
         headers=desk.headers,
     )
     assert response.status_code == 409 and response.json()["code"] == "ticket_final"
-    assert len(await desk.get(f"/api/tickets/{t['id']}/files")) == 1
+    assert len((await desk.get(f"/api/tickets/{t['id']}/files"))["items"]) == 1
 
 
 async def test_stored_bytes_follow_their_own_transaction(

@@ -62,9 +62,9 @@ async def test_creating_a_full_ticket_takes_at_most_eleven_statements(
         found = await desk.get("/api/tickets", q=words)
         assert [t["id"] for t in found["items"]] == [made["id"]], words
     # Its history, the client's feed, the staff's notifications and the app users' live frames.
-    history = await desk.get(f"/api/tickets/{made['id']}/history")
+    history = (await desk.get(f"/api/tickets/{made['id']}/history"))["items"]
     assert [h["kind"] for h in history] == ["created"]
-    feed = await desk.get(f"/api/contacts/{contact['id']}/activity")
+    feed = (await desk.get(f"/api/contacts/{contact['id']}/activity"))["items"]
     assert [a["ref_id"] for a in feed] == [made["id"]]
     told = {m.payload["to"] for m in await messages(app.state.db) if m.payload["event"] == "new_ticket"}
     assert told == {tenant.admin.email, tenant.engineer.email}

@@ -114,7 +114,7 @@ async def test_workflow_refusals_are_problem_json(desk: Desk, tenant: Tenant) ->
     closed = await desk.post(f"/api/tickets/{tid}/rating", {"score": 5}, status=200)
     assert closed["status"] == "closed" and closed["closed_at"]
     assert (await desk.status(tid, "reopened", 409))["code"] == "transition_not_allowed"
-    history = await desk.get(f"/api/tickets/{tid}/history")
+    history = (await desk.get(f"/api/tickets/{tid}/history"))["items"]
     changes = [(h["data"]["from"], h["data"]["to"]) for h in history if h["kind"] == "status_changed"]
     assert changes == [
         ("open", "in_progress"),
@@ -145,7 +145,7 @@ async def test_client_may_only_confirm_or_reopen(db: Database, tenant: Tenant, d
         await service.change_status(
             session, tenant.id, t["id"], client_actor, "reopened", comment="Still broken"
         )
-    history = await desk.get(f"/api/tickets/{t['id']}/history")
+    history = (await desk.get(f"/api/tickets/{t['id']}/history"))["items"]
     reopened = history[-1]
     assert reopened["actor_kind"] == "contact"
     assert reopened["actor_name"] is None and reopened["actor_id"] is None
@@ -178,7 +178,7 @@ async def test_comments_needs_reply_and_important(db: Database, tenant: Tenant, 
     assert (await desk.get(f"/api/tickets/{tid}"))["flags"]["important"] is False  # ...then cleared
     await desk.post(f"/api/tickets/{tid}/comments", {"body": "Engineer is on the way", "public": True})
     assert not (await desk.get("/api/tickets", needs_reply="true"))["items"]
-    comments = await desk.get(f"/api/tickets/{tid}/comments")
+    comments = (await desk.get(f"/api/tickets/{tid}/comments"))["items"]
     assert [(c["author_kind"], c["public"], c["important"]) for c in comments] == [
         ("contact", True, False),
         ("employee", False, False),
@@ -252,7 +252,7 @@ async def test_history_of_assignment_rating_and_generic_kinds(
     assert rated["status"] == "closed" and rated["rating_score"] == 5
     again = await desk.client.post(f"/api/tickets/{tid}/rating", json={"score": 4}, headers=desk.headers)
     assert again.status_code == 409 and again.json()["code"] == "already_rated"
-    history = await desk.get(f"/api/tickets/{tid}/history")
+    history = (await desk.get(f"/api/tickets/{tid}/history"))["items"]
     kinds = [h["kind"] for h in history]
     assert kinds == [
         "created",
@@ -278,15 +278,18 @@ async def test_contact_activity_feed(db: Database, tenant: Tenant, other_tenant:
     await desk.post(f"/api/tickets/{first['id']}/rating", {"score": 4}, status=200)
     async with db.sessionmaker() as session, session.begin():
         await service.add_activity(session, tenant.id, contact["id"], "call", 99, "Incoming call, 2 min")
-    feed = await desk.get(f"/api/contacts/{contact['id']}/activity")
+    feed = (await desk.get(f"/api/contacts/{contact['id']}/activity"))["items"]
     assert [(e["kind"], e["summary"]) for e in feed] == [
         ("call", "Incoming call, 2 min"),
         ("rating", "Rated ticket #1: 4/5"),
         ("ticket", "Ticket #2: Second"),
         ("ticket", "Ticket #1: First"),
     ]
-    page = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=2, before_id=feed[1]["id"])
-    assert [e["id"] for e in page] == [feed[2]["id"], feed[3]["id"]]
+    feed_path = f"/api/contacts/{contact['id']}/activity"
+    head = await desk.get(feed_path, limit=2)
+    page = await desk.get(feed_path, limit=2, cursor=head["next_cursor"])
+    assert [e["id"] for e in page["items"]] == [feed[2]["id"], feed[3]["id"]]
+    assert page["next_cursor"] is None
     other = Desk(desk.client, other_tenant)
     assert (await other.get(f"/api/contacts/{contact['id']}/activity", expect=404))[
         "code"
@@ -333,7 +336,7 @@ async def test_feed_gets_tickets_linked_later_and_pages_by_time(
         f"/api/tickets/{t['id']}", json={"contact_id": contact["id"]}, headers=desk.headers
     )
     assert response.status_code == 200, response.text
-    feed = await desk.get(f"/api/contacts/{contact['id']}/activity")
+    feed = (await desk.get(f"/api/contacts/{contact['id']}/activity"))["items"]
     assert [(e["kind"], e["ref_id"]) for e in feed] == [("ticket", t["id"])]
     newer = await desk.ticket(title="Newer", contact_id=contact["id"])
     async with db.sessionmaker() as session, session.begin():
@@ -341,10 +344,12 @@ async def test_feed_gets_tickets_linked_later_and_pages_by_time(
         await service.add_activity(
             session, tenant.id, contact["id"], "call", 7, "Earlier call", now=utcnow() - timedelta(days=1)
         )
-    feed = await desk.get(f"/api/contacts/{contact['id']}/activity")
+    feed = (await desk.get(f"/api/contacts/{contact['id']}/activity"))["items"]
     assert [e["ref_id"] for e in feed] == [newer["id"], t["id"], 7]
-    first = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=1)
-    rest = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=5, before_id=first[0]["id"])
-    assert [e["ref_id"] for e in first + rest] == [newer["id"], t["id"], 7]
-    second = await desk.get(f"/api/contacts/{contact['id']}/activity", limit=5, before_id=rest[0]["id"])
-    assert [e["ref_id"] for e in second] == [7]
+    feed_path = f"/api/contacts/{contact['id']}/activity"
+    first = await desk.get(feed_path, limit=1)
+    rest = await desk.get(feed_path, limit=5, cursor=first["next_cursor"])
+    assert [e["ref_id"] for e in first["items"] + rest["items"]] == [newer["id"], t["id"], 7]
+    assert rest["next_cursor"] is None
+    second = await desk.get(feed_path, limit=1, cursor=(await desk.get(feed_path, limit=2))["next_cursor"])
+    assert [e["ref_id"] for e in second["items"]] == [7]

@@ -148,7 +148,7 @@ async def pair(issuer_hub: Hub, issuer: Tenant, acceptor_hub: Hub, acceptor: Ten
     )
     assert connected.status_code == 201, connected.text
     listed = await issuer_hub.client.get("/api/exchange/connections", headers=issuer.admin.headers)
-    issuer_side = [c for c in listed.json() if c["uuid"] == connected.json()["uuid"]]
+    issuer_side = [c for c in listed.json()["items"] if c["uuid"] == connected.json()["uuid"]]
     assert len(issuer_side) == 1
     return int(issuer_side[0]["id"]), int(connected.json()["id"])
 

@@ -28,7 +28,7 @@ async def tickets(http: httpx.AsyncClient, tenant: Tenant, base: str = "") -> li
     response = await http.get(f"{base}/api/tickets", headers=tenant.dispatcher.headers, params={"limit": 200})
     assert response.status_code == 200, response.text
     body = response.json()
-    return list(body["items"] if isinstance(body, dict) else body)
+    return list(body["items"])
 
 
 async def comment(
@@ -56,7 +56,7 @@ async def comments(
     response = await http.get(f"{base}/api/tickets/{ticket_id}/comments", headers=tenant.dispatcher.headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    return list(body["items"] if isinstance(body, dict) else body)
+    return list(body["items"])
 
 
 async def set_status(
@@ -119,7 +119,7 @@ async def files(
     response = await http.get(f"{base}/api/tickets/{ticket_id}/files", headers=tenant.dispatcher.headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    return list(body["items"] if isinstance(body, dict) else body)
+    return list(body["items"])
 
 
 async def partner_link(

@@ -223,7 +223,7 @@ class Partner:
         assert has_offset(accepted["iat"])
         self.hub_key = accepted["public_key"]
         listed = await self.hub.client.get("/api/exchange/connections", headers=self.tenant.admin.headers)
-        self.connection_id = next(c["id"] for c in listed.json() if c["uuid"] == self.conn)
+        self.connection_id = next(c["id"] for c in listed.json()["items"] if c["uuid"] == self.conn)
         return accepted
 
     def envelope(
@@ -356,7 +356,9 @@ async def test_handshake_connects_and_the_answer_verifies(one_hub: Hub, inbox: P
     ).json()
     assert mine["partner_name"] == PARTNER_NAME and mine["partner_hub_url"] == PARTNER_URL
     assert mine["state"] == "active" and mine["side"] == "issuer"
-    keys = (await one_hub.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
+    keys = (await one_hub.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()[
+        "items"
+    ]
     assert keys[0]["state"] == "used"
 
 
@@ -389,7 +391,9 @@ async def test_handshake_refuses_used_revoked_and_expired_keys(one_hub: Hub, inb
     refused((await partner.handshake(used))[0], 409, "pairing_key_used")
 
     revoked = await partner.issue_key()
-    keys = (await one_hub.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
+    keys = (await one_hub.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()[
+        "items"
+    ]
     key_id = next(k["id"] for k in keys if k["kid"] == decode_pairing_key(revoked)["kid"])
     revoke = await one_hub.client.delete(f"/api/exchange/pairing-keys/{key_id}", headers=alpha.admin.headers)
     assert revoke.status_code == 200, revoke.text
@@ -868,7 +872,7 @@ async def test_the_hub_as_sender_handles_each_answer_per_the_table(
     delivery = await _connection_delivery(partner)
     assert delivery["dead"] >= 1 and "message_id_reused" in (delivery["last_error"] or "")
     history = await hub.client.get(f"/api/tickets/{original['id']}/history", headers=alpha.dispatcher.headers)
-    assert "partner_protocol_error" in [event["kind"] for event in history.json()]
+    assert "partner_protocol_error" in [event["kind"] for event in history.json()["items"]]
 
 
 def test_signatures_of_the_hub_verify_only_with_its_key() -> None:

@@ -279,7 +279,9 @@ async def test_dead_letter_after_the_bound_is_visible_on_the_connection(
         await drain_outbox(a.app.state.jobs, now=later)
     status = (await a.client.get(f"/api/exchange/connections/{a_conn}", headers=alpha.admin.headers)).json()
     assert status["delivery"]["dead"] == 1 and status["delivery"]["backlog"] == 0
-    dead = (await a.client.get("/api/outbox", params={"status": "dead"}, headers=alpha.admin.headers)).json()
+    dead = (await a.client.get("/api/outbox", params={"status": "dead"}, headers=alpha.admin.headers)).json()[
+        "items"
+    ]
     dead_items = dead["items"] if isinstance(dead, dict) else dead
     router.down.clear()
     retried = await a.client.post(f"/api/outbox/{dead_items[0]['id']}/retry", headers=alpha.admin.headers)

@@ -55,7 +55,8 @@ async def test_pairing_key_shown_once_stored_only_as_verifier(two_hubs: tuple[Hu
     expires = datetime.fromisoformat(issued.json()["pairing_key"]["expires_at"])
     assert timedelta(hours=71.9) < expires - datetime.now(UTC) <= timedelta(hours=72)
     listed = await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)
-    assert listed.json()[0]["state"] == "usable" and listed.json()[0]["label"] == "for Beta"
+    [listed_key] = listed.json()["items"]
+    assert listed_key["state"] == "usable" and listed_key["label"] == "for Beta"
     assert decoded["secret"] not in listed.text and key not in listed.text
     async with a.db.sessionmaker() as session:
         rows = (await session.execute(text("SELECT * FROM exchange_pairing_keys"))).all()
@@ -84,7 +85,7 @@ async def test_connect_across_two_hubs_both_sides_list_the_partner(two_hubs: tup
         "last_error": None,
         "held": 0,
     }
-    keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
+    keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()["items"]
     assert keys[0]["state"] == "used" and keys[0]["connection_id"] == a_conn
 
 
@@ -93,7 +94,9 @@ async def test_connect_on_one_hub(one_hub: Hub) -> None:
     alpha, beta, _ = one_hub.tenants
     a_conn, b_conn = await pair(one_hub, alpha, one_hub, beta)
     assert a_conn != b_conn
-    beta_view = (await one_hub.client.get("/api/exchange/connections", headers=beta.admin.headers)).json()
+    beta_view = (await one_hub.client.get("/api/exchange/connections", headers=beta.admin.headers)).json()[
+        "items"
+    ]
     assert [c["partner_name"] for c in beta_view] == ["Alpha Security"]
     # Alpha cannot pair with itself.
     issued = await one_hub.client.post("/api/exchange/pairing-keys", json={}, headers=alpha.admin.headers)
@@ -139,7 +142,7 @@ async def test_reused_expired_revoked_and_forged_keys_are_refused(two_hubs: tupl
     await _refused(b, expired, 410, "pairing_key_expired")
 
     revoked = await issue()
-    keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()
+    keys = (await a.client.get("/api/exchange/pairing-keys", headers=alpha.admin.headers)).json()["items"]
     key_id = next(k["id"] for k in keys if k["kid"] == _decode(revoked)["kid"])
     revoke = await a.client.delete(f"/api/exchange/pairing-keys/{key_id}", headers=alpha.admin.headers)
     assert revoke.status_code == 200 and revoke.json()["state"] == "revoked"

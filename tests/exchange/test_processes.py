@@ -76,7 +76,9 @@ async def _pair(http: httpx.AsyncClient, a: HubProcess, b: HubProcess) -> tuple[
         headers=beta.admin.headers,
     )
     assert connected.status_code == 201, connected.text
-    listed = (await http.get(f"{a.base_url}/api/exchange/connections", headers=alpha.admin.headers)).json()
+    listed = (await http.get(f"{a.base_url}/api/exchange/connections", headers=alpha.admin.headers)).json()[
+        "items"
+    ]
     mine = [c for c in listed if c["uuid"] == connected.json()["uuid"]]
     assert [c["partner_name"] for c in mine] == [beta.name] and mine[0]["state"] == "active"
     assert connected.json()["partner_name"] == alpha.name
@@ -240,7 +242,7 @@ async def test_two_hub_processes_full_exchange(tmp_path: Path) -> None:
                 headers=beta.admin.headers,
             )
             assert listed.status_code == 200, listed.text
-            return [m["id"] for m in listed.json()]
+            return [m["id"] for m in listed.json()["items"]]
 
         before = await exchange_queue()
         await desk.comment(http, beta, copy2["id"], "after the end", public=True, base=b.base_url)

@@ -141,7 +141,7 @@ async def test_a_second_message_under_a_used_number_is_a_dead_letter_with_its_re
     status = await a.client.get(f"/api/exchange/connections/{a_conn}", headers=alpha.admin.headers)
     assert status.json()["delivery"]["dead"] == 1
     history = await a.client.get(f"/api/tickets/{original['id']}/history", headers=alpha.dispatcher.headers)
-    errors = [h for h in _items(history.json()) if h["kind"] == "partner_protocol_error"]
+    errors = [h for h in history.json()["items"] if h["kind"] == "partner_protocol_error"]
     assert len(errors) == 1 and errors[0]["data"]["code"] == "seq_already_used"
     in_b = [c["body"] for c in await desk.comments(b.client, beta, copy["id"])]
     assert "other words" not in in_b and in_b.count("first words") == 1
@@ -162,9 +162,5 @@ async def test_a_comment_on_a_ticket_the_partner_cancelled_is_refused_and_shown_
     on_a = [c["body"] for c in await desk.comments(a.client, alpha, original["id"])]
     assert any("did not accept a comment" in body and "ticket_final" in body for body in on_a), on_a
     history = await a.client.get(f"/api/tickets/{original['id']}/history", headers=alpha.dispatcher.headers)
-    refused = [h for h in _items(history.json()) if h["kind"] == "partner_refused"]
+    refused = [h for h in history.json()["items"] if h["kind"] == "partner_refused"]
     assert [h["data"]["code"] for h in refused] == ["ticket_final"]
-
-
-def _items(body: Any) -> list[dict[str, Any]]:
-    return list(body["items"] if isinstance(body, dict) else body)

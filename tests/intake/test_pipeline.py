@@ -121,7 +121,7 @@ async def test_refusals_failures_and_retry_are_visible_to_administrators(
     finally:
         probe.Probe.apply = original_apply  # type: ignore[method-assign]
     admin = tenant.admin.headers
-    listed = (await client.get("/api/intake/events?source=probe", headers=admin)).json()
+    listed = (await client.get("/api/intake/events?source=probe", headers=admin)).json()["items"]
     by_body = {}
     for item in listed:
         detail = (await client.get(f"/api/intake/events/{item['id']}", headers=admin)).json()
@@ -136,7 +136,7 @@ async def test_refusals_failures_and_retry_are_visible_to_administrators(
         "apply_error",
     )
     assert "the domain is broken today" in failed["error_detail"]
-    only_failed = (await client.get("/api/intake/events?state=failed", headers=admin)).json()
+    only_failed = (await client.get("/api/intake/events?state=failed", headers=admin)).json()["items"]
     assert [item["id"] for item in only_failed] == [failed["id"]]
     retried = await client.post(f"/api/intake/events/{failed['id']}/retry", headers=admin)
     assert retried.status_code == 200 and retried.json()["state"] == "pending"

@@ -265,7 +265,7 @@ async def test_seed_app_ticket_rated_only_by_its_author_once(
     assert card["status"] == "closed"  # a rating confirms the resolution (DESK-4)
     history = await client.get(f"/api/tickets/{ticket_id}/history", headers=tenant.dispatcher.headers)
     assert history.status_code == 200, history.text
-    rated = [e for e in history.json() if e["kind"] == "rated"]
+    rated = [e for e in history.json()["items"] if e["kind"] == "rated"]
     assert [e["data"] for e in rated] == [{"score": 4, "comment": "Quick and tidy"}]
     assert _row(await _list(client, site, site.admin2), ticket_id)["rating_score"] == 4
 

@@ -152,7 +152,7 @@ async def _intake_events(client: httpx.AsyncClient, tenant: Tenant, **params: st
         "/api/intake/events", params={"source": "monitoring", **params}, headers=tenant.admin.headers
     )
     assert listed.status_code == 200, listed.text
-    return list(listed.json())
+    return list(listed.json()["items"])
 
 
 async def test_each_request_is_an_intake_event_the_administrators_see(

@@ -137,13 +137,15 @@ async def test_channel_settings_hide_secrets_and_refuse_bad_config(
     """DESK-10: administrators configure channels; secrets are never shown back; bad settings are a 422 problem."""
     await configure(client, tenant, "telegram", {"bot_token": TG_TOKEN, "base_url": TG_BASE})
     listed = await client.get("/api/notifications/channels", headers=tenant.admin.headers)
-    telegram = next(c for c in listed.json() if c["channel"] == "telegram")
+    telegram = next(c for c in listed.json()["items"] if c["channel"] == "telegram")
     assert telegram["configured"] and telegram["secrets_set"] == ["bot_token"]
     assert TG_TOKEN not in listed.text
     # Changing a non-secret field keeps the stored secret.
     await configure(client, tenant, "telegram", {"base_url": "https://tg2.test"})
     listed = await client.get("/api/notifications/channels", headers=tenant.admin.headers)
-    assert next(c for c in listed.json() if c["channel"] == "telegram")["secrets_set"] == ["bot_token"]
+    assert next(c for c in listed.json()["items"] if c["channel"] == "telegram")["secrets_set"] == [
+        "bot_token"
+    ]
     bad = await client.put(
         "/api/notifications/channels",
         json={"channel": "webhook", "config": {"url": "ftp://x", "secret": "nope"}},
@@ -668,7 +670,7 @@ async def test_concurrent_channel_rule_and_contact_point_saves_all_succeed(
     assert [a.status_code for a in answers] == [200] * 6 + [201] * 3, [a.text for a in answers]
     assert len({a.json()["id"] for a in answers[6:]}) == 1
     listed = await client.get("/api/notifications/channels", headers=headers)
-    assert next(c for c in listed.json() if c["channel"] == "telegram")["configured"] is True
+    assert next(c for c in listed.json()["items"] if c["channel"] == "telegram")["configured"] is True
     rules_now = await client.get("/api/notifications/rules", headers=headers)
     assert rules_now.json()["rules"]["status_changed"]["sms"] is False
 

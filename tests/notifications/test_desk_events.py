@@ -138,8 +138,8 @@ async def test_failing_channel_never_blocks_or_undoes_the_ticket_action(
     assert all((m.status, m.attempts) == ("dead", bound) for m in await messages(jobs.db))
     dead = await client.get("/api/outbox", params={"status": "dead"}, headers=tenant.admin.headers)
     assert dead.status_code == 200
-    assert {m["id"] for m in dead.json()} == {m.id for m in queued}
-    assert all("gave up after" in m["last_error"] for m in dead.json())
+    assert {m["id"] for m in dead.json()["items"]} == {m.id for m in queued}
+    assert all("gave up after" in m["last_error"] for m in dead.json()["items"])
     # The ticket stays as the dispatcher left it.
     again = await client.get(f"/api/tickets/{ticket['id']}", headers=tenant.dispatcher.headers)
     assert again.json()["status"] == "cancelled"

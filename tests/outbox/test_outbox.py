@@ -86,7 +86,9 @@ async def test_never_answering_far_side_ends_in_visible_dead_letter_and_can_be_r
         far.post(FAR).mock(side_effect=httpx.ConnectTimeout("no answer"))
         for _ in range(bound + 2):
             await drain_outbox(jobs, now=_later(10**6))
-    dead = (await client.get("/api/outbox", params={"status": "dead"}, headers=tenant.admin.headers)).json()
+    dead = (await client.get("/api/outbox", params={"status": "dead"}, headers=tenant.admin.headers)).json()[
+        "items"
+    ]
     assert [m["idempotency_key"] for m in dead] == ["doomed"]
     assert dead[0]["attempts"] == bound
     detail = (await client.get(f"/api/outbox/{dead[0]['id']}", headers=tenant.admin.headers)).json()

@@ -54,7 +54,7 @@ class World:
         return (body.get("ext_flags") or body.get("flags", {}).get("ext") or {}).get("payment")  # type: ignore[no-any-return]
 
     async def history_kinds(self, ticket_id: int) -> list[str]:
-        events = await self.get(f"/api/tickets/{ticket_id}/history")
+        events = (await self.get(f"/api/tickets/{ticket_id}/history"))["items"]
         items = events["items"] if isinstance(events, dict) else events
         return [event["kind"] for event in items]
 

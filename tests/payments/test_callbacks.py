@@ -160,7 +160,7 @@ OK = {"yookassa": 200, "tbank": 200, "cloudpayments": 200, "stripe": 200, "stand
 
 async def _final(world: World, invoice_id: int) -> tuple[Any, ...]:
     invoice = await world.get(f"/api/invoices/{invoice_id}")
-    refunds = await world.get(f"/api/invoices/{invoice_id}/refunds")
+    refunds = (await world.get(f"/api/invoices/{invoice_id}/refunds"))["items"]
     return (
         invoice["status"],
         Decimal(invoice["paid_amount"]),
@@ -183,7 +183,7 @@ async def test_three_times_concurrently_in_reverse_order(world: World, far: Any,
             # a byte-identical signed request repeated is a replay (409) for the timestamped schemes
             assert answer.status_code in (OK[provider], 409), answer.text
     assert await _final(world, invoice["id"]) == EXPECTED
-    log = await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers)
+    log = (await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers))["items"]
     applied = Counter(entry["apply_key"] for entry in log if entry["outcome"] == "applied")
     # each fact (payment succeeded, refund succeeded, ...) applied by exactly one delivery
     assert applied and all(count == 1 for count in applied.values()), applied
@@ -216,7 +216,7 @@ async def _rejections(world: World) -> list[str]:
     log = await world.get(
         "/api/intake/events?source=payments&outcome=rejected", headers=world.tenant.admin.headers
     )
-    return [entry["error_code"] for entry in log]
+    return [entry["error_code"] for entry in log["items"]]
 
 
 async def test_tbank_bad_inputs(world: World, far: Any) -> None:
@@ -257,7 +257,7 @@ async def test_tbank_bad_inputs(world: World, far: Any) -> None:
     await _unchanged(world, invoice)
     assert sorted(await _rejections(world)) == sorted(answers)
     log = await world.get("/api/payments/callbacks?outcome=rejected", headers=world.tenant.admin.headers)
-    assert sorted(entry["code"] for entry in log) == ["amount_mismatch", "unknown_invoice"]
+    assert sorted(entry["code"] for entry in log["items"]) == ["amount_mismatch", "unknown_invoice"]
 
 
 async def test_cloudpayments_bad_inputs_answer_documented_codes(world: World, far: Any) -> None:

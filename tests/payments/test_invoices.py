@@ -54,8 +54,10 @@ async def test_price_list(world: World) -> None:
         f"/api/price-list/{item['id']}", json={"archived": True}, headers=world.tenant.admin.headers
     )
     assert archived.status_code == 200 and archived.json()["archived"] is True
-    assert [i["code"] for i in await world.get("/api/price-list")] == []
-    assert [i["code"] for i in await world.get("/api/price-list?include_archived=true")] == ["WORK-1"]
+    assert [i["code"] for i in (await world.get("/api/price-list"))["items"]] == []
+    assert [i["code"] for i in (await world.get("/api/price-list?include_archived=true"))["items"]] == [
+        "WORK-1"
+    ]
     ticket_id = await world.ticket()
     refused = await world.client.post(
         "/api/invoices",
@@ -131,10 +133,10 @@ async def test_invoice_lines_totals_and_states(world: World, far: Any) -> None:
     assert {"invoice_created", "invoice_issued", "invoice_paid"} <= set(kinds)
     # PAY-8 in the ticket list; DESK-8 the client's activity feed
     listed = await world.get("/api/tickets")
-    items = listed["items"] if isinstance(listed, dict) else listed
+    items = listed["items"]
     row = next(t for t in items if t["id"] == ticket_id)
     assert row["ext_flags"]["payment"]["invoice"] == "paid"
-    feed = await world.get(f"/api/contacts/{world.contact_id}/activity")
+    feed = (await world.get(f"/api/contacts/{world.contact_id}/activity"))["items"]
     assert {"invoice_issued", "invoice_paid"} <= {entry["kind"] for entry in feed}
 
 

@@ -43,7 +43,7 @@ async def test_lost_payment_callback_yookassa(world: World, far: Any) -> None:
         account, yk.notification("payment.succeeded", yk.payments[invoice["provider_payment_id"]])
     )
     assert late.status_code == 200
-    log = await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers)
+    log = (await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers))["items"]
     assert [(e["source"], e["outcome"]) for e in reversed(log)] == [
         ("reconciliation", "applied"),
         ("callback", "duplicate"),

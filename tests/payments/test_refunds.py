@@ -271,7 +271,7 @@ async def test_gateway_success_after_failure_wins(world: World) -> None:
     )
     await world.act(f"/api/refunds/{refund['id']}/approve")
     await world.drain()
-    log = await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers)
+    log = (await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers))["items"]
     assert [e for e in log if e["outcome"] == "rejected"] == []
     data = {"invoice_ref": invoice["payment_ref"], "refund_ref": f"ref{refund['id']}", "currency": "RUB"}
     failed = await world.callback(account, sw.event("refund.failed", {**data, "amount": "1500.00"}))
@@ -315,7 +315,7 @@ async def test_tbank_two_equal_partial_refunds(world: World, far: Any) -> None:
     assert await reconcile(world.app.state.jobs, now=utcnow() + timedelta(hours=2)) == 0
     after = await world.get(f"/api/invoices/{invoice['id']}")
     assert (after["refunded_amount"], after["refundable_amount"]) == ("1000.00", "500.00")
-    listed = await world.get(f"/api/invoices/{invoice['id']}/refunds")
+    listed = (await world.get(f"/api/invoices/{invoice['id']}/refunds"))["items"]
     assert len(listed) == 2
 
 

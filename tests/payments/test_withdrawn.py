@@ -113,7 +113,7 @@ async def test_payment_after_withdrawal_reaches_staff(world: World) -> None:
     retry = sw.event("payment.succeeded", data, msg_id="msg_late", timestamp=stamp)
     assert (await world.callback(account, retry)).status_code == 204  # the gateway's retry: a duplicate
     assert (await world.get(f"/api/invoices/{invoice['id']}"))["status"] == "draft"
-    log = await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers)
+    log = (await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers))["items"]
     review = [e for e in log if e["outcome"] == "review"]
     assert [(e["code"], e["invoice_id"]) for e in review] == [("paid_after_withdrawal", invoice["id"])]
     assert "unknown_invoice" not in {e["code"] for e in log}
@@ -144,7 +144,9 @@ async def test_retry_of_an_applied_event_after_reissue_is_a_duplicate(world: Wor
     )
     answer = await world.callback(account, retry)
     assert answer.status_code == 204, answer.text
-    log = await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers)
+    log = (await world.get("/api/payments/callbacks", headers=world.tenant.admin.headers))["items"]
     assert [e["outcome"] for e in reversed(log)] == ["applied"]
-    received = await world.get("/api/intake/events?source=payments", headers=world.tenant.admin.headers)
+    received = (await world.get("/api/intake/events?source=payments", headers=world.tenant.admin.headers))[
+        "items"
+    ]
     assert [(e["state"], e["outcome"]) for e in received] == [("done", "applied")]  # stored once

@@ -27,7 +27,7 @@ async def _match(client: httpx.AsyncClient, tenant: Tenant, number: str) -> set[
         "/api/phones/match", params={"number": number}, headers=tenant.engineer.headers
     )
     assert response.status_code == 200, response.text
-    return {(m["owner_kind"], m["owner_id"]) for m in response.json()}
+    return {(m["kind"], m["id"]) for m in response.json()}
 
 
 async def test_company_with_phones_manager_and_contacts(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -61,7 +61,7 @@ async def test_company_with_phones_manager_and_contacts(client: httpx.AsyncClien
     listed = await client.get(
         "/api/contacts", params={"company_id": company["id"]}, headers=tenant.engineer.headers
     )
-    assert [c["id"] for c in listed.json()] == [staff["id"]]
+    assert [c["id"] for c in listed.json()["items"]] == [staff["id"]]
 
     changed = await client.patch(f"/api/companies/{company['id']}", json={"category": "Regular"}, headers=h)
     assert changed.status_code == 200 and changed.json()["category"] == "Regular"
@@ -116,7 +116,7 @@ async def test_object_number_is_unique_per_account(
     # Another account may use the same number.
     await _post(client, "/api/objects", other_tenant.dispatcher.headers, {"number": "1001", "name": "Theirs"})
     found = await client.get("/api/objects", params={"q": "lenina"}, headers=h)
-    assert [o["id"] for o in found.json()] == [first["id"]]
+    assert [o["id"] for o in found.json()["items"]] == [first["id"]]
 
 
 async def test_object_users_with_roles_and_app_logins(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -137,7 +137,7 @@ async def test_object_users_with_roles_and_app_logins(client: httpx.AsyncClient,
         f"/api/objects/{obj['id']}/users", json={"contact_id": guard["id"], "role": "owner"}, headers=h
     )
     assert bad_role.status_code == 400
-    users = (await client.get(f"/api/objects/{obj['id']}/users", headers=h)).json()
+    users = (await client.get(f"/api/objects/{obj['id']}/users", headers=h)).json()["items"]
     assert {(u["contact_id"], u["role"]) for u in users} == {(boss["id"], "admin"), (guard["id"], "user")}
     promoted = await client.patch(
         f"/api/objects/{obj['id']}/users/{plain['id']}", json={"role": "admin"}, headers=h
@@ -172,7 +172,7 @@ async def test_object_users_with_roles_and_app_logins(client: httpx.AsyncClient,
 
     removed = await client.delete(f"/api/objects/{obj['id']}/users/{admin_user['id']}", headers=h)
     assert removed.status_code == 204
-    assert len((await client.get(f"/api/objects/{obj['id']}/users", headers=h)).json()) == 1
+    assert len((await client.get(f"/api/objects/{obj['id']}/users", headers=h)).json()["items"]) == 1
 
 
 async def test_phone_match_on_last_digits_in_every_written_form(
@@ -205,7 +205,7 @@ async def test_phone_match_on_last_digits_in_every_written_form(
     assert await _match(client, tenant, "+7 999 000 00 00") == set()
 
     detail = (await client.get("/api/phones/match", params={"number": "84951234567"}, headers=h)).json()
-    by_kind = {m["owner_kind"]: m for m in detail}
+    by_kind = {m["kind"]: m for m in detail}
     assert by_kind["contact"]["company_id"] == company["id"]
     assert by_kind["company"]["name"] == "Romashka"
 
@@ -265,7 +265,7 @@ async def test_foreign_people_are_not_found(
         assert response.status_code == 404, path
         assert (await client.delete(path, headers=h)).status_code == 404
     for path in ("/api/companies", "/api/contacts", "/api/objects"):
-        assert (await client.get(path, headers=h)).json() == []
+        assert (await client.get(path, headers=h)).json() == {"items": [], "next_cursor": None}
 
 
 async def test_phone_suffix_lookup_is_an_index_range_scan(

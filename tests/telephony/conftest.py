@@ -95,9 +95,13 @@ async def clients(client: httpx.AsyncClient, tenant: Tenant) -> Clients:
 
 
 async def calls(client: httpx.AsyncClient, tenant: Tenant, **params: Any) -> list[dict[str, Any]]:
+    return list((await call_page(client, tenant, **params))["items"])
+
+
+async def call_page(client: httpx.AsyncClient, tenant: Tenant, **params: Any) -> dict[str, Any]:
     r = await client.get("/api/telephony/calls", params=params, headers=tenant.dispatcher.headers)
     assert r.status_code == 200, r.text
-    return list(r.json())
+    return dict(r.json())
 
 
 async def call_of(client: httpx.AsyncClient, tenant: Tenant, external_id: str) -> dict[str, Any]:
@@ -112,7 +116,7 @@ async def inbound(client: httpx.AsyncClient, tenant: Tenant, **params: Any) -> l
         "/api/intake/events", params={"source": "telephony", **params}, headers=tenant.admin.headers
     )
     assert r.status_code == 200, r.text
-    return list(reversed(r.json()))
+    return list(reversed(r.json()["items"]))
 
 
 async def popups(db: Database, tenant: Tenant, employee_id: int) -> list[str]:

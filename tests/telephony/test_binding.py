@@ -31,7 +31,7 @@ async def _ticket(client: httpx.AsyncClient, tenant: Tenant, **fields: Any) -> d
 async def _history_kinds(client: httpx.AsyncClient, tenant: Tenant, ticket_id: int) -> list[str]:
     r = await client.get(f"/api/tickets/{ticket_id}/history", headers=tenant.dispatcher.headers)
     assert r.status_code == 200, r.text
-    return [entry["kind"] for entry in r.json()]
+    return [entry["kind"] for entry in r.json()["items"]]
 
 
 async def test_ticket_created_during_call_is_bound(
@@ -48,7 +48,7 @@ async def test_ticket_created_during_call_is_bound(
     ]
     listed = (
         await client.get(f"/api/telephony/tickets/{ticket['id']}/calls", headers=tenant.dispatcher.headers)
-    ).json()
+    ).json()["items"]
     assert [c["id"] for c in listed] == [call_id]
     assert "call_bound" in await _history_kinds(client, tenant, ticket["id"])
     assert [c["id"] for c in await calls(client, tenant, ticket_id=ticket["id"])] == [call_id]
@@ -119,14 +119,14 @@ async def test_ended_calls_in_client_activity(
     await pbx.hub(event="hangup", call_id="a-2", cause="normalClearing", duration=125)
     r = await client.get(f"/api/contacts/{clients.contact_id}/activity", headers=tenant.dispatcher.headers)
     assert r.status_code == 200, r.text
-    calls_in_feed = [e for e in r.json() if e["kind"] == "call"]
+    calls_in_feed = [e for e in r.json()["items"] if e["kind"] == "call"]
     assert [e["summary"] for e in calls_in_feed] == ["Incoming call, 2:05"]
     call = (await calls(client, tenant, contact_id=clients.contact_id))[0]
     assert calls_in_feed[0]["ref_id"] == call["id"]
     r = await client.get(
         f"/api/contacts/{clients.other_contact_id}/activity", headers=tenant.dispatcher.headers
     )
-    assert [e["ref_id"] for e in r.json() if e["kind"] == "call"] == [call["id"]]
+    assert [e["ref_id"] for e in r.json()["items"] if e["kind"] == "call"] == [call["id"]]
 
 
 async def test_popup_lists_the_callers_open_tickets(

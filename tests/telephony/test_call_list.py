@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import Tenant
-from tests.telephony.conftest import Clients, Pbx, calls
+from tests.telephony.conftest import Clients, Pbx, call_page, calls
 
 
 async def _day_of_calls(pbx: Pbx) -> None:
@@ -82,14 +82,15 @@ async def test_call_list_filters(
 async def test_call_list_columns_and_paging(
     client: httpx.AsyncClient, tenant: Tenant, pbx: Pbx, clients: Clients
 ) -> None:
-    """TEL-6: newest first, paged with ``before_id``; the employee's name, the client, duration,
+    """TEL-6: newest first, paged with ``cursor``; the employee's name, the client, duration,
     answered/missed columns; a date without a zone is refused clearly."""
     await _day_of_calls(pbx)
-    first = await calls(client, tenant, limit=2)
-    assert [c["external_id"] for c in first] == ["a-4", "a-3"]
-    rest = await calls(client, tenant, limit=2, before_id=first[-1]["id"])
+    first = await call_page(client, tenant, limit=2)
+    assert [c["external_id"] for c in first["items"]] == ["a-4", "a-3"]
+    page = await call_page(client, tenant, limit=2, cursor=first["next_cursor"])
+    rest = page["items"]
     assert [c["external_id"] for c in rest] == ["a-2", "a-1"]
-    assert await calls(client, tenant, limit=2, before_id=rest[-1]["id"]) == []
+    assert page["next_cursor"] is None
     a1 = rest[-1]
     assert (a1["employee_id"], a1["employee_name"]) == (tenant.engineer.id, tenant.engineer.name)
     assert a1["client"]["id"] == clients.contact_id and a1["duration_seconds"] == 60

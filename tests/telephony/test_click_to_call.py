@@ -127,7 +127,7 @@ async def test_click_to_call_refused_by_pbx_fails_visibly(
     assert await calls(client, tenant, missed="true") == []
     assert [c["id"] for c in await calls(client, tenant, missed="false")] == [call["id"]]
     dead = await client.get("/api/outbox", params={"status": "dead"}, headers=tenant.admin.headers)
-    assert [m["topic"] for m in dead.json()] == ["telephony.originate"]
+    assert [m["topic"] for m in dead.json()["items"]] == ["telephony.originate"]
 
 
 async def test_click_to_call_needs_setup_extension_and_digits(

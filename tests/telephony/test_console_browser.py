@@ -111,5 +111,5 @@ async def test_console_popup_and_ticket_from_call(
     assert ticket["contact_id"] == clients.other_contact_id
     listed = (
         await client.get(f"/api/telephony/tickets/{ticket_id}/calls", headers=tenant.dispatcher.headers)
-    ).json()
+    ).json()["items"]
     assert [c["id"] for c in listed] == [call_id]

@@ -350,7 +350,7 @@ async def test_wrong_token_is_401_and_records_nothing(
     assert {c["external_id"] for c in await calls(client, tenant)} == {"t-1", "t-2"}
     # The other tenant sees none of it.
     r = await client.get("/api/telephony/calls", headers=other_tenant.admin.headers)
-    assert r.json() == []
+    assert r.json() == {"items": [], "next_cursor": None}
 
 
 async def test_settings_per_account(
@@ -468,4 +468,4 @@ async def test_refused_events_are_listed_for_administrators(
     assert await inbound(client, tenant, state="done") == []
     assert await _count(db, Call) == 0 and await _count(db, CallEventLog) == 0
     r = await client.get("/api/intake/events", headers=other_tenant.admin.headers)
-    assert r.json() == []
+    assert r.json() == {"items": [], "next_cursor": None}
