@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     alarm = commands.add_parser(
         "alarm-receiver", help="run the SIA DC-09 alarm receiver (TCP and UDP) and the intake worker"
     )
-    alarm.add_argument("--host")
+    alarm.add_argument("--host", help="address to listen on (default HUB_ALARM_HOST, else 127.0.0.1)")
     alarm.add_argument("--tcp-port", type=int, help="0: no TCP listener")
     alarm.add_argument("--udp-port", type=int, help="0: no UDP listener")
     alarm.add_argument(

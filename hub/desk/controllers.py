@@ -498,6 +498,7 @@ class TicketController(Controller):
     async def delete_file(
         self, ticket_id: int, file_id: int, db_session: AsyncSession, principal: Principal, settings: Settings
     ) -> None:
+        await visibility.require_ticket(db_session, principal, ticket_id)
         await desk_files.delete_file(
             db_session, settings, principal.account_id, ticket_id, file_id, Actor.from_principal(principal)
         )

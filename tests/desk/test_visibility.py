@@ -143,7 +143,8 @@ async def test_engineer_cannot_reach_a_hidden_ticket_on_any_route(hidden: World)
         await until_logged(w.db)
         if await snapshot(w.db) != before:
             failures.append(f"{ep}: the database changed after the engineer's refused request")
-        if ep.method == "GET":
+        # The client app's routes answer app users only (their own walk: tests/client).
+        if ep.method == "GET" and not ep.path.startswith("/api/app/"):
             seen = await _request(w, ep, values, a.dispatcher.headers, {}, query)
             if seen.status_code != 200:
                 failures.append(f"{ep}: the dispatcher got {seen.status_code} (the rule hides too much)")
