@@ -16,6 +16,7 @@ from hub.client.schemas import ClientCommentRead, ClientFileRead, ClientReply, C
 from hub.desk import files as desk_files
 from hub.desk.controllers import UploadOperation, comment_id_field, received_uploads
 from hub.monitoring.schemas import AppTicketRead
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.settings import Settings
 
 __all__ = ["ClientTicketController"]
@@ -25,6 +26,17 @@ class ClientTicketController(Controller):
     path = "/api/app/tickets"
     tags = ["client app"]
     guards = [app_users]
+
+    @get("/", summary="The client's own tickets (client or author), newest first (DESK-11)")
+    async def own_tickets(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[AppTicketRead]:
+        rows, next_cursor = await service.own_tickets(db_session, principal, cursor=cursor, limit=limit)
+        return Page(rows, next_cursor)
 
     @get("/{ticket_id:int}", summary="One ticket as the app shows it, with what the user may do (DESK-11)")
     async def get_ticket(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.principal import Principal
@@ -23,6 +23,7 @@ from hub.errors import Forbidden, NotFound, Unprocessable
 from hub.monitoring import rules
 from hub.monitoring.schemas import AppTicketRead
 from hub.monitoring.service import app_ticket_views
+from hub.paging import by_id, fetch_page
 from hub.people.models import ObjectUser, ObjectUserRole
 from hub.settings import Settings
 
@@ -102,6 +103,28 @@ async def _party(
             code="not_in_conversation",
         )
     return seen
+
+
+async def own_tickets(
+    session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
+) -> tuple[list[AppTicketRead], str | None]:
+    """DESK-11: the tickets this client is the client or the author of, newest first (a contact
+    given access who uses no object finds them here; an object's users also have its list)."""
+    contact_id = principal.contact_id
+    if contact_id is None:
+        return [], None
+    query = select(Ticket).where(
+        Ticket.account_id == principal.account_id,
+        Ticket.type != "internal",
+        or_(
+            Ticket.contact_id == contact_id,
+            and_(Ticket.created_by_kind == "contact", Ticket.created_by_id == contact_id),
+        ),
+    )
+    rows, next_cursor = await fetch_page(
+        session, query, by_id(Ticket.id, newest_first=True), cursor=cursor, limit=limit
+    )
+    return await app_ticket_views(session, rows, contact_id, False), next_cursor
 
 
 async def view(session: AsyncSession, seen: ClientTicket) -> AppTicketRead:

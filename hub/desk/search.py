@@ -18,6 +18,7 @@ __all__ = ["TICKET_ORDERS", "TicketSort", "text_condition"]
 
 _PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 _priority_rank = case(_PRIORITY_RANK, value=Ticket.priority, else_=1)
+_important_rank = case((Ticket.important.is_(True), 1), else_=0)
 
 
 def _like(text: str) -> str:
@@ -64,7 +65,8 @@ def _orders() -> dict[str, Order]:
             id_desc,
         ),
         # DESK-6/9: tickets with an unseen important comment on top, newest first within.
-        "important_first": (Key(Ticket.important, lambda t: bool(t.important), descending=True), id_desc),
+        # (as 1/0: a cursor carries numbers and strings, and both databases compare integers alike)
+        "important_first": (Key(_important_rank, lambda t: int(bool(t.important)), descending=True), id_desc),
     }
     return {name: Order(name, keys) for name, keys in orders.items()}
 

@@ -856,7 +856,8 @@ class TicketFilters:
     type: list[str] | None = None
     needs_reply: bool | None = None
     important: bool | None = None
-    sla_breached: bool | None = None
+    sla_breached: bool | None = None  # any clock: reaction, resolution or a client's reply (DESK-5)
+    sla_reply_overdue: bool | None = None
     q: str | None = None
     # DESK-9 "my tickets" (view "mine"): where this employee is responsible or an executor.
     mine_of: int | None = None
@@ -975,12 +976,11 @@ async def list_tickets(
     if filters.important is not None:
         query = query.where(Ticket.important.is_(filters.important))
     if filters.sla_breached is not None:
-        breached = or_(Ticket.sla_reaction_breached.is_(True), Ticket.sla_resolution_breached.is_(True))
-        query = query.where(
-            breached
-            if filters.sla_breached
-            else and_(~Ticket.sla_reaction_breached, ~Ticket.sla_resolution_breached)
-        )
+        flags = (Ticket.sla_reaction_breached, Ticket.sla_resolution_breached, Ticket.sla_reply_overdue)
+        breached = or_(*(flag.is_(True) for flag in flags))
+        query = query.where(breached if filters.sla_breached else and_(*(~flag for flag in flags)))
+    if filters.sla_reply_overdue is not None:
+        query = query.where(Ticket.sla_reply_overdue.is_(filters.sla_reply_overdue))
     if filters.q and filters.q.strip():
         query = query.where(await _q_condition(session, account_id, filters.q))
     if filters.mine_of is not None:

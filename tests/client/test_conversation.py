@@ -109,7 +109,7 @@ async def test_desk_11_client_reply_with_files_needs_reply_and_tells_staff(
     card = await _ticket(client, tenant, ticket_id)
     assert card["flags"]["needs_reply"] is True
     staff_files = await client.get(f"/api/tickets/{ticket_id}/files", headers=tenant.dispatcher.headers)
-    assert [(f["filename"], f["public"], f["comment_id"]) for f in staff_files.json()] == [
+    assert [(f["filename"], f["public"], f["comment_id"]) for f in staff_files.json()["items"]] == [
         ("zone3.jpg", True, reply["id"])
     ]
     thread = (await client.get(f"/api/app/tickets/{ticket_id}/comments", headers=site.user.headers)).json()
@@ -157,7 +157,7 @@ async def test_desk_11_client_reply_returns_a_ticket_pending_for_the_client(
         False,
         True,
     )
-    history = (await client.get(f"/api/tickets/{ticket_id}/history", headers=headers)).json()
+    history = (await client.get(f"/api/tickets/{ticket_id}/history", headers=headers)).json()["items"]
     assert history[-1]["data"] == {"from": "pending", "to": "in_progress", "reason": "client_replied"}
 
     parts = await client.post(
@@ -200,7 +200,7 @@ async def test_desk_11_client_confirms_or_reopens_a_resolved_ticket(
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "closed"
     history = (
         await client.get(f"/api/tickets/{ticket_id}/history", headers=tenant.dispatcher.headers)
-    ).json()
+    ).json()["items"]
     by_client = [h for h in history if h["actor_kind"] == "contact"]
     assert [h["data"]["to"] for h in by_client if h["kind"] == "status_changed"] == ["reopened", "closed"]
     assert all(h["actor_name"] is None and h["actor_id"] is None for h in by_client)
@@ -323,3 +323,37 @@ async def test_desk_11_cancel_racing_an_assignment_has_one_winner(
                 json={"status": "cancelled", "comment": "next round"},
                 headers=tenant.dispatcher.headers,
             )
+
+
+async def test_desk_11_a_contact_given_access_lists_their_own_tickets(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DESK-11: a contact with app access who uses no object lists the tickets they are the client
+    of, newest first, in pages; not internal ones, not other clients' tickets."""
+    user = await make_app_user(client, tenant, "Owner Petrov")
+    other = await make_app_user(client, tenant, "Neighbour Sidorova")
+    made = []
+    for title, contact_id, kind in (
+        ("Gate motor hums", user.contact_id, "incident"),
+        ("Audit of the gate", user.contact_id, "internal"),
+        ("Door closer leaks", other.contact_id, "incident"),
+        ("Gate remote lost", user.contact_id, "request"),
+    ):
+        created = await client.post(
+            "/api/tickets",
+            json={"title": title, "contact_id": contact_id, "type": kind},
+            headers=tenant.dispatcher.headers,
+        )
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+    first = await client.get("/api/app/tickets", params={"limit": 1}, headers=user.headers)
+    assert first.status_code == 200, first.text
+    second = await client.get(
+        "/api/app/tickets", params={"limit": 1, "cursor": first.json()["next_cursor"]}, headers=user.headers
+    )
+    listed = [t["id"] for t in first.json()["items"] + second.json()["items"]]
+    assert listed == [made[3], made[0]] and second.json()["next_cursor"] is None
+    opened = await client.get(f"/api/app/tickets/{made[3]}", headers=user.headers)
+    assert opened.status_code == 200 and opened.json()["can_reply"] is True
+    staff = await client.get("/api/app/tickets", headers=tenant.dispatcher.headers)
+    assert staff.status_code == 403

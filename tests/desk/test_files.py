@@ -195,9 +195,9 @@ async def test_desk_6_staff_files_private_unless_marked_public_and_deletable(
     assert (await desk.client.get(path, headers=desk.headers)).status_code == 404
     again = await desk.client.delete(path, headers=desk.headers)
     assert again.status_code == 404 and again.json()["code"] == "file_not_found"
-    assert [f["id"] for f in await desk.get(f"/api/tickets/{t['id']}/files")] == [shown["id"]]
+    assert [f["id"] for f in (await desk.get(f"/api/tickets/{t['id']}/files"))["items"]] == [shown["id"]]
     assert len([p for p in (settings.files_dir / str(tenant.id)).rglob("*") if p.is_file()]) == 1
-    history = await desk.get(f"/api/tickets/{t['id']}/history")
+    history = (await desk.get(f"/api/tickets/{t['id']}/history"))["items"]
     gone = [h for h in history if h["kind"] == "file_deleted"]
     assert [(h["data"]["file_id"], h["data"]["filename"], h["actor_id"]) for h in gone] == [
         (plain["id"], "plan.txt", tenant.dispatcher.id)

@@ -55,7 +55,8 @@ def due_after(ticket: dict[str, Any], clock: str) -> timedelta:
 
 
 async def history(desk: Desk, ticket_id: int) -> list[tuple[str, dict[str, Any]]]:
-    return [(h["kind"], h["data"]) for h in await desk.get(f"/api/tickets/{ticket_id}/history")]
+    page = await desk.get(f"/api/tickets/{ticket_id}/history", limit=200)
+    return [(h["kind"], h["data"]) for h in page["items"]]
 
 
 async def test_desk5_first_matching_rule_wins_else_the_account_default(sla: Sla, desk: Desk) -> None:
@@ -247,6 +248,10 @@ async def test_desk5_each_client_message_has_its_own_reply_deadline(
     shown = await desk.get(f"/api/tickets/{tid}")
     assert shown["flags"]["sla_reply_overdue"]
     assert (await desk.get("/api/tickets"))["items"][0]["flags"]["sla_reply_overdue"]
+    # DESK-9: every flag a filter; an overdue reply counts as an SLA breach in the list
+    for flag in ("sla_reply_overdue", "sla_breached"):
+        assert [t["id"] for t in (await desk.get("/api/tickets", **{flag: "true"}))["items"]] == [tid]
+        assert tid not in [t["id"] for t in (await desk.get("/api/tickets", **{flag: "false"}))["items"]]
     assert await sweep_at(db, t0 + timedelta(minutes=91)) == 1  # the second message's own deadline
     breaches = [d for k, d in await history(desk, tid) if k == "sla_breached"]
     assert [(d["clock"], d["seconds"]) for d in breaches] == [("reply", 61 * 60), ("reply", 61 * 60)]

@@ -31,7 +31,7 @@ async def test_desk_4_dispatcher_and_administrator_close_a_resolved_ticket_with_
             path, json={"status": "closed", "comment": "Client confirmed by phone"}, headers=closer.headers
         )
         assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
-        history = await desk.get(f"/api/tickets/{made['id']}/history")
+        history = (await desk.get(f"/api/tickets/{made['id']}/history"))["items"]
         last = history[-1]
         assert (last["kind"], last["actor_id"], last["data"]["comment"]) == (
             "status_changed",
