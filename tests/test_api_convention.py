@@ -19,6 +19,16 @@ NOT_PAGED = {
     "/api/exchange/tickets/{ticket_id}/partner-link",
     "/api/app/objects",
     "/api/app/invoices",
+    # The client app's views of one ticket: its thread and files, whole (the app's own contract).
+    "/api/app/tickets/{ticket_id}/comments",
+    "/api/app/tickets/{ticket_id}/files",
+    # Configuration tables an administrator edits as a whole: a handful of rows each (SLA rules
+    # and holidays, permission grants, a panel's account numbers, the alarm code table).
+    "/api/sla/rules",
+    "/api/sla/holidays",
+    "/api/permissions/grants",
+    "/api/objects/{object_id}/alarm-accounts",
+    "/api/alarm/rules",
 }
 
 

@@ -77,7 +77,7 @@ async def test_a_forged_forwarded_for_from_loopback_is_not_the_sender(
         answer = await http.post(path, json=note, headers=FORGED)
         assert answer.status_code == 403, answer.text
         assert answer.json()["code"] == "sender_not_allowed"
-        log = (await http.get("/api/intake/events", params={"source": "payments"})).json()
+        log = (await http.get("/api/intake/events", params={"source": "payments"})).json()["items"]
     assert [(e["remote_addr"], e["state"]) for e in log] == [("127.0.0.1", "rejected")]
 
 

@@ -56,7 +56,7 @@ async def test_trouble_opens_ticket_repeat_folds_restore_is_noted(
     assert notes[1].body.startswith("Restored: AC loss restored")
     events = (
         await client.get(f"/api/objects/{object_id}/alarm-events", headers=tenant.dispatcher.headers)
-    ).json()
+    ).json()["items"]
     assert [e["outcome"] for e in events] == ["restored", "folded", "opened"]
     assert {e["ticket_id"] for e in events} == {ticket.id} and events[0]["zone"] == "007"
 
@@ -112,14 +112,14 @@ async def test_alarms_openings_closings_and_tests_open_nothing_but_are_kept(
         await apply(app)
     assert await tickets_of(app, object_id) == []
     listed = await client.get(f"/api/objects/{object_id}/alarm-events", headers=tenant.engineer.headers)
-    assert [e["kind"] for e in listed.json()] == [
+    assert [e["kind"] for e in listed.json()["items"]] == [
         "test",
         "opening_closing",
         "opening_closing",
         "alarm",
         "alarm",
     ]
-    assert {e["outcome"] for e in listed.json()} == {"logged"}
+    assert {e["outcome"] for e in listed.json()["items"]} == {"logged"}
 
 
 async def test_account_rule_turns_a_trouble_off_and_alarm_codes_cannot_be_turned_on(
@@ -195,7 +195,7 @@ async def test_unknown_account_is_answered_duh_shown_to_administrators_and_creat
         assert _token(udp) == "DUH"
     assert await _count(app, IntakeEvent) == 0 and await _count(app, AlarmEvent) == 0
     seen = await client.get("/api/alarm/unknown-accounts", headers=tenant.admin.headers)
-    assert [(u["number"], u["line"]) for u in seen.json()] == [("ABC123", "5")]
+    assert [(u["number"], u["line"]) for u in seen.json()["items"]] == [("ABC123", "5")]
     staff = await client.get("/api/alarm/unknown-accounts", headers=tenant.dispatcher.headers)
     assert staff.status_code == 403
 

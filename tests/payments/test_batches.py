@@ -28,7 +28,7 @@ def _paid(sw: FakeStandard, invoice: dict[str, Any], amount: str = "1500.00", **
 
 async def _outcomes(world: World) -> list[tuple[str, str | None]]:
     log = await world.get("/api/intake/events?source=payments", headers=world.tenant.admin.headers)
-    return sorted((entry["outcome"], entry["error_code"]) for entry in log)
+    return sorted((entry["outcome"], entry["error_code"]) for entry in log["items"])
 
 
 async def test_a_mixed_batch_ends_as_one_by_one_would(world: World) -> None:

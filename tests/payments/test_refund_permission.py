@@ -76,7 +76,7 @@ async def test_pay7_refund_permission_is_granted_and_withdrawn_by_an_administrat
     # The dispatchers' grant withdrawn: dispatchers are refused; the administrator still decides.
     await world.client.delete(f"/api/permissions/grants/{default['id']}", headers=t.admin.headers)
     pending = [
-        r for r in await world.get(f"/api/invoices/{invoice['id']}/refunds") if r["status"] == "requested"
+        r for r in (await world.get(f"/api/invoices/{invoice['id']}/refunds"))["items"] if r["status"] == "requested"
     ]
     decide = f"/api/refunds/{pending[0]['id']}/reject"
     by_dispatcher = await world.client.post(decide, json={"reason": "No"}, headers=t.dispatcher.headers)

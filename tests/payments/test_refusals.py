@@ -19,7 +19,7 @@ async def _issued(world: World) -> dict[str, Any]:
 
 
 async def _log(world: World) -> list[dict[str, Any]]:
-    return list(await world.get("/api/intake/events?source=payments", headers=world.tenant.admin.headers))
+    return list((await world.get("/api/intake/events?source=payments", headers=world.tenant.admin.headers))["items"])
 
 
 async def test_a_refused_sender_gets_a_code_and_the_details_stay_in_the_log(world: World, far: Any) -> None:

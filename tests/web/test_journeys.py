@@ -238,7 +238,7 @@ async def test_ticket_page(
     await form.locator("input[name=public]").uncheck()
     await form.locator("input[name=important]").check()
     await form.locator("button[type=submit]").click()
-    await expect(page.locator(".comment.private")).to_contain_text("call before visiting")
+    await expect(page.locator(".comment.private", has_text="call before visiting")).to_be_visible()
     await expect(page.locator("#badges .flag-important")).to_be_visible()
     async with page.expect_download() as download_info:
         await page.locator(".comment a.download").first.click()
@@ -262,8 +262,10 @@ async def test_ticket_page(
 
     comments = (
         await client.get(f"/api/tickets/{ticket['id']}/comments", headers=tenant.dispatcher.headers)
-    ).json()
+    ).json()["items"]
+    # the comment given with the status change is in the thread too (a private note)
     assert [(c["body"], c["public"], len(c["file_ids"])) for c in comments] == [
+        ("Waiting for the spare motor", False, 0),
         ("Photo of the gate motor", True, 1),
         ("Client is difficult, call before visiting", False, 0),
     ]

@@ -55,7 +55,7 @@ async def test_a_form_without_the_csrf_token_is_refused(client: httpx.AsyncClien
     comments = await client.get(
         f"/api/tickets/{made.json()['id']}/comments", headers=tenant.dispatcher.headers
     )
-    assert comments.json() == []
+    assert comments.json()["items"] == []
 
 
 async def test_signing_out_ends_the_session(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -109,7 +109,7 @@ async def test_another_accounts_pages_are_not_found(
     seen = await client.get(f"/api/tickets/{ticket_id}", headers=other_tenant.dispatcher.headers)
     assert seen.json()["status"] == "open" and seen.json()["responsible_id"] is None
     history = await client.get(f"/api/tickets/{ticket_id}/history", headers=other_tenant.dispatcher.headers)
-    assert [h["kind"] for h in history.json()] == ["created"]
+    assert [h["kind"] for h in history.json()["items"]] == ["created"]
 
 
 async def test_demo_opens_on_the_sign_in_page(
@@ -190,4 +190,4 @@ async def test_an_oversized_upload_is_refused_unread(
     comments = await client.get(
         f"/api/tickets/{made.json()['id']}/comments", headers=tenant.dispatcher.headers
     )
-    assert comments.json() == []
+    assert comments.json()["items"] == []

@@ -17,6 +17,7 @@ from hub.monitoring.alarm.codes import (
 )
 from hub.monitoring.alarm.models import AlarmAccount, AlarmEvent, AlarmRule, UnknownAlarmAccount
 from hub.monitoring.alarm.schemas import AlarmAccountCreate, AlarmAccountRead, AlarmRuleRead
+from hub.paging import Rows, by_id, fetch_page
 from hub.people.service import get_object
 
 __all__ = [
@@ -113,14 +114,14 @@ async def remove_account(session: AsyncSession, account_id: int, alarm_account_i
 
 
 async def list_events(
-    session: AsyncSession, account_id: int, object_id: int, *, before_id: int | None, limit: int
-) -> list[AlarmEvent]:
-    """The object's events, newest first (keyset: ``before_id``)."""
+    session: AsyncSession, account_id: int, object_id: int, *, cursor: str | None, limit: int
+) -> Rows:
+    """The object's events, newest first, one page."""
     await get_object(session, account_id, object_id)
     query = select(AlarmEvent).where(AlarmEvent.account_id == account_id, AlarmEvent.object_id == object_id)
-    if before_id:
-        query = query.where(AlarmEvent.id < before_id)
-    return list(await session.scalars(query.order_by(AlarmEvent.id.desc()).limit(limit)))
+    return await fetch_page(
+        session, query, by_id(AlarmEvent.id, newest_first=True), cursor=cursor, limit=limit
+    )
 
 
 def _known_codes() -> dict[tuple[str, str], str]:
@@ -194,10 +195,10 @@ async def set_rule(
     return AlarmRuleRead(protocol, code, "", kind_of(protocol, code), False, False, False)
 
 
-async def list_unknown(session: AsyncSession, limit: int) -> list[UnknownAlarmAccount]:
-    """Account numbers the receiver was sent and answered DUH: they belong to no account yet,
-    so every administrator sees them (numbers only; nothing of any company)."""
-    rows = await session.scalars(
-        select(UnknownAlarmAccount).order_by(UnknownAlarmAccount.last_seen.desc()).limit(limit)
+async def list_unknown(session: AsyncSession, *, cursor: str | None, limit: int) -> Rows:
+    """Account numbers the receiver was sent and answered DUH, most recently first seen first:
+    they belong to no account yet, so every administrator sees them (numbers only)."""
+    query = select(UnknownAlarmAccount)
+    return await fetch_page(
+        session, query, by_id(UnknownAlarmAccount.id, newest_first=True), cursor=cursor, limit=limit
     )
-    return list(rows)

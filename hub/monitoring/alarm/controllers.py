@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, delete, get, patch, post, put
-from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.guards import administrators, employees
@@ -20,6 +17,7 @@ from hub.monitoring.alarm.schemas import (
     AlarmRuleSet,
     UnknownAlarmAccountRead,
 )
+from hub.paging import DEFAULT_LIMIT, Cursor, Limit, Page
 from hub.schemas import to_read, updates_of
 
 __all__ = ["ALARM_CONTROLLERS", "AlarmController", "ObjectAlarmController"]
@@ -48,13 +46,13 @@ class ObjectAlarmController(Controller):
         object_id: int,
         db_session: AsyncSession,
         principal: Principal,
-        before_id: Annotated[int | None, Parameter(ge=1, le=2**62, description="Keyset: ids below")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    ) -> list[AlarmEventRead]:
-        rows = await admin.list_events(
-            db_session, principal.account_id, object_id, before_id=before_id, limit=limit
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page[AlarmEventRead]:
+        rows, next_cursor = await admin.list_events(
+            db_session, principal.account_id, object_id, cursor=cursor, limit=limit
         )
-        return [to_read(AlarmEventRead, row) for row in rows]
+        return Page([to_read(AlarmEventRead, row) for row in rows], next_cursor)
 
 
 class AlarmController(Controller):
@@ -100,9 +98,10 @@ class AlarmController(Controller):
         "/unknown-accounts", guards=[administrators], summary="Account numbers panels sent that nobody set up"
     )
     async def list_unknown(
-        self, db_session: AsyncSession, limit: Annotated[int, Parameter(ge=1, le=500)] = 100
-    ) -> list[UnknownAlarmAccountRead]:
-        return [to_read(UnknownAlarmAccountRead, row) for row in await admin.list_unknown(db_session, limit)]
+        self, db_session: AsyncSession, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+    ) -> Page[UnknownAlarmAccountRead]:
+        rows, next_cursor = await admin.list_unknown(db_session, cursor=cursor, limit=limit)
+        return Page([to_read(UnknownAlarmAccountRead, row) for row in rows], next_cursor)
 
 
 ALARM_CONTROLLERS = [ObjectAlarmController, AlarmController]
