@@ -295,7 +295,7 @@ class Bench:
         conns = await self.http.get(
             f"{self.a.base_url}/api/exchange/connections", headers=alpha.admin.headers
         )
-        connection_id = conns.json()[0]["id"]
+        connection_id = conns.json()["items"][0]["id"]
         originals: list[int] = []
         for n in range(tickets):
             ticket = await self.http.post(
