@@ -20,6 +20,8 @@ from typing import Any, get_args
 import msgspec
 from msgspec import inspect
 
+from hub.openapi_examples import add_examples
+
 __all__ = ["TAG_DESCRIPTIONS", "document"]
 
 TAG_DESCRIPTIONS = {
@@ -165,4 +167,6 @@ def document(schema: dict[str, Any], structs: dict[str, type[msgspec.Struct]]) -
         _errors(path, method, op)
     used = sorted({t for _, _, op in _operations(schema) for t in op.get("tags", [])})
     schema["tags"] = [{"name": t, "description": TAG_DESCRIPTIONS.get(t, t)} for t in used]
-    return _page_names(schema)
+    renamed = _page_names(schema)
+    add_examples(renamed["components"]["schemas"])
+    return renamed

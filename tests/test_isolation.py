@@ -132,10 +132,11 @@ def sample(spec: dict[str, Any], schema: dict[str, Any], own: dict[str, Any], na
     schema = _resolve(spec, schema)
     if name in own:
         return own[name]
-    for key in ("examples",):
-        if schema.get(key):
-            return schema[key][0]
-    if "example" in schema:
+    # A schema's example stands for a scalar; objects are built here (required fields, own ids).
+    scalar = schema.get("type") not in ("object", "array") and "properties" not in schema
+    if scalar and schema.get("examples"):
+        return schema["examples"][0]
+    if scalar and "example" in schema:
         return schema["example"]
     if "enum" in schema:
         return schema["enum"][0]
