@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from hub import __version__
 from hub.access_log import AccessLog
-from hub.auth.middleware import HubAuthMiddleware
+from hub.auth.middleware import SUBJECT_CHECK_SECONDS, HubAuthMiddleware, SubjectCache
 from hub.db import Database
 from hub.deps import dependencies
 from hub.docs import docs_assets_router, swagger_page
@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None, *, run_background_jobs: bool | 
                 "db": db,
                 "jobs": jobs,
                 "live": live,
-                "subject_cache": {},
+                "subject_cache": SubjectCache(ttl=SUBJECT_CHECK_SECONDS),
                 # /ready expects the job loops' heartbeat from this process only if they run here
                 "jobs_in_process": start_jobs,
             }

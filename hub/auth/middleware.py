@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from hub.accounts.models import ApiKey, AppUser, Employee
 from hub.auth.principal import Principal
 from hub.auth.tokens import decode_access_token, secret_hash
+from hub.cache import TTLCache
 from hub.db import Database, UTCDateTime, utcnow
 from hub.errors import Unauthorized
 from hub.settings import Settings
@@ -24,7 +24,7 @@ API_KEY_PREFIX = "hubk_"
 # How long one process trusts what it last read about a signed-in person (active, role): a
 # deactivated or demoted employee loses access within this, not when the token expires.
 SUBJECT_CHECK_SECONDS = 5.0
-SubjectCache = dict[tuple[str, int], tuple[float, bool, str | None]]
+SubjectCache = TTLCache[tuple[str, int], tuple[bool, str | None]]
 
 
 # Built once: the sign-in check runs on a signed-in person's requests (every few seconds each).
@@ -50,12 +50,7 @@ async def check_subject(db: Database, principal: Principal, cache: SubjectCache)
     """Refuse an access token whose employee or app user was deactivated, or whose role changed
     since it was issued (the client signs in or refreshes to get the current role)."""
     key = (principal.kind, principal.subject_id)
-    now = time.monotonic()
-    cached = cache.get(key)
-    if cached is None or cached[0] < now:
-        cached = (now + SUBJECT_CHECK_SECONDS, *await _subject_state(db, principal))
-        cache[key] = cached
-    _, active, role = cached
+    active, role = await cache.get(key, lambda: _subject_state(db, principal))
     if not active:
         raise Unauthorized("This sign-in is no longer active", code="subject_inactive")
     if principal.kind == "employee" and role != principal.role:

@@ -3,13 +3,12 @@ it, and only then talks to the far side (no session is held across network I/O).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import msgspec
 import structlog
 
+from hub.cache import TTLCache
 from hub.connectors.email import SmtpTarget, send_email
 from hub.connectors.fcm import FcmAccount, TokenGone, send_push
 from hub.connectors.sms import send_sms
@@ -37,33 +36,25 @@ log = structlog.get_logger("hub.notifications")
 # them once instead of once per message. A change made in this process clears it at once
 # (``forget_config``); other processes see it within CONFIG_TTL_SECONDS.
 CONFIG_TTL_SECONDS = 10.0
-_configs: dict[tuple[int, int | None, str], tuple[float, Any]] = {}
-_loading: dict[tuple[int, int | None, str], asyncio.Lock] = {}
+_CONFIGS: TTLCache[tuple[int, int | None, str], Any] = TTLCache(ttl=CONFIG_TTL_SECONDS)
 
 
 def forget_config() -> None:
-    _configs.clear()
+    _CONFIGS.forget()
 
 
-def _cached(key: tuple[int, int | None, str]) -> tuple[float, Any] | None:
-    cached = _configs.get(key)
-    return cached if cached is not None and cached[0] > time.monotonic() else None
+async def _read_config(ctx: DeliveryContext, account_id: int | None, channel: str) -> Any:
+    async with ctx.db.sessionmaker() as session:
+        return await channel_config(session, account_id, channel)
 
 
 async def _config(ctx: DeliveryContext, message: MessageView, channel: str) -> Any:
+    # One read per expiry, not one per message of the batch delivered at that moment.
     key = (id(ctx.db), message.account_id, channel)
-    cached = _cached(key)
-    if cached is None:
-        # One read per expiry, not one per message of the batch delivered at that moment.
-        async with _loading.setdefault(key, asyncio.Lock()):
-            cached = _cached(key)
-            if cached is None:
-                async with ctx.db.sessionmaker() as session:
-                    config = await channel_config(session, message.account_id, channel)
-                cached = _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, config)
-    if cached[1] is None:
+    config = await _CONFIGS.get(key, lambda: _read_config(ctx, message.account_id, channel))
+    if config is None:
         raise PermanentDeliveryError(f"the {channel} channel is not configured or switched off")
-    return cached[1]
+    return config
 
 
 @outbox_handler(TOPIC_PREFIX + "email")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 import time
 from collections.abc import Iterable
@@ -26,7 +27,6 @@ from sqlalchemy import and_, exists, func, insert, literal_column, or_, select, 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from tenacity import RetryCallState, wait_exponential_jitter
 
 from hub.db import utcnow
 from hub.jobs import JobContext, periodic_job
@@ -49,15 +49,12 @@ _UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.DELIVERING)
 
 
 def backoff_seconds(settings: OutboxSettings, attempts: int) -> float:
-    """Delay before the next attempt: exponential from the initial delay, capped, with jitter."""
-    wait = wait_exponential_jitter(
-        initial=settings.initial_delay_seconds,
-        max=settings.max_delay_seconds,
-        jitter=settings.initial_delay_seconds,
-    )
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.attempt_number = max(attempts, 1)
-    return float(wait(state))
+    """Delay before the next attempt: the initial delay doubled per failed attempt, plus up to one
+    initial delay of jitter (so the messages of a dead endpoint do not all retry at the same
+    moment), capped at the maximum."""
+    doublings = min(max(attempts, 1) - 1, 62)  # beyond any cap; keeps the float finite
+    delay = settings.initial_delay_seconds * 2.0**doublings
+    return min(delay + random.uniform(0, settings.initial_delay_seconds), settings.max_delay_seconds)
 
 
 # How many consecutive messages of one ordering key a round may take: they go one after the
