@@ -898,16 +898,6 @@ def _mine(employee_id: int) -> Any:
     return or_(Ticket.responsible_id == employee_id, Ticket.id.in_(executes))
 
 
-def _cursor_id(raw: str) -> int:
-    try:
-        after = int(raw)
-    except ValueError:
-        raise BadRequest("Invalid cursor", code="invalid_cursor") from None
-    if not 0 < after < 2**62:
-        raise BadRequest("Invalid cursor", code="invalid_cursor")
-    return after
-
-
 async def _q_condition(session: AsyncSession, account_id: int, q: str) -> Any:
     """A bare number is a ticket number (or a phone suffix from 5 digits); a phone-looking string
     is a phone suffix; anything else is a substring of the search text."""
